@@ -1,0 +1,223 @@
+"""dhatc.Profiler: the object whose lifetime bounds what is measured.
+
+Phases, as in the crate (the engine is process-wide, so one profiler at a time):
+
+    created --start()/with--> running --stop()/with-exit/last ref dropped/exit--> stopped
+                                 |
+                                 +--failed dhatc.assert_* (testing mode)--> asserted --stop()--> stopped
+"""
+
+from __future__ import annotations
+
+import atexit
+import os
+import sys
+import weakref
+from types import TracebackType
+from typing import Optional, Type, Union
+
+from . import _dhat_file, _engine
+from ._dhat_file import Profile
+
+_MODES = {"heap": _engine.MODE_HEAP, "ad-hoc": _engine.MODE_AD_HOC}
+_DEFAULT_FILE_NAMES = {"heap": "dhat-heap.json", "ad-hoc": "dhat-ad-hoc.json"}
+
+# The running profiler, held weakly: dropping the last reference to it must
+# stop it, as dropping a Rust Profiler does.
+_running: Optional["weakref.ReferenceType[Profiler]"] = None
+
+
+def running_profiler() -> Optional["Profiler"]:
+    """The profiler that is running (or has asserted and not been stopped), if any."""
+    return _running() if _running is not None else None
+
+
+class Profiler:
+    """Profiles the heap (``mode="heap"``) or ad hoc events (``mode="ad-hoc"``).
+
+    Use it as a context manager, or call :meth:`start` and :meth:`stop`.  On
+    stop, unless ``testing`` is set, the profile is written in DHAT's format to
+    ``file_name`` (default ``dhat-heap.json`` / ``dhat-ad-hoc.json``) and a
+    summary is printed to stderr; with ``eprint_json`` the JSON goes to stderr
+    instead of a file.  ``trim_backtraces`` bounds the Python frames kept per
+    program point (``None`` keeps all, up to the engine's limit of 512).
+    """
+
+    def __init__(
+        self,
+        mode: str = "heap",
+        *,
+        file_name: Optional[Union[str, "os.PathLike[str]"]] = None,
+        testing: bool = False,
+        trim_backtraces: Optional[int] = 10,
+        eprint_json: bool = False,
+    ) -> None:
+        if not isinstance(mode, str):
+            raise TypeError(f"dhatc: mode must be a str, not {type(mode).__name__}")
+        if mode not in _MODES:
+            raise ValueError(f"dhatc: unknown mode {mode!r}; use mode=\"heap\" or mode=\"ad-hoc\"")
+        if file_name is not None and not isinstance(file_name, (str, os.PathLike)):
+            raise TypeError(
+                f"dhatc: file_name must be a str or os.PathLike, not {type(file_name).__name__}"
+            )
+        if trim_backtraces is not None:
+            if isinstance(trim_backtraces, bool) or not isinstance(trim_backtraces, int):
+                raise TypeError(
+                    "dhatc: trim_backtraces must be an int or None, "
+                    f"not {type(trim_backtraces).__name__}"
+                )
+            if trim_backtraces < 0:
+                raise ValueError(
+                    f"dhatc: trim_backtraces must be >= 0 (or None for all frames), "
+                    f"got {trim_backtraces}"
+                )
+        self.mode = mode
+        self.file_name: str = (
+            os.fspath(file_name) if file_name is not None else _DEFAULT_FILE_NAMES[mode]
+        )
+        self.testing = bool(testing)
+        self.trim_backtraces = trim_backtraces
+        self.eprint_json = bool(eprint_json)
+        #: The finished profile, once stopped (kept even if saving it failed).
+        self.profile: Optional[Profile] = None
+        self._phase = "created"  # created, running, asserted, stopped
+        self._pid = 0
+
+    # ---- lifetime ---------------------------------------------------------
+
+    def start(self) -> "Profiler":
+        """Starts profiling; returns the profiler."""
+        self._begin()
+        return self
+
+    def __enter__(self) -> "Profiler":
+        self._begin()
+        return self
+
+    def _begin(self) -> None:
+        global _running
+        if self._phase != "created":
+            raise RuntimeError(
+                "dhatc: this Profiler has already been started; create a new Profiler"
+            )
+        if running_profiler() is not None:
+            raise RuntimeError("dhat: creating a profiler while a profiler is already running")
+        trim = -1 if self.trim_backtraces is None else self.trim_backtraces
+        self._pid = os.getpid()
+        _running = weakref.ref(self)
+        self._phase = "running"
+        try:
+            # The root is the caller of start()/__enter__: two frames up from here.
+            # Nothing may allocate after this call on the way back to the user.
+            _engine.start(_MODES[self.mode], trim, 2)
+        except BaseException:
+            _running = None
+            self._phase = "created"
+            raise
+
+    def stop(self) -> None:
+        """Stops profiling and, outside testing mode, saves the profile.
+
+        Does nothing if the profiler is not running.  If the file cannot be
+        written, raises OSError; the profile stays in :attr:`profile` and can be
+        written again with :meth:`save`.
+        """
+        if self._phase == "asserted":
+            self._forget()
+            return
+        if self._phase != "running":
+            return
+        data = _engine.stop()
+        self._forget()
+        self.profile = _dhat_file.profile_from_engine(
+            data, cmd=" ".join([sys.executable, *sys.argv]), pid=self._pid
+        )
+        if not self.testing:
+            self._report()
+
+    def __exit__(
+        self,
+        exc_type: Optional[Type[BaseException]],
+        exc: Optional[BaseException],
+        tb: Optional[TracebackType],
+    ) -> None:
+        # Save even when the block raised (KeyboardInterrupt included); the
+        # exception propagates.
+        self.stop()
+
+    def __del__(self) -> None:
+        if getattr(self, "_phase", None) == "running" and self._pid == os.getpid():
+            try:
+                self.stop()
+            except Exception as e:  # a finaliser must not raise
+                print(f"dhat: error: {e}", file=sys.stderr)
+
+    def _forget(self) -> None:
+        global _running
+        self._phase = "stopped"
+        if running_profiler() is self:
+            _running = None
+        _engine.set_asserted(False)
+
+    # ---- output -----------------------------------------------------------
+
+    def _report(self) -> None:
+        assert self.profile is not None
+        for line in _dhat_file.summary_lines(self.profile):
+            _dhat_file.eprint(line)
+        if self.profile.dropped:
+            _dhat_file.eprint(
+                f"dhat: warning: {self.profile.dropped:,} events were not recorded "
+                "because the engine ran out of memory"
+            )
+        if self.eprint_json:
+            _dhat_file.write_json(self.profile, sys.stderr)
+            sys.stderr.flush()
+            return
+        self.save()
+        _dhat_file.eprint(_dhat_file.saved_line(self.file_name))
+
+    def save(self, file_name: Optional[Union[str, "os.PathLike[str]"]] = None) -> str:
+        """Writes the finished profile to `file_name` (default: the configured one).
+
+        Returns the path written.  Raises RuntimeError if the profiler has not
+        stopped yet, OSError if the file cannot be written.
+        """
+        if self.profile is None:
+            raise RuntimeError("dhatc: nothing to save yet; stop the profiler first")
+        path = os.fspath(file_name) if file_name is not None else self.file_name
+        _dhat_file.save(self.profile, path)
+        return path
+
+    def __repr__(self) -> str:
+        return (
+            f"Profiler(mode={self.mode!r}, file_name={self.file_name!r}, testing={self.testing}, "
+            f"trim_backtraces={self.trim_backtraces}, eprint_json={self.eprint_json}) "
+            f"<{self._phase}>"
+        )
+
+
+def _stop_at_exit() -> None:
+    """A profiler still running at interpreter exit is stopped and saved."""
+    profiler = running_profiler()
+    if profiler is not None and profiler._pid == os.getpid():
+        try:
+            profiler.stop()
+        except OSError as e:
+            print(f"dhat: error: {e}", file=sys.stderr)
+
+
+def _after_fork_in_child() -> None:
+    """The child of a fork does not go on with the parent's profile: it neither
+    records into it nor saves it (the parent does)."""
+    global _running
+    profiler = running_profiler()
+    if profiler is not None:
+        profiler._phase = "stopped"
+        _running = None
+        _engine.abandon()
+
+
+atexit.register(_stop_at_exit)
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_after_fork_in_child)

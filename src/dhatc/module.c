@@ -1,0 +1,290 @@
+/* dhatc._engine: the thin CPython binding of the engine.  Each function here
+ * checks its arguments and calls the engine; the Python half of the package
+ * (dhatpy/) shapes the results and writes the file. */
+#define PY_SSIZE_T_CLEAN
+#include <Python.h>
+
+#include <pthread.h>
+
+#include "frames.h"
+#include "guard.h"
+#include "hooks.h"
+#include "profile.h"
+#include "stats_types.h"
+
+static const char *const kind_names[] = {
+#define DHATC_KIND_NAME(name, text) text,
+    DHATC_KINDS(DHATC_KIND_NAME)
+#undef DHATC_KIND_NAME
+};
+
+static PyObject *engine_start(PyObject *module, PyObject *args)
+{
+    (void)module;
+    int mode, skip;
+    Py_ssize_t trim;
+    if (!PyArg_ParseTuple(args, "ini:start", &mode, &trim, &skip)) {
+        return NULL;
+    }
+    if (mode != DHATC_MODE_HEAP && mode != DHATC_MODE_AD_HOC) {
+        PyErr_Format(PyExc_ValueError, "dhatc._engine.start: unknown mode %d", mode);
+        return NULL;
+    }
+    if (dhatc_phase != DHATC_PHASE_IDLE || dhatc_profile_running() != DHATC_MODE_NONE) {
+        PyErr_SetString(PyExc_RuntimeError,
+                        "dhat: creating a profiler while a profiler is already running");
+        return NULL;
+    }
+    dhatc_frames_limit = trim < 0 || trim > DHATC_MAX_DEPTH ? DHATC_MAX_DEPTH : (uint32_t)trim;
+    dhatc_frames_set_root(skip);
+    if (mode == DHATC_MODE_HEAP) {
+        /* Hooks first: they pass calls through until the profile runs. */
+        dhatc_hooks_install();
+    }
+    dhatc_phase = DHATC_PHASE_RUNNING;
+    /* Last: from here on every allocation counts, so nothing after it may
+     * allocate on this path. */
+    if (!dhatc_profile_start((dhatc_mode_t)mode, dhatc_frames_canonicalize)) {
+        dhatc_phase = DHATC_PHASE_IDLE;
+        dhatc_hooks_uninstall();
+        return PyErr_NoMemory();
+    }
+    Py_RETURN_NONE;
+}
+
+static void drop_code_reference(const dhatc_frame_t *frames, uint32_t depth)
+{
+    for (uint32_t i = 0; i < depth; i++) {
+        Py_DECREF((PyObject *)frames[i].code);
+    }
+}
+
+/* Stops recording and takes references on every program point's code. */
+static void stop_recording(void)
+{
+    dhatc_profile_stop();
+    dhatc_hooks_uninstall();
+    dhatc_hooks_retain_code();
+    dhatc_frames_clear_root();
+}
+
+static void release_profile(void)
+{
+    uint32_t count = dhatc_profile_pp_count();
+    for (uint32_t id = 0; id < count; id++) {
+        dhatc_pp_figures_t pp;
+        dhatc_profile_pp_figures(id, &pp);
+        drop_code_reference(pp.frames, pp.depth);
+    }
+    dhatc_profile_release();
+}
+
+static PyObject *pp_as_tuple(const dhatc_pp_figures_t *pp)
+{
+    PyObject *frames = PyTuple_New(pp->depth);
+    if (frames == NULL) {
+        return NULL;
+    }
+    for (uint32_t i = 0; i < pp->depth; i++) {
+        PyObject *frame = Py_BuildValue("(Oi)", (PyObject *)pp->frames[i].code, pp->frames[i].where);
+        if (frame == NULL) {
+            Py_DECREF(frames);
+            return NULL;
+        }
+        PyTuple_SET_ITEM(frames, i, frame);
+    }
+    const char *kind = pp->kind == DHATC_KIND_AD_HOC ? NULL : kind_names[pp->kind];
+    return Py_BuildValue("(zNKKKKKKKKK)", kind, frames, pp->total_bytes, pp->total_blocks,
+                         pp->total_lifetime, pp->max_bytes, pp->max_blocks, pp->gmax_bytes,
+                         pp->gmax_blocks, pp->end_bytes, pp->end_blocks);
+}
+
+static PyObject *engine_stop(PyObject *module, PyObject *unused)
+{
+    (void)module;
+    (void)unused;
+    dhatc_mode_t mode = dhatc_profile_running();
+    if (mode == DHATC_MODE_NONE) {
+        PyErr_SetString(PyExc_RuntimeError, "dhatc: no profile is running");
+        return NULL;
+    }
+    stop_recording();
+    dhatc_phase = DHATC_PHASE_IDLE;
+
+    dhatc_stats_t stats = dhatc_profile_stats();
+    uint32_t count = dhatc_profile_pp_count();
+    PyObject *pps = PyList_New(count);
+    for (uint32_t id = 0; pps != NULL && id < count; id++) {
+        dhatc_pp_figures_t pp;
+        dhatc_profile_pp_figures(id, &pp);
+        PyObject *item = pp_as_tuple(&pp);
+        if (item == NULL) {
+            Py_CLEAR(pps);
+            break;
+        }
+        PyList_SET_ITEM(pps, id, item);
+    }
+    PyObject *result = NULL;
+    if (pps != NULL) {
+        result = Py_BuildValue("{s:s,s:K,s:K,s:K,s:K,s:K,s:K,s:K,s:K,s:K,s:N}", "mode",
+                               mode == DHATC_MODE_HEAP ? "heap" : "ad-hoc", "total_blocks",
+                               stats.total_blocks, "total_bytes", stats.total_bytes,
+                               "curr_blocks", stats.curr_blocks, "curr_bytes", stats.curr_bytes,
+                               "max_blocks", stats.max_blocks, "max_bytes", stats.max_bytes,
+                               "time_of_peak", dhatc_profile_time_of_peak(), "time_of_end",
+                               dhatc_profile_time_of_end(), "dropped", dhatc_profile_dropped(),
+                               "pps", pps);
+    }
+    release_profile();
+    return result;
+}
+
+static PyObject *engine_abandon(PyObject *module, PyObject *unused)
+{
+    (void)module;
+    (void)unused;
+    stop_recording();
+    dhatc_phase = DHATC_PHASE_IDLE;
+    release_profile();
+    Py_RETURN_NONE;
+}
+
+static PyObject *engine_running(PyObject *module, PyObject *unused)
+{
+    (void)module;
+    (void)unused;
+    switch (dhatc_profile_running()) {
+    case DHATC_MODE_HEAP:
+        return PyUnicode_FromString("heap");
+    case DHATC_MODE_AD_HOC:
+        return PyUnicode_FromString("ad-hoc");
+    default:
+        Py_RETURN_NONE;
+    }
+}
+
+static PyObject *engine_set_asserted(PyObject *module, PyObject *arg)
+{
+    (void)module;
+    int asserted = PyObject_IsTrue(arg);
+    if (asserted < 0) {
+        return NULL;
+    }
+    dhatc_phase = asserted ? DHATC_PHASE_ASSERTED : DHATC_PHASE_IDLE;
+    Py_RETURN_NONE;
+}
+
+static PyObject *engine_ad_hoc_event(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
+{
+    (void)module;
+    unsigned long long weight = 1;
+    if (nargs > 1) {
+        PyErr_Format(PyExc_TypeError, "ad_hoc_event() takes at most 1 argument (%zd given)",
+                     nargs);
+        return NULL;
+    }
+    if (nargs == 1) {
+        if (!PyLong_Check(args[0])) {
+            PyErr_Format(PyExc_TypeError, "ad_hoc_event() weight must be an int, not %.100s",
+                         Py_TYPE(args[0])->tp_name);
+            return NULL;
+        }
+        weight = PyLong_AsUnsignedLongLong(args[0]);
+        if (weight == (unsigned long long)-1 && PyErr_Occurred()) {
+            PyErr_Clear();
+            PyErr_Format(PyExc_ValueError,
+                         "ad_hoc_event() weight must be a non-negative int below 2**64, got %R",
+                         args[0]);
+            return NULL;
+        }
+    }
+    if (dhatc_profile_running() == DHATC_MODE_AD_HOC) {
+        dhatc_frame_t frames[DHATC_MAX_DEPTH];
+        uint64_t hash;
+        uint32_t depth =
+            dhatc_frames_capture(PyThreadState_Get(), frames, &hash, DHATC_KIND_AD_HOC);
+        dhatc_profile_record_event(weight, frames, depth, hash);
+        if (dhatc_profile_has_new_pps()) {
+            dhatc_hooks_retain_code();
+        }
+    }
+    Py_RETURN_NONE;
+}
+
+static PyMethodDef engine_methods[] = {
+    {"start", engine_start, METH_VARARGS,
+     "start(mode, trim, skip)\n--\n\nStarts a profile (1 heap, 2 ad hoc), keeping at most "
+     "`trim` Python frames per stack (-1: all) and treating the frame `skip` levels up as the "
+     "root."},
+    {"stop", engine_stop, METH_NOARGS,
+     "stop()\n--\n\nStops the running profile and returns its data as a dict."},
+    {"abandon", engine_abandon, METH_NOARGS,
+     "abandon()\n--\n\nStops the running profile, if any, and discards its data."},
+    {"running", engine_running, METH_NOARGS,
+     "running()\n--\n\n'heap', 'ad-hoc' or None."},
+    {"set_asserted", engine_set_asserted, METH_O,
+     "set_asserted(flag)\n--\n\nRecords that a dhatc assertion failed (or clears it)."},
+    {"ad_hoc_event", (PyCFunction)(void (*)(void))engine_ad_hoc_event, METH_FASTCALL,
+     "ad_hoc_event(weight=1, /)\n--\n\nRecords an ad hoc event of `weight` units with the "
+     "caller's stack.  Does nothing unless an ad hoc profiler runs."},
+    {NULL, NULL, 0, NULL},
+};
+
+/* fork: the child must not inherit the engine lock held by another thread,
+ * and must not record into (or save) the parent's profile.  The forking
+ * thread is guarded so that an allocation between prepare and fork (other
+ * atfork handlers) cannot wait for the lock it holds. */
+static void before_fork(void)
+{
+    dhatc_in_hook++;
+    dhatc_profile_before_fork();
+}
+
+static void after_fork_parent(void)
+{
+    dhatc_profile_after_fork_parent();
+    dhatc_in_hook--;
+}
+
+static void after_fork_child(void)
+{
+    dhatc_profile_after_fork_child();
+    dhatc_in_hook--;
+}
+
+static struct PyModuleDef engine_module = {
+    PyModuleDef_HEAD_INIT, "dhatc._engine",
+    "The C engine of dhatc.  Use the dhatc package, not this module.", -1, engine_methods,
+    NULL, NULL, NULL, NULL,
+};
+
+PyMODINIT_FUNC PyInit__engine(void)
+{
+    if (dhatc_stats_types_ready() < 0) {
+        return NULL;
+    }
+    PyObject *module = PyModule_Create(&engine_module);
+    if (module == NULL) {
+        return NULL;
+    }
+    Py_INCREF(&dhatc_HeapStats_Type);
+    Py_INCREF(&dhatc_AdHocStats_Type);
+    if (PyModule_AddObject(module, "HeapStats", (PyObject *)&dhatc_HeapStats_Type) < 0 ||
+        PyModule_AddObject(module, "AdHocStats", (PyObject *)&dhatc_AdHocStats_Type) < 0 ||
+        PyModule_AddIntConstant(module, "MODE_HEAP", DHATC_MODE_HEAP) < 0 ||
+        PyModule_AddIntConstant(module, "MODE_AD_HOC", DHATC_MODE_AD_HOC) < 0 ||
+        PyModule_AddIntConstant(module, "MAX_DEPTH", DHATC_MAX_DEPTH) < 0) {
+        Py_DECREF(module);
+        return NULL;
+    }
+    static int atfork_registered;
+    if (!atfork_registered) {
+        if (pthread_atfork(before_fork, after_fork_parent, after_fork_child) != 0) {
+            Py_DECREF(module);
+            PyErr_SetString(PyExc_OSError, "dhatc: pthread_atfork failed");
+            return NULL;
+        }
+        atfork_registered = 1;
+    }
+    return module;
+}

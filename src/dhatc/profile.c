@@ -1,0 +1,394 @@
+#include "profile.h"
+
+#include <stdatomic.h>
+#include <string.h>
+
+#include "livemap.h"
+#include "lock.h"
+#include "rawmem.h"
+#include "stacktable.h"
+
+typedef struct {
+    uint64_t total_bytes, total_blocks;
+    uint64_t curr_bytes, curr_blocks;
+    uint64_t max_bytes, max_blocks;
+    /* Lazy t-gmax snapshot: the PP's live figures as they were at global
+     * peak number `snapshot_peak`, taken the first time the PP changes after
+     * that peak.  If it has not changed since, its current figures are the
+     * ones at the peak.  O(1) per event, no rescans. */
+    uint64_t snapshot_bytes, snapshot_blocks;
+    uint64_t snapshot_peak;
+    /* Lifetimes: the sum over freed blocks, and the sum of allocation times
+     * of live blocks, so the live ones can be added up at the end in O(1). */
+    uint64_t freed_lifetimes;
+    uint64_t live_allocated_at_sum;
+    const dhatc_frame_t *frames;
+    uint32_t depth;
+    uint32_t kind;
+} pp_t;
+
+/* All state below is protected by `lock`, except `mode`, which is also read
+ * without it by the hooks' fast path. */
+static struct {
+    dhatc_lock_t lock;
+    _Atomic int mode;
+    dhatc_canonicalize_fn canonicalize;
+    dhatc_stacktable_t captured_stacks; /* (code, offset) stacks -> PP */
+    dhatc_stacktable_t pp_stacks;       /* (code, line) stacks -> PP */
+    pp_t *pps;
+    uint32_t pp_count, pp_capacity;
+    uint32_t pps_visited; /* PPs already shown to visit_new_pps */
+    dhatc_livemap_t live;
+    dhatc_stats_t stats;
+    uint64_t peaks;     /* how many times a new global peak was reached */
+    uint64_t peak_time; /* clock at the latest global peak (t-gmax) */
+    uint64_t dropped;   /* events lost because the engine had no memory */
+    dhatc_frame_t canonical[DHATC_MAX_DEPTH];
+} g = {.lock = DHATC_LOCK_INIT};
+
+dhatc_mode_t dhatc_profile_running(void)
+{
+    return (dhatc_mode_t)atomic_load_explicit(&g.mode, memory_order_relaxed);
+}
+
+static void release_tables(void)
+{
+    dhatc_stacktable_release(&g.captured_stacks);
+    dhatc_stacktable_release(&g.pp_stacks);
+    dhatc_livemap_release(&g.live);
+    dhatc_rawmem_free(g.pps, (size_t)g.pp_capacity * sizeof(pp_t));
+    g.pps = NULL;
+    g.pp_count = g.pp_capacity = g.pps_visited = 0;
+}
+
+bool dhatc_profile_start(dhatc_mode_t mode, dhatc_canonicalize_fn canonicalize)
+{
+    release_tables();
+    memset(&g.stats, 0, sizeof g.stats);
+    g.peaks = g.peak_time = g.dropped = 0;
+    g.canonicalize = canonicalize;
+    g.pp_capacity = 1024;
+    g.pps = dhatc_rawmem_alloc((size_t)g.pp_capacity * sizeof(pp_t));
+    if (g.pps == NULL || !dhatc_stacktable_init(&g.captured_stacks) ||
+        !dhatc_stacktable_init(&g.pp_stacks) ||
+        (mode == DHATC_MODE_HEAP && !dhatc_livemap_init(&g.live))) {
+        release_tables();
+        return false;
+    }
+    atomic_store_explicit(&g.mode, mode, memory_order_release);
+    return true;
+}
+
+void dhatc_profile_stop(void)
+{
+    dhatc_lock(&g.lock);
+    atomic_store_explicit(&g.mode, DHATC_MODE_NONE, memory_order_relaxed);
+    dhatc_unlock(&g.lock);
+}
+
+void dhatc_profile_release(void)
+{
+    release_tables();
+}
+
+/* ---- program points ---------------------------------------------------- */
+
+static uint32_t new_pp_unlocked(uint32_t kind)
+{
+    if (g.pp_count == g.pp_capacity) {
+        size_t old_size = (size_t)g.pp_capacity * sizeof(pp_t);
+        pp_t *grown = dhatc_rawmem_resize(g.pps, old_size, 2 * old_size);
+        if (grown == NULL) {
+            return DHATC_NO_VALUE;
+        }
+        g.pps = grown;
+        g.pp_capacity *= 2;
+    }
+    pp_t *pp = &g.pps[g.pp_count];
+    memset(pp, 0, sizeof *pp);
+    pp->kind = kind;
+    pp->snapshot_peak = g.peaks;
+    uint32_t id = g.pp_count;
+    /* Atomic store: has_new_pps() peeks at the count without the lock. */
+    __atomic_store_n(&g.pp_count, id + 1, __ATOMIC_RELAXED);
+    return id;
+}
+
+/* The PP of a captured stack.  The hot path is one lookup; the first time a
+ * stack is seen its offsets become lines, and stacks that agree line by line
+ * share one PP, so the figures of a PP are exact even when several
+ * instructions of one line allocate. */
+static uint32_t pp_of_stack_unlocked(uint64_t hash, uint32_t kind, const dhatc_frame_t *frames,
+                                     uint32_t depth)
+{
+    uint32_t pp = dhatc_stacktable_find(&g.captured_stacks, hash, kind, frames, depth);
+    if (pp != DHATC_NO_VALUE) {
+        return pp;
+    }
+    g.canonicalize(frames, depth, g.canonical);
+    uint64_t canonical_hash = DHATC_HASH_SEED;
+    for (uint32_t i = 0; i < depth; i++) {
+        canonical_hash = dhatc_hash_step(canonical_hash, &g.canonical[i]);
+    }
+    canonical_hash = dhatc_hash_finish(canonical_hash, kind, depth);
+    pp = dhatc_stacktable_find(&g.pp_stacks, canonical_hash, kind, g.canonical, depth);
+    if (pp == DHATC_NO_VALUE) {
+        pp = new_pp_unlocked(kind);
+        const dhatc_frame_t *stored;
+        if (pp == DHATC_NO_VALUE ||
+            !dhatc_stacktable_add(&g.pp_stacks, canonical_hash, kind, g.canonical, depth, pp,
+                                  &stored)) {
+            if (pp != DHATC_NO_VALUE) {
+                __atomic_store_n(&g.pp_count, pp, __ATOMIC_RELAXED);
+            }
+            return DHATC_NO_VALUE;
+        }
+        g.pps[pp].frames = stored;
+        g.pps[pp].depth = depth;
+    }
+    const dhatc_frame_t *ignored;
+    if (!dhatc_stacktable_add(&g.captured_stacks, hash, kind, frames, depth, pp, &ignored)) {
+        return DHATC_NO_VALUE;
+    }
+    return pp;
+}
+
+/* ---- figures ----------------------------------------------------------- */
+
+/* Call before changing a PP's live figures. */
+static inline void snapshot_if_first_change_since_peak(pp_t *pp)
+{
+    if (pp->snapshot_peak != g.peaks) {
+        pp->snapshot_bytes = pp->curr_bytes;
+        pp->snapshot_blocks = pp->curr_blocks;
+        pp->snapshot_peak = g.peaks;
+    }
+}
+
+/* `>=`: of several equal peaks the latest counts, as in Valgrind and dhat-rs. */
+static inline void note_global_peak_unlocked(void)
+{
+    if (g.stats.curr_bytes >= g.stats.max_bytes) {
+        g.stats.max_bytes = g.stats.curr_bytes;
+        g.stats.max_blocks = g.stats.curr_blocks;
+        g.peaks++;
+        g.peak_time = g.stats.total_blocks;
+    }
+}
+
+static inline void note_pp_peak(pp_t *pp)
+{
+    if (pp->curr_bytes >= pp->max_bytes) {
+        pp->max_bytes = pp->curr_bytes;
+        pp->max_blocks = pp->curr_blocks;
+    }
+}
+
+static void forget_block_unlocked(const dhatc_block_t *block)
+{
+    pp_t *pp = &g.pps[block->pp];
+    snapshot_if_first_change_since_peak(pp);
+    pp->curr_blocks--;
+    pp->curr_bytes -= block->size;
+    pp->freed_lifetimes += g.stats.total_blocks - block->allocated_at;
+    pp->live_allocated_at_sum -= block->allocated_at;
+    g.stats.curr_blocks--;
+    g.stats.curr_bytes -= block->size;
+}
+
+void dhatc_profile_record_alloc(uintptr_t address, uint64_t size, dhatc_kind_t kind,
+                                const dhatc_frame_t *frames, uint32_t depth, uint64_t hash)
+{
+    dhatc_lock(&g.lock);
+    if (atomic_load_explicit(&g.mode, memory_order_relaxed) != DHATC_MODE_HEAP) {
+        goto out;
+    }
+    uint32_t id = pp_of_stack_unlocked(hash, (uint32_t)kind, frames, depth);
+    if (id == DHATC_NO_VALUE) {
+        g.dropped++;
+        goto out;
+    }
+    dhatc_block_t block = {
+        .address = address, .size = size, .allocated_at = g.stats.total_blocks + 1, .pp = id};
+    dhatc_block_t stale;
+    bool had_stale;
+    if (!dhatc_livemap_put(&g.live, &block, &stale, &had_stale)) {
+        g.dropped++;
+        goto out;
+    }
+    if (had_stale) {
+        /* A free we did not see (or a concurrent realloc not recorded yet):
+         * the address is in use again, so the old block is gone. */
+        forget_block_unlocked(&stale);
+    }
+    pp_t *pp = &g.pps[id];
+    snapshot_if_first_change_since_peak(pp);
+    pp->total_blocks++;
+    pp->total_bytes += size;
+    pp->curr_blocks++;
+    pp->curr_bytes += size;
+    pp->live_allocated_at_sum += block.allocated_at;
+    note_pp_peak(pp);
+    g.stats.total_blocks++;
+    g.stats.total_bytes += size;
+    g.stats.curr_blocks++;
+    g.stats.curr_bytes += size;
+    note_global_peak_unlocked();
+out:
+    dhatc_unlock(&g.lock);
+}
+
+void dhatc_profile_record_free(uintptr_t address)
+{
+    dhatc_lock(&g.lock);
+    dhatc_block_t block;
+    if (atomic_load_explicit(&g.mode, memory_order_relaxed) == DHATC_MODE_HEAP &&
+        dhatc_livemap_take(&g.live, address, &block)) {
+        forget_block_unlocked(&block);
+    }
+    dhatc_unlock(&g.lock);
+}
+
+/* As in dhat-rs: a reallocation of a block of this profile stays with the
+ * block's PP, counts as one more block and its new size in the totals, and
+ * changes the live bytes by the difference.  The block's lifetime runs from
+ * its first allocation (as in Valgrind's DHAT). */
+bool dhatc_profile_record_realloc(uintptr_t old_address, uintptr_t new_address, uint64_t size)
+{
+    bool known = false;
+    dhatc_lock(&g.lock);
+    dhatc_block_t block;
+    if (atomic_load_explicit(&g.mode, memory_order_relaxed) != DHATC_MODE_HEAP ||
+        !dhatc_livemap_take(&g.live, old_address, &block)) {
+        goto out;
+    }
+    known = true;
+    pp_t *pp = &g.pps[block.pp];
+    snapshot_if_first_change_since_peak(pp);
+    pp->total_blocks++;
+    pp->total_bytes += size;
+    pp->curr_bytes = pp->curr_bytes - block.size + size;
+    note_pp_peak(pp);
+    g.stats.total_blocks++;
+    g.stats.total_bytes += size;
+    g.stats.curr_bytes = g.stats.curr_bytes - block.size + size;
+    note_global_peak_unlocked();
+    block.address = new_address;
+    block.size = size;
+    dhatc_block_t stale;
+    bool had_stale;
+    if (!dhatc_livemap_put(&g.live, &block, &stale, &had_stale)) {
+        /* Cannot track it any more: account it as freed now. */
+        forget_block_unlocked(&block);
+        g.dropped++;
+    } else if (had_stale) {
+        forget_block_unlocked(&stale);
+    }
+out:
+    dhatc_unlock(&g.lock);
+    return known;
+}
+
+void dhatc_profile_record_event(uint64_t weight, const dhatc_frame_t *frames, uint32_t depth,
+                                uint64_t hash)
+{
+    dhatc_lock(&g.lock);
+    if (atomic_load_explicit(&g.mode, memory_order_relaxed) == DHATC_MODE_AD_HOC) {
+        uint32_t id = pp_of_stack_unlocked(hash, DHATC_KIND_AD_HOC, frames, depth);
+        if (id == DHATC_NO_VALUE) {
+            g.dropped++;
+        } else {
+            g.pps[id].total_blocks++;
+            g.pps[id].total_bytes += weight;
+            g.stats.total_blocks++;
+            g.stats.total_bytes += weight;
+        }
+    }
+    dhatc_unlock(&g.lock);
+}
+
+/* ---- readers ----------------------------------------------------------- */
+
+dhatc_stats_t dhatc_profile_stats(void)
+{
+    dhatc_lock(&g.lock);
+    dhatc_stats_t stats = g.stats;
+    dhatc_unlock(&g.lock);
+    return stats;
+}
+
+uint64_t dhatc_profile_time_of_peak(void)
+{
+    return g.peak_time;
+}
+
+uint64_t dhatc_profile_time_of_end(void)
+{
+    return g.stats.total_blocks;
+}
+
+uint64_t dhatc_profile_dropped(void)
+{
+    return g.dropped;
+}
+
+uint32_t dhatc_profile_pp_count(void)
+{
+    return g.pp_count;
+}
+
+void dhatc_profile_pp_figures(uint32_t id, dhatc_pp_figures_t *out)
+{
+    const pp_t *pp = &g.pps[id];
+    uint64_t end = g.stats.total_blocks;
+    bool changed_since_peak = pp->snapshot_peak == g.peaks;
+    *out = (dhatc_pp_figures_t){
+        .kind = pp->kind,
+        .depth = pp->depth,
+        .frames = pp->frames,
+        .total_bytes = pp->total_bytes,
+        .total_blocks = pp->total_blocks,
+        .total_lifetime = pp->freed_lifetimes + pp->curr_blocks * end - pp->live_allocated_at_sum,
+        .max_bytes = pp->max_bytes,
+        .max_blocks = pp->max_blocks,
+        .gmax_bytes = changed_since_peak ? pp->snapshot_bytes : pp->curr_bytes,
+        .gmax_blocks = changed_since_peak ? pp->snapshot_blocks : pp->curr_blocks,
+        .end_bytes = pp->curr_bytes,
+        .end_blocks = pp->curr_blocks,
+    };
+}
+
+void dhatc_profile_visit_new_pps(void (*fn)(const dhatc_frame_t *frames, uint32_t depth))
+{
+    dhatc_lock(&g.lock);
+    for (uint32_t id = g.pps_visited; id < g.pp_count; id++) {
+        fn(g.pps[id].frames, g.pps[id].depth);
+    }
+    __atomic_store_n(&g.pps_visited, g.pp_count, __ATOMIC_RELAXED);
+    dhatc_unlock(&g.lock);
+}
+
+bool dhatc_profile_has_new_pps(void)
+{
+    /* Unlocked peek; a stale answer only delays the visit to the next call. */
+    return __atomic_load_n(&g.pps_visited, __ATOMIC_RELAXED) !=
+           __atomic_load_n(&g.pp_count, __ATOMIC_RELAXED);
+}
+
+/* ---- fork -------------------------------------------------------------- */
+
+void dhatc_profile_before_fork(void)
+{
+    dhatc_lock(&g.lock);
+}
+
+void dhatc_profile_after_fork_parent(void)
+{
+    dhatc_unlock(&g.lock);
+}
+
+void dhatc_profile_after_fork_child(void)
+{
+    dhatc_lock_reset(&g.lock);
+    atomic_store_explicit(&g.mode, DHATC_MODE_NONE, memory_order_relaxed);
+}

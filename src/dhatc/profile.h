@@ -1,0 +1,94 @@
+/* The profile: program points, their DHAT figures, the live blocks and the
+ * global counters.  Pure C, no Python.h, so the preload library could link it.
+ *
+ * Lifecycle (one profile at a time, process-wide):
+ *
+ *     IDLE --start()--> RUNNING --stop()--> STOPPED --release()--> IDLE
+ *                          |                   ^
+ *                          +--(records)--------+ (figures readable while STOPPED)
+ *
+ * Every record_* call may come from any thread at any time; each takes the
+ * engine lock and ignores the event unless a profile of the right mode is
+ * RUNNING.  start/stop/release and the readers are called by the binding with
+ * the GIL held and never concurrently with each other.
+ *
+ * Time is a logical clock: the number of allocations made so far in the
+ * profile (reallocations included).  It costs nothing to read, and it makes
+ * two runs of the same program give the same file. */
+#ifndef DHATC_PROFILE_H
+#define DHATC_PROFILE_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "stack.h"
+
+#define DHATC_MAX_DEPTH 512
+
+typedef enum {
+    DHATC_MODE_NONE = 0,
+    DHATC_MODE_HEAP = 1,
+    DHATC_MODE_AD_HOC = 2,
+} dhatc_mode_t;
+
+/* Maps a captured stack (code, instruction offset) to the program point's
+ * frames (code, line).  Called under the engine lock when a stack is seen for
+ * the first time; must not allocate. */
+typedef void (*dhatc_canonicalize_fn)(const dhatc_frame_t *captured, uint32_t depth,
+                                      dhatc_frame_t *out);
+
+typedef struct {
+    uint64_t total_blocks, total_bytes;
+    uint64_t curr_blocks, curr_bytes;
+    uint64_t max_blocks, max_bytes;
+} dhatc_stats_t;
+
+typedef struct {
+    uint32_t kind;
+    uint32_t depth;
+    const dhatc_frame_t *frames; /* (code, line), innermost first */
+    uint64_t total_bytes, total_blocks; /* tb, tbk */
+    uint64_t total_lifetime;            /* tl */
+    uint64_t max_bytes, max_blocks;     /* mb, mbk */
+    uint64_t gmax_bytes, gmax_blocks;   /* gb, gbk */
+    uint64_t end_bytes, end_blocks;     /* eb, ebk */
+} dhatc_pp_figures_t;
+
+/* The mode of the running profile, DHATC_MODE_NONE when none runs.  A cheap
+ * unlocked read for the hooks' fast path; record_* re-check under the lock. */
+dhatc_mode_t dhatc_profile_running(void);
+
+bool dhatc_profile_start(dhatc_mode_t mode, dhatc_canonicalize_fn canonicalize);
+void dhatc_profile_stop(void);
+void dhatc_profile_release(void);
+
+void dhatc_profile_record_alloc(uintptr_t address, uint64_t size, dhatc_kind_t kind,
+                                const dhatc_frame_t *frames, uint32_t depth, uint64_t hash);
+void dhatc_profile_record_free(uintptr_t address);
+/* False when `old_address` is not a block of this profile (allocated before
+ * it started): the caller then records the result as a new allocation. */
+bool dhatc_profile_record_realloc(uintptr_t old_address, uintptr_t new_address, uint64_t size);
+void dhatc_profile_record_event(uint64_t weight, const dhatc_frame_t *frames, uint32_t depth,
+                                uint64_t hash);
+
+/* Readers: stats while running or stopped; the rest once stopped. */
+dhatc_stats_t dhatc_profile_stats(void);
+uint64_t dhatc_profile_time_of_peak(void);
+uint64_t dhatc_profile_time_of_end(void);
+uint64_t dhatc_profile_dropped(void);
+uint32_t dhatc_profile_pp_count(void);
+void dhatc_profile_pp_figures(uint32_t pp, dhatc_pp_figures_t *out);
+
+/* Calls `fn` on the frames of every program point created since the last
+ * call (under the lock), so the binding can take references on them. */
+void dhatc_profile_visit_new_pps(void (*fn)(const dhatc_frame_t *frames, uint32_t depth));
+/* Whether program points exist that visit_new_pps has not shown yet. */
+bool dhatc_profile_has_new_pps(void);
+
+/* fork(2) handlers: the lock must not be inherited held, and the child does
+ * not go on recording into the parent's profile. */
+void dhatc_profile_before_fork(void);
+void dhatc_profile_after_fork_parent(void);
+void dhatc_profile_after_fork_child(void);
+
+#endif
