@@ -41,6 +41,8 @@ class Profiler:
     summary is printed to stderr; with ``eprint_json`` the JSON goes to stderr
     instead of a file.  ``trim_backtraces`` bounds the Python frames kept per
     program point (``None`` keeps all, up to the engine's limit of 512).
+    With ``this_thread_only`` only blocks allocated by the thread that starts
+    the profiler count (frees count from any thread).
     """
 
     def __init__(
@@ -51,6 +53,7 @@ class Profiler:
         testing: bool = False,
         trim_backtraces: Optional[int] = 10,
         eprint_json: bool = False,
+        this_thread_only: bool = False,
     ) -> None:
         if not isinstance(mode, str):
             raise TypeError(f"dhatc: mode must be a str, not {type(mode).__name__}")
@@ -78,6 +81,7 @@ class Profiler:
         self.testing = bool(testing)
         self.trim_backtraces = trim_backtraces
         self.eprint_json = bool(eprint_json)
+        self.this_thread_only = bool(this_thread_only)
         #: The finished profile, once stopped (kept even if saving it failed).
         self.profile: Optional[Profile] = None
         self._phase = "created"  # created, running, asserted, stopped
@@ -109,7 +113,7 @@ class Profiler:
         try:
             # The root is the caller of start()/__enter__: two frames up from here.
             # Nothing may allocate after this call on the way back to the user.
-            _engine.start(_MODES[self.mode], trim, 2)
+            _engine.start(_MODES[self.mode], trim, 2, self.this_thread_only)
         except BaseException:
             _running = None
             self._phase = "created"

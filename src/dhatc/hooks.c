@@ -1,7 +1,7 @@
-#include "hooks.h"
-
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
+
+#include "hooks.h"
 
 #include "frames.h"
 #include "guard.h"
@@ -45,19 +45,27 @@ static PyThreadState *this_thread(void)
     return PyGILState_GetThisThreadState();
 }
 
-static void record_new_block(const domain_hook_t *hook, void *block, size_t size, int which)
+pthread_t dhatc_hooks_only_thread;
+bool dhatc_hooks_one_thread_only;
+
+void dhatc_hooks_record_new_block(void *block, size_t size, dhatc_kind_t kind, bool gil_held)
 {
     dhatc_frame_t frames[DHATC_MAX_DEPTH];
     uint64_t hash;
-    dhatc_kind_t kind = (dhatc_kind_t)(hook->first_kind + which);
     uint32_t depth = dhatc_frames_capture(this_thread(), frames, &hash, kind);
     dhatc_profile_record_alloc((uintptr_t)block, size, kind, frames, depth, hash);
     /* A program point keeps its code objects alive until the file is
      * written.  Taking the references needs the GIL; the raw domain may not
      * have it, in which case the next hooked call that holds it does. */
-    if (dhatc_profile_has_new_pps() && (hook->gil_held || PyGILState_Check())) {
+    if (dhatc_profile_has_new_pps() && (gil_held || PyGILState_Check())) {
         dhatc_hooks_retain_code();
     }
+}
+
+static inline void record_new_block(const domain_hook_t *hook, void *block, size_t size, int which)
+{
+    dhatc_hooks_record_new_block(block, size, (dhatc_kind_t)(hook->first_kind + which),
+                                 hook->gil_held);
 }
 
 enum { WHICH_MALLOC = 0, WHICH_CALLOC = 1, WHICH_REALLOC = 2 };
@@ -66,7 +74,7 @@ static void *hook_alloc(void *ctx, size_t nelem, size_t elsize, int which)
 {
     domain_hook_t *hook = ctx;
     const PyMemAllocatorEx *next = &hook->wrapped;
-    if (dhatc_in_hook || dhatc_profile_running() != DHATC_MODE_HEAP) {
+    if (!dhatc_hooks_active() || !dhatc_hooks_thread_counts()) {
         return which == WHICH_CALLOC ? next->calloc(next->ctx, nelem, elsize)
                                      : next->malloc(next->ctx, elsize);
     }
@@ -94,14 +102,15 @@ static void *hook_realloc(void *ctx, void *old, size_t size)
 {
     domain_hook_t *hook = ctx;
     const PyMemAllocatorEx *next = &hook->wrapped;
-    if (dhatc_in_hook || dhatc_profile_running() != DHATC_MODE_HEAP) {
+    if (!dhatc_hooks_active()) {
         return next->realloc(next->ctx, old, size);
     }
     dhatc_in_hook = 1;
     void *block = next->realloc(next->ctx, old, size);
     /* On failure the old block is untouched: nothing to record. */
     if (block != NULL &&
-        (old == NULL || !dhatc_profile_record_realloc((uintptr_t)old, (uintptr_t)block, size))) {
+        (old == NULL || !dhatc_profile_record_realloc((uintptr_t)old, (uintptr_t)block, size)) &&
+        dhatc_hooks_thread_counts()) {
         record_new_block(hook, block, size, WHICH_REALLOC);
     }
     dhatc_in_hook = 0;
@@ -112,7 +121,7 @@ static void hook_free(void *ctx, void *block)
 {
     domain_hook_t *hook = ctx;
     const PyMemAllocatorEx *next = &hook->wrapped;
-    if (dhatc_in_hook || block == NULL || dhatc_profile_running() != DHATC_MODE_HEAP) {
+    if (block == NULL || !dhatc_hooks_active()) {
         next->free(next->ctx, block);
         return;
     }

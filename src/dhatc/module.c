@@ -21,9 +21,9 @@ static const char *const kind_names[] = {
 static PyObject *engine_start(PyObject *module, PyObject *args)
 {
     (void)module;
-    int mode, skip;
+    int mode, skip, this_thread_only = 0;
     Py_ssize_t trim;
-    if (!PyArg_ParseTuple(args, "ini:start", &mode, &trim, &skip)) {
+    if (!PyArg_ParseTuple(args, "ini|p:start", &mode, &trim, &skip, &this_thread_only)) {
         return NULL;
     }
     if (mode != DHATC_MODE_HEAP && mode != DHATC_MODE_AD_HOC) {
@@ -37,6 +37,8 @@ static PyObject *engine_start(PyObject *module, PyObject *args)
     }
     dhatc_frames_limit = trim < 0 || trim > DHATC_MAX_DEPTH ? DHATC_MAX_DEPTH : (uint32_t)trim;
     dhatc_frames_set_root(skip);
+    dhatc_hooks_one_thread_only = this_thread_only;
+    dhatc_hooks_only_thread = pthread_self();
     if (mode == DHATC_MODE_HEAP) {
         /* Hooks first: they pass calls through until the profile runs. */
         dhatc_hooks_install();
@@ -213,9 +215,9 @@ static PyObject *engine_ad_hoc_event(PyObject *module, PyObject *const *args, Py
 
 static PyMethodDef engine_methods[] = {
     {"start", engine_start, METH_VARARGS,
-     "start(mode, trim, skip)\n--\n\nStarts a profile (1 heap, 2 ad hoc), keeping at most "
-     "`trim` Python frames per stack (-1: all) and treating the frame `skip` levels up as the "
-     "root."},
+     "start(mode, trim, skip, this_thread_only=False)\n--\n\nStarts a profile (1 heap, 2 ad "
+     "hoc), keeping at most `trim` Python frames per stack (-1: all) and treating the frame "
+     "`skip` levels up as the root; optionally counting only the calling thread."},
     {"stop", engine_stop, METH_NOARGS,
      "stop()\n--\n\nStops the running profile and returns its data as a dict."},
     {"abandon", engine_abandon, METH_NOARGS,
