@@ -6,6 +6,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+import sysconfig
 import textwrap
 from pathlib import Path
 from typing import Callable, Dict, Optional
@@ -15,10 +16,30 @@ import pytest
 
 RunPython = Callable[..., "subprocess.CompletedProcess[str]"]
 
+FIXTURES = Path(__file__).parent / "fixtures"
+
+
+@pytest.fixture(scope="session")
+def allocmod_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A directory holding the test-only `allocmod` extension, built for this
+    interpreter (it allocates exactly what a test asks for)."""
+    out = tmp_path_factory.mktemp("allocmod")
+    target = out / ("allocmod" + sysconfig.get_config_var("EXT_SUFFIX"))
+    subprocess.run(
+        [
+            "gcc", "-shared", "-fPIC", "-O1", "-std=c11", "-Wall", "-Wextra", "-Werror",
+            "-I", sysconfig.get_paths()["include"],
+            str(FIXTURES / "allocmod.c"), "-o", str(target),
+        ],
+        check=True,
+    )
+    return out
+
 
 @pytest.fixture
-def run_python(tmp_path: Path) -> RunPython:
-    """Runs dedented `code` with this interpreter in `tmp_path` (the default cwd).
+def run_python(tmp_path: Path, allocmod_dir: Path) -> RunPython:
+    """Runs dedented `code` with this interpreter in `tmp_path` (the default cwd),
+    with `allocmod` importable.
 
     Returns the CompletedProcess (text mode); fails the test with the child's
     output if it exits with a status other than `expect_status`.
@@ -37,6 +58,9 @@ def run_python(tmp_path: Path) -> RunPython:
         script.write_text(textwrap.dedent(code))
         full_env = dict(os.environ)
         full_env.pop("PYTHONMALLOC", None)
+        full_env["PYTHONPATH"] = os.pathsep.join(
+            [str(allocmod_dir)] + ([full_env["PYTHONPATH"]] if full_env.get("PYTHONPATH") else [])
+        )
         full_env.update(env or {})
         proc = subprocess.run(
             [sys.executable, str(script), *args],

@@ -1,0 +1,213 @@
+"""The DHAT file: its header fields, per-PP figures, frames, trimming, merging,
+order, and the summary printed to stderr."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+from pathlib import Path
+
+SCRIPT = """
+import allocmod as m
+import dhatc
+
+def leaf():
+    m.alloc(0, m.OBJ, 1000)          # line 6: PP A, freed before the peak
+    m.free(0)
+
+def middle():
+    m.alloc(1, m.MEM, 2000)          # line 10: PP B, live at peak and end
+    leaf()
+    m.alloc(2, m.RAW, 3000)          # line 12: PP C, live at peak, freed at end
+    m.alloc(3, m.RAW, 10)            # line 13: PP D, the global peak, then freed
+    m.free(3)
+    m.free(2)
+    m.alloc(4, m.OBJ, 700)           # line 16: PP E, live at end only
+
+def main():
+    with dhatc.Profiler(file_name="out.json", trim_backtraces=TRIM):
+        middle()
+
+main()
+"""
+
+
+def run_script(run_python, tmp_path: Path, trim="10", extra=""):
+    proc = run_python(SCRIPT.replace("TRIM", trim) + extra)
+    return proc, json.loads((tmp_path / "out.json").read_text())
+
+
+def frames_of(data: dict, pp: dict) -> list:
+    return [data["ftbl"][i] for i in pp["fs"]]
+
+
+def pp_by_line(data: dict, line: int) -> dict:
+    hits = [pp for pp in data["pps"] if f"snippet.py:{line})" in frames_of(data, pp)[1]]
+    assert len(hits) == 1, (line, data["pps"])
+    return hits[0]
+
+
+def test_header_fields(run_python, tmp_path):
+    proc, data = run_script(run_python, tmp_path)
+    assert data["dhatFileVersion"] == 2
+    assert data["mode"] == "heap"
+    assert data["verb"] == "Allocated"
+    assert data["bklt"] is True and data["bkacc"] is False
+    assert (data["tu"], data["Mtu"], data["tuth"]) == ("allocs", "Mallocs", 10)
+    assert "snippet.py" in data["cmd"]
+    assert isinstance(data["pid"], int) and data["pid"] > 0
+    assert data["ftbl"][0] == "[root]"
+    # The clock counts allocations: five allocmod blocks plus whatever the
+    # interpreter allocated around them.
+    assert data["te"] >= 5 and 0 < data["tg"] <= data["te"]
+    assert "bu" not in data and "bsu" not in data and "bksu" not in data
+
+
+def test_per_pp_figures(run_python, tmp_path):
+    _, data = run_script(run_python, tmp_path)
+    a, b, c, d, e = (pp_by_line(data, n) for n in (6, 10, 12, 13, 16))
+    #        tb    tbk  mb    mbk gb    gbk eb    ebk
+    assert [(pp["tb"], pp["tbk"], pp["mb"], pp["mbk"], pp["gb"], pp["gbk"], pp["eb"], pp["ebk"])
+            for pp in (a, b, c, d, e)] == [
+        (1000, 1, 1000, 1, 0, 0, 0, 0),
+        (2000, 1, 2000, 1, 2000, 1, 2000, 1),
+        (3000, 1, 3000, 1, 3000, 1, 0, 0),
+        (10, 1, 10, 1, 10, 1, 0, 0),
+        (700, 1, 700, 1, 0, 0, 700, 1),
+    ]
+    # Lifetimes are in allocations: A and D are freed before anything else is
+    # allocated, C lives through D's allocation.
+    assert (a["tl"], d["tl"], c["tl"]) == (0, 0, 1)
+    # B and E live to the end; B was allocated at least 4 allocations earlier.
+    assert b["tl"] - e["tl"] >= 4 and e["tl"] < data["te"]
+    assert data["tg"] == data["te"] - e["tl"] - 1  # the peak is D's allocation, just before E
+
+
+def test_frames_name_allocator_then_python_stack_and_trim_below_root(run_python, tmp_path):
+    _, data = run_script(run_python, tmp_path)
+    frames = frames_of(data, pp_by_line(data, 6))
+    path = str(tmp_path / "snippet.py")
+    assert frames == [
+        "PyObject_Malloc",
+        f"leaf ({path}:6)",
+        f"middle ({path}:11)",
+        f"main ({path}:20)",  # the frame that started the profiler is kept ...
+    ]  # ... and <module> below it is trimmed
+    assert frames_of(data, pp_by_line(data, 12))[0] == "PyMem_RawMalloc"
+    assert frames_of(data, pp_by_line(data, 10))[0] == "PyMem_Malloc"
+
+
+def test_trim_backtraces_bounds_python_frames(run_python, tmp_path):
+    _, data = run_script(run_python, tmp_path, trim="1")
+    for pp in data["pps"]:
+        assert len(pp["fs"]) <= 2  # allocator frame + one Python frame
+    # leaf's block and middle's blocks are distinct PPs even when trimmed.
+    assert frames_of(data, pp_by_line(data, 6))[1:] == [f"leaf ({tmp_path / 'snippet.py'}:6)"]
+
+
+def test_trim_none_keeps_every_frame(run_python, tmp_path):
+    proc = run_python(
+        """
+        import allocmod as m
+        import dhatc
+
+        def deep(n):
+            if n == 0:
+                m.alloc(0, m.MEM, 123)
+            else:
+                deep(n - 1)
+
+        def main():
+            with dhatc.Profiler(file_name="out.json", trim_backtraces=None):
+                deep(40)
+
+        main()
+        """
+    )
+    data = json.loads((tmp_path / "out.json").read_text())
+    pp = next(pp for pp in data["pps"] if pp["tb"] == 123)
+    # allocator + 41 deep frames + main
+    assert len(pp["fs"]) == 1 + 41 + 1
+
+
+def test_equal_frames_merge_into_one_pp(run_python, tmp_path):
+    # Two allocations on one line (different instructions) are one PP; the
+    # viewer rejects repeated locations.
+    run_python(
+        """
+        import allocmod as m
+        import dhatc
+
+        def main():
+            with dhatc.Profiler(file_name="out.json"):
+                m.alloc(0, m.MEM, 100); m.alloc(1, m.MEM, 200); m.free(0)
+
+        main()
+        """
+    )
+    data = json.loads((tmp_path / "out.json").read_text())
+    fs = [tuple(pp["fs"]) for pp in data["pps"]]
+    assert len(fs) == len(set(fs))
+    pp = next(pp for pp in data["pps"] if pp["tb"] == 300)
+    assert (pp["tbk"], pp["mb"], pp["mbk"], pp["eb"], pp["ebk"]) == (2, 300, 2, 200, 1)
+
+
+def test_same_run_gives_same_file_but_pid_and_cmd(run_python, tmp_path):
+    run_script(run_python, tmp_path)
+    first = (tmp_path / "out.json").read_text()
+    run_script(run_python, tmp_path)
+    second = (tmp_path / "out.json").read_text()
+
+    def strip(text: str) -> str:
+        return re.sub(r'"(pid|cmd)":[^\n]*', "", text)
+
+    assert strip(first) == strip(second)
+
+
+def test_summary_lines_on_stderr(run_python, tmp_path):
+    proc = run_python(
+        """
+        import allocmod as m
+        import dhatc
+
+        def main():
+            with dhatc.Profiler(file_name="out.json"):
+                m.alloc(0, m.RAW, 1234567)
+                m.alloc(1, m.RAW, 1000)
+                m.free(1)
+        main()
+        """
+    )
+    lines = proc.stderr.splitlines()
+    data = json.loads((tmp_path / "out.json").read_text())
+    total_bytes = sum(pp["tb"] for pp in data["pps"])
+    total_blocks = sum(pp["tbk"] for pp in data["pps"])
+    assert lines[0] == f"dhat: Total:     {total_bytes:,} bytes in {total_blocks:,} blocks"
+    assert lines[1].startswith("dhat: At t-gmax: 1,23")
+    assert lines[2].startswith("dhat: At t-end:  1,23")
+    assert lines[3] == (
+        "dhat: The data has been saved to out.json, and is viewable with dhat/dh_view.html"
+    )
+    assert len(lines) == 4
+
+
+def test_default_file_name(run_python, tmp_path):
+    run_python("import dhatc\nwith dhatc.Profiler():\n    x = [1] * 1000\n")
+    assert json.loads((tmp_path / "dhat-heap.json").read_text())["mode"] == "heap"
+
+
+def test_eprint_json_prints_instead_of_saving(run_python, tmp_path):
+    proc = run_python(
+        "import dhatc\nwith dhatc.Profiler(eprint_json=True):\n    x = [1] * 1000\n"
+    )
+    assert not (tmp_path / "dhat-heap.json").exists()
+    lines = proc.stderr.splitlines()
+    assert lines[0].startswith("dhat: Total:")
+    data = json.loads("\n".join(lines[3:]))
+    assert data["dhatFileVersion"] == 2
+
+
+def test_file_written_atomically_leaves_no_temporaries(run_python, tmp_path):
+    run_script(run_python, tmp_path)
+    assert sorted(os.listdir(tmp_path)) == ["out.json", "snippet.py"]

@@ -1,0 +1,84 @@
+"""dhatc and tracemalloc hook the same allocator domains; both must work in
+either order of starting and stopping."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+ORDERS = {
+    # name: the sequence of steps; "work" allocates 3 known blocks
+    "dhatc-outer": ["dstart", "tstart", "work", "tstop", "dstop"],
+    "tracemalloc-outer": ["tstart", "dstart", "work", "dstop", "tstop"],
+    "dhatc-first-stops-first": ["dstart", "tstart", "work", "dstop", "tstop"],
+}
+
+
+@pytest.mark.parametrize("order", sorted(ORDERS))
+def test_both_count_exactly(run_python, order):
+    proc = run_python(
+        f"""
+        import json, tracemalloc
+        import allocmod as m
+        import dhatc
+
+        result = {{}}
+        def step(name):
+            global p
+            if name == "dstart":
+                p = dhatc.Profiler(testing=True).start()
+            elif name == "dstop":
+                p.stop()
+                result["dhatc"] = [pp.total_bytes for pp in p.profile.pps if pp.total_bytes >= 5000]
+            elif name == "tstart":
+                tracemalloc.start(1)
+            elif name == "tstop":
+                snap = tracemalloc.take_snapshot()
+                result["tracemalloc"] = sorted(
+                    st.size for st in snap.statistics("lineno") if st.size >= 5000)
+                tracemalloc.stop()
+            elif name == "work":
+                # Not the raw domain: when tracemalloc wraps dhatc, its own
+                # bookkeeping goes through the raw domain and counts there.
+                m.alloc(0, m.MEM, 5001)
+                m.alloc(1, m.OBJ, 6002)
+                m.alloc(2, m.MEM, 7003)
+
+        for name in {ORDERS[order]!r}:
+            step(name)
+        print(json.dumps(result))
+        """
+    )
+    result = json.loads(proc.stdout)
+    assert sorted(result["dhatc"]) == [5001, 6002, 7003]
+    assert result["tracemalloc"] == [5001, 6002, 7003]
+
+
+def test_profiling_again_after_tracemalloc_wrapped_us(run_python):
+    # dhatc's hooks stay in tracemalloc's chain after dhatc stops; a second
+    # profile must reuse them, not stack a second copy, and count exactly.
+    proc = run_python(
+        """
+        import json, tracemalloc
+        import allocmod as m
+        import dhatc
+
+        p = dhatc.Profiler(testing=True).start()
+        tracemalloc.start()
+        p.stop()
+        with dhatc.Profiler(testing=True):
+            m.alloc(0, m.MEM, 5001)
+            s = dhatc.HeapStats.get()
+        tracemalloc.stop()
+        with dhatc.Profiler(testing=True):
+            m.alloc(1, m.OBJ, 6002)
+            s2 = dhatc.HeapStats.get()
+        print(json.dumps([s.total_bytes, s.total_blocks, s2.total_bytes, s2.total_blocks]))
+        """
+    )
+    # While tracemalloc wraps dhatc, tracemalloc's trace records (raw domain)
+    # count too; once it is gone, the figures are exact again.
+    first_bytes, first_blocks, second_bytes, second_blocks = json.loads(proc.stdout)
+    assert first_bytes >= 5001 and first_blocks >= 1
+    assert (second_bytes, second_blocks) == (6002, 1)
