@@ -1,0 +1,116 @@
+"""Bad input gets a clear exception that says what to do; data collected is
+never lost to an error in saving it."""
+
+from __future__ import annotations
+
+import os
+
+import pytest
+
+import dhatc
+
+
+@pytest.mark.parametrize(
+    "kwargs, exc, words",
+    [
+        ({"mode": "stack"}, ValueError, "unknown mode 'stack'"),
+        ({"mode": 1}, TypeError, "mode must be a str"),
+        ({"trim_backtraces": -1}, ValueError, "trim_backtraces must be >= 0"),
+        ({"trim_backtraces": 2.5}, TypeError, "trim_backtraces must be an int or None"),
+        ({"trim_backtraces": True}, TypeError, "trim_backtraces must be an int or None"),
+        ({"file_name": 42}, TypeError, "file_name must be a str or os.PathLike"),
+    ],
+)
+def test_bad_arguments(kwargs, exc, words):
+    with pytest.raises(exc, match=words):
+        dhatc.Profiler(**kwargs)
+
+
+def test_positional_options_are_rejected():
+    with pytest.raises(TypeError):
+        dhatc.Profiler("heap", "out.json")  # type: ignore[misc]
+
+
+def test_stats_without_a_profiler():
+    with pytest.raises(RuntimeError, match="dhat: getting heap stats when no profiler is running"):
+        dhatc.HeapStats.get()
+    with pytest.raises(RuntimeError, match="dhat: getting ad hoc stats when no profiler is running"):
+        dhatc.AdHocStats.get()
+
+
+def test_second_profiler_is_refused(run_python):
+    proc = run_python(
+        """
+        import dhatc
+        with dhatc.Profiler(testing=True):
+            try:
+                dhatc.Profiler(testing=True).start()
+            except RuntimeError as e:
+                print(e)
+            with dhatc.Profiler(testing=True, mode="ad-hoc") as q:
+                pass
+        """,
+        expect_status=1,
+    )
+    assert proc.stdout.strip() == "dhat: creating a profiler while a profiler is already running"
+    assert "RuntimeError: dhat: creating a profiler while a profiler is already running" in proc.stderr
+
+
+def test_a_profiler_starts_once(run_python):
+    proc = run_python(
+        """
+        import dhatc
+        p = dhatc.Profiler(testing=True)
+        with p:
+            pass
+        try:
+            p.start()
+        except RuntimeError as e:
+            print(e)
+        """
+    )
+    assert "already been started; create a new Profiler" in proc.stdout
+
+
+def test_unwritable_path_raises_oserror_naming_it_and_keeps_the_data(run_python, tmp_path):
+    target = tmp_path / "no-such-dir" / "out.json"
+    proc = run_python(
+        f"""
+        import allocmod as m
+        import dhatc
+
+        p = dhatc.Profiler(file_name={str(target)!r})
+        try:
+            with p:
+                m.alloc(0, m.RAW, 12345)
+        except OSError as e:
+            print("OSError:", e)
+        print(p.profile.total_bytes >= 12345)
+        print(p.save("rescued.json"))
+        """
+    )
+    first, kept, saved = proc.stdout.splitlines()
+    assert first.startswith("OSError:") and str(target) in first
+    assert kept == "True"
+    assert saved == "rescued.json"
+    assert (tmp_path / "rescued.json").exists()
+    assert not target.parent.exists()
+
+
+def test_save_before_stop_is_refused():
+    p = dhatc.Profiler(testing=True)
+    with pytest.raises(RuntimeError, match="stop the profiler first"):
+        p.save("x.json")
+
+
+def test_path_like_file_name(run_python, tmp_path):
+    run_python(
+        """
+        import pathlib
+        import dhatc
+        with dhatc.Profiler(file_name=pathlib.Path("sub.json")):
+            pass
+        """
+    )
+    assert (tmp_path / "sub.json").exists()
+    assert os.path.getsize(tmp_path / "sub.json") > 0

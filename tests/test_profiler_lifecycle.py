@@ -1,0 +1,155 @@
+"""The Profiler's lifetime bounds what is measured, as a Rust Profiler's
+scope does: with-blocks, start/stop, a dropped profiler, interpreter exit,
+exceptions and KeyboardInterrupt inside the block."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+
+def saved_total(tmp_path, name="out.json"):
+    data = json.loads((tmp_path / name).read_text())
+    return sum(pp["tb"] for pp in data["pps"]), data
+
+
+@pytest.mark.parametrize("exc", ["ValueError('boom')", "KeyboardInterrupt()"])
+def test_exception_in_block_still_saves_and_propagates(run_python, tmp_path, exc):
+    proc = run_python(
+        f"""
+        import allocmod as m
+        import dhatc
+
+        def main():
+            with dhatc.Profiler(file_name="out.json"):
+                m.alloc(0, m.RAW, 77777)
+                raise {exc}
+
+        try:
+            main()
+        except BaseException as e:
+            print("caught", type(e).__name__)
+        """
+    )
+    assert proc.stdout.split() == ["caught", exc.split("(")[0]]
+    total, _ = saved_total(tmp_path)
+    assert total >= 77777
+    assert "dhat: The data has been saved to out.json" in proc.stderr
+
+
+def test_start_returns_the_profiler_and_stop_saves(run_python, tmp_path):
+    proc = run_python(
+        """
+        import allocmod as m
+        import dhatc
+
+        p = dhatc.Profiler(file_name="out.json")
+        assert p.start() is p
+        m.alloc(0, m.RAW, 4096)
+        p.stop()
+        p.stop()        # a second stop does nothing
+        m.alloc(1, m.RAW, 8192)
+        print(p.profile.total_bytes >= 4096, p.profile.total_bytes < 8192)
+        """
+    )
+    assert proc.stdout.split() == ["True", "True"]
+    assert proc.stderr.count("dhat: Total:") == 1
+
+
+def test_dropping_the_last_reference_stops_and_saves(run_python, tmp_path):
+    proc = run_python(
+        """
+        import allocmod as m
+        import dhatc
+
+        def main():
+            p = dhatc.Profiler(file_name="out.json").start()
+            m.alloc(0, m.RAW, 55555)
+            # p goes away when main returns
+
+        main()
+        print("after main")
+        m.alloc(1, m.RAW, 99999)
+        """
+    )
+    assert proc.stdout.strip() == "after main"
+    assert proc.stderr.index("dhat: Total:") >= 0
+    total, _ = saved_total(tmp_path)
+    assert 55555 <= total < 55555 + 99999
+
+
+def test_running_at_interpreter_exit_is_saved(run_python, tmp_path):
+    proc = run_python(
+        """
+        import allocmod as m
+        import dhatc
+
+        profiler = dhatc.Profiler(file_name="out.json").start()
+        m.alloc(0, m.RAW, 31337)
+        """
+    )
+    total, _ = saved_total(tmp_path)
+    assert total >= 31337
+    assert "dhat: The data has been saved to out.json" in proc.stderr
+
+
+def test_sys_exit_inside_with_block_saves(run_python, tmp_path):
+    proc = run_python(
+        """
+        import sys
+        import dhatc
+
+        with dhatc.Profiler(file_name="out.json"):
+            data = [bytes(100) for _ in range(10)]
+            sys.exit(3)
+        """,
+        expect_status=3,
+    )
+    total, _ = saved_total(tmp_path)
+    assert total >= 10 * 100
+
+
+def test_a_profiler_runs_again_after_the_previous_one_stopped(run_python):
+    proc = run_python(
+        """
+        import json
+        import allocmod as m
+        import dhatc
+
+        results = []
+        for size in (1000, 2000):
+            with dhatc.Profiler(testing=True):
+                m.alloc(0, m.RAW, size)
+                m.free(0)
+                results.append(dhatc.HeapStats.get().total_bytes)
+        print(json.dumps(results))
+        """
+    )
+    assert json.loads(proc.stdout) == [1000, 2000]
+
+
+def test_fork_child_neither_records_nor_saves(run_python, tmp_path):
+    proc = run_python(
+        """
+        import os
+        import allocmod as m
+        import dhatc
+
+        def main():
+            with dhatc.Profiler(file_name="out.json"):
+                m.alloc(0, m.RAW, 1000)
+                pid = os.fork()
+                if pid == 0:
+                    m.alloc(1, m.RAW, 500000)   # the child's own business
+                    os._exit(0)
+                os.waitpid(pid, 0)
+                m.alloc(2, m.RAW, 2000)
+
+        main()
+        """
+    )
+    total, data = saved_total(tmp_path)
+    sizes = sorted(pp["tb"] for pp in data["pps"] if pp["tb"] in (1000, 2000, 500000))
+    assert sizes == [1000, 2000]
+    assert proc.stderr.count("dhat: Total:") == 1
