@@ -1,0 +1,273 @@
+/* Model check of the engine (profile.c and its tables), without Python.
+ *
+ * Random allocations, frees and reallocations over a few hundred stacks are
+ * fed both to the engine and to a naive model that does what Valgrind and
+ * dhat-rs do (rescan every program point at each new global peak).  Every
+ * figure of every program point must agree.  A second part records from
+ * several threads at once and checks the totals.  Built and run by
+ * tests/test_engine_c.py, with AddressSanitizer and UBSan. */
+#include <assert.h>
+#include <pthread.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "profile.h"
+
+#define CHECK(cond)                                                              \
+    do {                                                                         \
+        if (!(cond)) {                                                           \
+            fprintf(stderr, "%s:%d: check failed: %s\n", __FILE__, __LINE__, #cond); \
+            exit(1);                                                             \
+        }                                                                        \
+    } while (0)
+
+/* Captured stacks: `where` is an "instruction offset"; two offsets map to one
+ * "line", so distinct captured stacks share program points. */
+static void canonicalize(const dhatc_frame_t *captured, uint32_t depth, dhatc_frame_t *out)
+{
+    for (uint32_t i = 0; i < depth; i++) {
+        out[i] = (dhatc_frame_t){.code = captured[i].code, .where = captured[i].where / 2};
+    }
+}
+
+enum { STACKS = 5000, DEPTH = 3, MAX_LIVE = 60000, OPS = 400000 };
+
+static dhatc_frame_t stacks[STACKS][DEPTH];
+static uint64_t stack_hash[STACKS];
+static char codes[8]; /* distinct addresses standing for code objects */
+
+typedef struct {
+    uint64_t tb, tbk, tl, mb, mbk, gb, gbk, cb, cbk;
+} model_pp_t;
+
+typedef struct {
+    uintptr_t address;
+    uint64_t size;
+    uint64_t born;
+    int pp;
+} model_block_t;
+
+static model_pp_t model[STACKS / 2];
+static model_block_t live[MAX_LIVE];
+static int live_count;
+static uint64_t clock_now, curr_bytes, curr_blocks, max_bytes, max_blocks, peak_time;
+static uint64_t total_bytes;
+
+static int pp_of_stack(int s)
+{
+    return s / 2; /* stacks 2k and 2k+1 differ only in offset parity */
+}
+
+static void model_peak_check(void)
+{
+    if (curr_bytes >= max_bytes) {
+        max_bytes = curr_bytes;
+        max_blocks = curr_blocks;
+        peak_time = clock_now;
+        for (int i = 0; i < STACKS / 2; i++) {
+            model[i].gb = model[i].cb;
+            model[i].gbk = model[i].cbk;
+        }
+    }
+}
+
+static void model_pp_max(model_pp_t *pp)
+{
+    if (pp->cb >= pp->mb) {
+        pp->mb = pp->cb;
+        pp->mbk = pp->cbk;
+    }
+}
+
+static uintptr_t next_address = 0x10000;
+
+static void do_alloc(int s, uint64_t size)
+{
+    uintptr_t address = next_address;
+    next_address += 16 * (1 + (size / 16)); /* never reused: the model keys by index */
+    dhatc_profile_record_alloc(address, size, DHATC_KIND_MALLOC, stacks[s], DEPTH, stack_hash[s]);
+    clock_now++;
+    total_bytes += size;
+    model_pp_t *pp = &model[pp_of_stack(s)];
+    pp->tb += size;
+    pp->tbk++;
+    pp->cb += size;
+    pp->cbk++;
+    model_pp_max(pp);
+    curr_bytes += size;
+    curr_blocks++;
+    live[live_count++] = (model_block_t){address, size, clock_now, pp_of_stack(s)};
+    model_peak_check();
+}
+
+static void do_free(int index)
+{
+    model_block_t b = live[index];
+    live[index] = live[--live_count];
+    dhatc_profile_record_free(b.address);
+    model_pp_t *pp = &model[b.pp];
+    pp->cb -= b.size;
+    pp->cbk--;
+    pp->tl += clock_now - b.born;
+    curr_bytes -= b.size;
+    curr_blocks--;
+}
+
+static void do_realloc(int index, uint64_t size)
+{
+    model_block_t *b = &live[index];
+    uintptr_t moved = (rand() & 1) ? next_address : b->address;
+    if (moved == next_address) {
+        next_address += 16 * (1 + (size / 16));
+    }
+    CHECK(dhatc_profile_record_realloc(b->address, moved, size));
+    clock_now++;
+    total_bytes += size;
+    model_pp_t *pp = &model[b->pp];
+    pp->tb += size;
+    pp->tbk++;
+    pp->cb = pp->cb - b->size + size;
+    model_pp_max(pp);
+    curr_bytes = curr_bytes - b->size + size;
+    b->address = moved;
+    b->size = size;
+    model_peak_check();
+}
+
+static void model_check(void)
+{
+    srand(12345);
+    for (int s = 0; s < STACKS; s++) {
+        uint64_t h = DHATC_HASH_SEED;
+        for (int d = 0; d < DEPTH; d++) {
+            /* Stacks 2k and 2k+1: same code, offsets 2n and 2n+1, so one "line". */
+            int k = s / 2;
+            stacks[s][d] = (dhatc_frame_t){.code = &codes[(k + d) % 8],
+                                           .where = (int32_t)((k * 10 + d * 1000000) * 2 + s % 2)};
+            h = dhatc_hash_step(h, &stacks[s][d]);
+        }
+        stack_hash[s] = dhatc_hash_finish(h, DHATC_KIND_MALLOC, DEPTH);
+    }
+    CHECK(dhatc_profile_start(DHATC_MODE_HEAP, canonicalize));
+    /* Phases: grow past the live map's first resize, churn, shrink. */
+    for (int op = 0; op < OPS; op++) {
+        int r = rand() % 100;
+        int grow_phase = op < OPS / 4;
+        int shrink_phase = op > (OPS * 3) / 4;
+        if (live_count < MAX_LIVE && (live_count == 0 || r < (grow_phase ? 80 : shrink_phase ? 20 : 45))) {
+            uint64_t size = (uint64_t)(rand() % 4) == 0 ? (uint64_t)(rand() % 100000) : (uint64_t)(rand() % 200);
+            do_alloc(rand() % STACKS, size);
+        } else if (r < 90 || live_count == 0) {
+            if (live_count > 0) {
+                do_free(rand() % live_count);
+            }
+        } else {
+            do_realloc(rand() % live_count, (uint64_t)(rand() % 3000));
+        }
+    }
+    dhatc_profile_stop();
+
+    dhatc_stats_t stats = dhatc_profile_stats();
+    CHECK(stats.total_blocks == clock_now);
+    CHECK(stats.total_bytes == total_bytes);
+    CHECK(stats.curr_blocks == curr_blocks && stats.curr_bytes == curr_bytes);
+    CHECK(stats.max_blocks == max_blocks && stats.max_bytes == max_bytes);
+    CHECK(dhatc_profile_time_of_peak() == peak_time);
+    CHECK(dhatc_profile_time_of_end() == clock_now);
+    CHECK(dhatc_profile_dropped() == 0);
+    CHECK(dhatc_profile_pp_count() == STACKS / 2);
+
+    /* Blocks still live count to the end. */
+    for (int i = 0; i < live_count; i++) {
+        model[live[i].pp].tl += clock_now - live[i].born;
+    }
+    /* Engine PPs are in first-seen order: match them by their frames. */
+    int matched = 0;
+    for (uint32_t id = 0; id < dhatc_profile_pp_count(); id++) {
+        dhatc_pp_figures_t f;
+        dhatc_profile_pp_figures(id, &f);
+        CHECK(f.depth == DEPTH);
+        int k = (f.frames[0].where / 10);
+        CHECK(k >= 0 && k < STACKS / 2);
+        model_pp_t *m = &model[k];
+        CHECK(f.total_bytes == m->tb && f.total_blocks == m->tbk);
+        CHECK(f.total_lifetime == m->tl);
+        CHECK(f.max_bytes == m->mb && f.max_blocks == m->mbk);
+        CHECK(f.gmax_bytes == m->gb && f.gmax_blocks == m->gbk);
+        CHECK(f.end_bytes == m->cb && f.end_blocks == m->cbk);
+        matched++;
+    }
+    CHECK(matched == STACKS / 2);
+    dhatc_profile_release();
+    printf("model: %d ops, %llu blocks, peak %llu bytes: all figures agree\n", OPS,
+           (unsigned long long)clock_now, (unsigned long long)max_bytes);
+}
+
+/* ---- threads ------------------------------------------------------------ */
+
+enum { THREADS = 4, PER_THREAD = 50000 };
+
+static void *thread_body(void *arg)
+{
+    uintptr_t base = (uintptr_t)arg * 0x10000000u;
+    dhatc_frame_t frame = {.code = &codes[(int)(uintptr_t)arg], .where = 2};
+    uint64_t h = dhatc_hash_finish(dhatc_hash_step(DHATC_HASH_SEED, &frame), DHATC_KIND_MALLOC, 1);
+    for (uintptr_t i = 0; i < PER_THREAD; i++) {
+        dhatc_profile_record_alloc(base + 16 * i, 32, DHATC_KIND_MALLOC, &frame, 1, h);
+        if (i % 2 == 0) {
+            dhatc_profile_record_free(base + 16 * i);
+        }
+    }
+    return NULL;
+}
+
+static void thread_check(void)
+{
+    CHECK(dhatc_profile_start(DHATC_MODE_HEAP, canonicalize));
+    pthread_t threads[THREADS];
+    for (uintptr_t t = 0; t < THREADS; t++) {
+        CHECK(pthread_create(&threads[t], NULL, thread_body, (void *)(t + 1)) == 0);
+    }
+    for (int t = 0; t < THREADS; t++) {
+        pthread_join(threads[t], NULL);
+    }
+    dhatc_profile_stop();
+    dhatc_stats_t s = dhatc_profile_stats();
+    CHECK(s.total_blocks == THREADS * PER_THREAD);
+    CHECK(s.total_bytes == 32ull * THREADS * PER_THREAD);
+    CHECK(s.curr_blocks == THREADS * PER_THREAD / 2);
+    CHECK(dhatc_profile_pp_count() == THREADS);
+    dhatc_profile_release();
+    printf("threads: %d x %d allocations recorded exactly\n", THREADS, PER_THREAD);
+}
+
+/* ---- ad hoc ------------------------------------------------------------- */
+
+static void ad_hoc_check(void)
+{
+    CHECK(dhatc_profile_start(DHATC_MODE_AD_HOC, canonicalize));
+    dhatc_frame_t frame = {.code = &codes[0], .where = 4};
+    uint64_t h = dhatc_hash_finish(dhatc_hash_step(DHATC_HASH_SEED, &frame), DHATC_KIND_AD_HOC, 1);
+    uint64_t units = 0;
+    for (uint64_t w = 0; w < 11; w++) {
+        dhatc_profile_record_event(w * 2 + 3, &frame, 1, h);
+        units += w * 2 + 3;
+    }
+    /* Heap events are ignored in ad hoc mode. */
+    dhatc_profile_record_alloc(0x1000, 10, DHATC_KIND_MALLOC, &frame, 1, h);
+    dhatc_profile_stop();
+    dhatc_stats_t s = dhatc_profile_stats();
+    CHECK(s.total_blocks == 11 && s.total_bytes == units && s.curr_blocks == 0);
+    dhatc_profile_release();
+    printf("ad hoc: 11 events, %llu units\n", (unsigned long long)units);
+}
+
+int main(void)
+{
+    model_check();
+    thread_check();
+    ad_hoc_check();
+    return 0;
+}
