@@ -30,6 +30,7 @@ def test_engine_model_under_sanitizers(tmp_path):
     )
     proc = subprocess.run([str(exe)], capture_output=True, text=True, timeout=600)
     assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert "livemap: 3000000 random operations agree with the reference" in proc.stdout
     assert "all figures agree" in proc.stdout
     assert "threads: 4 x 50000 allocations recorded exactly" in proc.stdout
     assert "ad hoc: 11 events, 143 units" in proc.stdout

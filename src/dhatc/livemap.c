@@ -2,19 +2,29 @@
 
 #include "rawmem.h"
 
-enum { INITIAL_SLOTS = 1 << 16 };
+enum { INITIAL_SLOTS = 1 << 16 }; /* keep in step with the initial shift */
 
+/* Locality-preserving hash.  Each 4 KiB page of the heap owns a run of 256
+ * slots (one per 16-byte unit) at a pseudo-random place in the table
+ * (Fibonacci hashing of the page number), so blocks allocated or freed one
+ * after another in a page -- the common pattern of pymalloc and malloc --
+ * land in neighbouring slots and share cache lines, while distinct pages
+ * spread over the table.  A purely random hash makes every lookup in a large
+ * heap a cache and TLB miss.  The unit's place in the run is rotated by more
+ * bits of the page's hash, so pages holding one block at the same offset
+ * (page-aligned buffers) still spread over the whole run. */
 static inline size_t slot_of(const dhatc_livemap_t *map, uintptr_t address)
 {
-    /* Fibonacci hashing: heap addresses are 16-byte aligned and clustered,
-     * the multiply spreads them over the high bits. */
-    return (size_t)((address * UINT64_C(0x9E3779B97F4A7C15)) >> 20) & map->mask;
+    size_t page_hash = (size_t)(((address >> 12) * UINT64_C(0x9E3779B97F4A7C15)) >> map->shift);
+    size_t unit = (size_t)(address >> 4);
+    return ((page_hash & ~(size_t)0xFF) | ((unit + page_hash) & 0xFF)) & map->mask;
 }
 
 bool dhatc_livemap_init(dhatc_livemap_t *map)
 {
     map->slots = dhatc_rawmem_alloc(INITIAL_SLOTS * sizeof(dhatc_block_t));
     map->mask = INITIAL_SLOTS - 1;
+    map->shift = 64 - 16;
     map->count = 0;
     return map->slots != NULL;
 }
@@ -24,7 +34,38 @@ void dhatc_livemap_release(dhatc_livemap_t *map)
     dhatc_rawmem_free(map->slots, (map->mask + 1) * sizeof(dhatc_block_t));
     map->slots = NULL;
     map->mask = 0;
+    map->shift = 0;
     map->count = 0;
+}
+
+static inline size_t distance_from_home(const dhatc_livemap_t *map, size_t slot)
+{
+    return (slot - slot_of(map, map->slots[slot].address)) & map->mask;
+}
+
+/* Robin Hood insertion of an address known to be absent, from slot `i` at
+ * `distance` from its home: an entry further from its home takes the slot of
+ * one nearer to its own, which moves on.  Probe runs stay ordered by
+ * distance, so a lookup for an absent address (a block from before the
+ * profile) stops as soon as it has gone further than the entries it meets,
+ * even inside the dense runs the locality-preserving hash makes. */
+static void insert_absent(dhatc_livemap_t *map, dhatc_block_t carried, size_t i, size_t distance)
+{
+    for (;; i = (i + 1) & map->mask, distance++) {
+        dhatc_block_t *slot = &map->slots[i];
+        if (slot->address == 0) {
+            *slot = carried;
+            map->count++;
+            return;
+        }
+        size_t resident = distance_from_home(map, i);
+        if (resident < distance) {
+            dhatc_block_t evicted = *slot;
+            *slot = carried;
+            carried = evicted;
+            distance = resident;
+        }
+    }
 }
 
 static bool grow(dhatc_livemap_t *map)
@@ -37,13 +78,11 @@ static bool grow(dhatc_livemap_t *map)
     }
     map->slots = fresh;
     map->mask = 2 * old_slots - 1;
+    map->shift--;
+    map->count = 0;
     for (size_t i = 0; i < old_slots; i++) {
         if (old[i].address != 0) {
-            size_t j = slot_of(map, old[i].address);
-            while (fresh[j].address != 0) {
-                j = (j + 1) & map->mask;
-            }
-            fresh[j] = old[i];
+            insert_absent(map, old[i], slot_of(map, old[i].address), 0);
         }
     }
     dhatc_rawmem_free(old, old_slots * sizeof(dhatc_block_t));
@@ -54,21 +93,23 @@ bool dhatc_livemap_put(dhatc_livemap_t *map, const dhatc_block_t *block,
                        dhatc_block_t *replaced, bool *had_old)
 {
     *had_old = false;
-    if ((map->count + 1) * 2 > map->mask + 1 && !grow(map)) {
+    if ((map->count + 1) * 10 > (map->mask + 1) * 7 && !grow(map)) {
         return false;
     }
     size_t i = slot_of(map, block->address);
-    while (map->slots[i].address != 0) {
+    size_t distance = 0;
+    for (; map->slots[i].address != 0; distance++, i = (i + 1) & map->mask) {
         if (map->slots[i].address == block->address) {
             *replaced = map->slots[i];
             *had_old = true;
             map->slots[i] = *block;
             return true;
         }
-        i = (i + 1) & map->mask;
+        if (distance_from_home(map, i) < distance) {
+            break; /* it would sit before here: absent */
+        }
     }
-    map->slots[i] = *block;
-    map->count++;
+    insert_absent(map, *block, i, distance);
     return true;
 }
 
@@ -78,11 +119,11 @@ bool dhatc_livemap_take(dhatc_livemap_t *map, uintptr_t address, dhatc_block_t *
         return false;
     }
     size_t i = slot_of(map, address);
-    while (map->slots[i].address != address) {
-        if (map->slots[i].address == 0) {
+    for (size_t distance = 0; map->slots[i].address != address;
+         distance++, i = (i + 1) & map->mask) {
+        if (map->slots[i].address == 0 || distance_from_home(map, i) < distance) {
             return false;
         }
-        i = (i + 1) & map->mask;
     }
     *removed = map->slots[i];
     map->count--;

@@ -18,10 +18,11 @@ typedef struct {
      * ones at the peak.  O(1) per event, no rescans. */
     uint64_t snapshot_bytes, snapshot_blocks;
     uint64_t snapshot_peak;
-    /* Lifetimes: the sum over freed blocks, and the sum of allocation times
-     * of live blocks, so the live ones can be added up at the end in O(1). */
-    uint64_t freed_lifetimes;
-    uint64_t live_allocated_at_sum;
+    /* Lifetimes without a per-block time: the sum of lifetimes is the sum of
+     * free times (the end time for live blocks) minus the sum of allocation
+     * times, so each sum is kept and the live blocks are added at the end. */
+    uint64_t allocation_times;
+    uint64_t free_times;
     const dhatc_frame_t *frames;
     uint32_t depth;
     uint32_t kind;
@@ -95,6 +96,9 @@ void dhatc_profile_release(void)
 
 static uint32_t new_pp_unlocked(uint32_t kind)
 {
+    if (g.pp_count > DHATC_BLOCK_MAX_PP) {
+        return DHATC_NO_VALUE; /* no room in a live-map entry for its id */
+    }
     if (g.pp_count == g.pp_capacity) {
         size_t old_size = (size_t)g.pp_capacity * sizeof(pp_t);
         pp_t *grown = dhatc_rawmem_resize(g.pps, old_size, 2 * old_size);
@@ -186,14 +190,14 @@ static inline void note_pp_peak(pp_t *pp)
 
 static void forget_block_unlocked(const dhatc_block_t *block)
 {
-    pp_t *pp = &g.pps[block->pp];
+    pp_t *pp = &g.pps[dhatc_block_pp(block)];
+    uint64_t size = dhatc_block_size(block);
     snapshot_if_first_change_since_peak(pp);
     pp->curr_blocks--;
-    pp->curr_bytes -= block->size;
-    pp->freed_lifetimes += g.stats.total_blocks - block->allocated_at;
-    pp->live_allocated_at_sum -= block->allocated_at;
+    pp->curr_bytes -= size;
+    pp->free_times += g.stats.total_blocks;
     g.stats.curr_blocks--;
-    g.stats.curr_bytes -= block->size;
+    g.stats.curr_bytes -= size;
 }
 
 void dhatc_profile_record_alloc(uintptr_t address, uint64_t size, dhatc_kind_t kind,
@@ -204,12 +208,11 @@ void dhatc_profile_record_alloc(uintptr_t address, uint64_t size, dhatc_kind_t k
         goto out;
     }
     uint32_t id = pp_of_stack_unlocked(hash, (uint32_t)kind, frames, depth);
-    if (id == DHATC_NO_VALUE) {
+    if (id == DHATC_NO_VALUE || size > DHATC_BLOCK_MAX_SIZE) {
         g.dropped++;
         goto out;
     }
-    dhatc_block_t block = {
-        .address = address, .size = size, .allocated_at = g.stats.total_blocks + 1, .pp = id};
+    dhatc_block_t block = dhatc_block(address, size, id);
     dhatc_block_t stale;
     bool had_stale;
     if (!dhatc_livemap_put(&g.live, &block, &stale, &had_stale)) {
@@ -227,7 +230,7 @@ void dhatc_profile_record_alloc(uintptr_t address, uint64_t size, dhatc_kind_t k
     pp->total_bytes += size;
     pp->curr_blocks++;
     pp->curr_bytes += size;
-    pp->live_allocated_at_sum += block.allocated_at;
+    pp->allocation_times += g.stats.total_blocks + 1; /* the clock after this allocation */
     note_pp_peak(pp);
     g.stats.total_blocks++;
     g.stats.total_bytes += size;
@@ -263,18 +266,23 @@ bool dhatc_profile_record_realloc(uintptr_t old_address, uintptr_t new_address, 
         goto out;
     }
     known = true;
-    pp_t *pp = &g.pps[block.pp];
+    if (size > DHATC_BLOCK_MAX_SIZE) {
+        forget_block_unlocked(&block);
+        g.dropped++;
+        goto out;
+    }
+    uint64_t old_size = dhatc_block_size(&block);
+    pp_t *pp = &g.pps[dhatc_block_pp(&block)];
     snapshot_if_first_change_since_peak(pp);
     pp->total_blocks++;
     pp->total_bytes += size;
-    pp->curr_bytes = pp->curr_bytes - block.size + size;
+    pp->curr_bytes = pp->curr_bytes - old_size + size;
     note_pp_peak(pp);
     g.stats.total_blocks++;
     g.stats.total_bytes += size;
-    g.stats.curr_bytes = g.stats.curr_bytes - block.size + size;
+    g.stats.curr_bytes = g.stats.curr_bytes - old_size + size;
     note_global_peak_unlocked();
-    block.address = new_address;
-    block.size = size;
+    block = dhatc_block(new_address, size, dhatc_block_pp(&block));
     dhatc_block_t stale;
     bool had_stale;
     if (!dhatc_livemap_put(&g.live, &block, &stale, &had_stale)) {
@@ -348,7 +356,7 @@ void dhatc_profile_pp_figures(uint32_t id, dhatc_pp_figures_t *out)
         .frames = pp->frames,
         .total_bytes = pp->total_bytes,
         .total_blocks = pp->total_blocks,
-        .total_lifetime = pp->freed_lifetimes + pp->curr_blocks * end - pp->live_allocated_at_sum,
+        .total_lifetime = pp->free_times + pp->curr_blocks * end - pp->allocation_times,
         .max_bytes = pp->max_bytes,
         .max_blocks = pp->max_blocks,
         .gmax_bytes = changed_since_peak ? pp->snapshot_bytes : pp->curr_bytes,

@@ -6,10 +6,37 @@
 #include <stdint.h>
 #include <sys/mman.h>
 
-void *dhatc_rawmem_alloc(size_t size)
+enum { HUGE_PAGE = 2 << 20 };
+
+static void *map_anonymous(size_t size)
 {
     void *block = mmap(NULL, size, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
     return block == MAP_FAILED ? NULL : block;
+}
+
+void *dhatc_rawmem_alloc(size_t size)
+{
+    if (size < HUGE_PAGE) {
+        return map_anonymous(size);
+    }
+    /* Big tables (the live-block map of a large heap) are probed at random:
+     * with 4 KiB pages nearly every probe also misses the TLB, which costs
+     * more than the cache miss in a VM.  Transparent huge pages need 2 MiB
+     * alignment: map more, unmap the ends, and ask for huge pages. */
+    char *raw = map_anonymous(size + HUGE_PAGE);
+    if (raw == NULL) {
+        return NULL;
+    }
+    char *aligned = (char *)(((uintptr_t)raw + HUGE_PAGE - 1) & ~(uintptr_t)(HUGE_PAGE - 1));
+    if (aligned > raw) {
+        munmap(raw, (size_t)(aligned - raw));
+    }
+    size_t tail = (size_t)(raw + size + HUGE_PAGE - (aligned + size));
+    if (tail > 0) {
+        munmap(aligned + size, tail);
+    }
+    madvise(aligned, size, MADV_HUGEPAGE);
+    return aligned;
 }
 
 void *dhatc_rawmem_resize(void *block, size_t old_size, size_t new_size)
