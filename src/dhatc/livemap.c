@@ -2,29 +2,33 @@
 
 #include "rawmem.h"
 
-enum { INITIAL_SLOTS = 1 << 16 }; /* keep in step with the initial shift */
+enum { INITIAL_SLOT_BITS = 12 }; /* 64 KiB: a small live heap stays in cache */
 
-/* Locality-preserving hash.  Each 4 KiB page of the heap owns a run of 256
- * slots (one per 16-byte unit) at a pseudo-random place in the table
- * (Fibonacci hashing of the page number), so blocks allocated or freed one
- * after another in a page -- the common pattern of pymalloc and malloc --
- * land in neighbouring slots and share cache lines, while distinct pages
- * spread over the table.  A purely random hash makes every lookup in a large
- * heap a cache and TLB miss.  The unit's place in the run is rotated by more
- * bits of the page's hash, so pages holding one block at the same offset
+/* Locality-preserving hash.  Each CHUNK of the heap (CHUNK_BYTES, aligned)
+ * owns a run of slots, one per 16-byte unit, at a pseudo-random place in the
+ * table (Fibonacci hashing of the chunk number), so blocks allocated or freed
+ * one after another -- the common pattern of pymalloc and malloc -- land in
+ * neighbouring slots and share cache lines, while chunks spread over the
+ * table.  A purely random hash makes every lookup in a large heap a cache and
+ * TLB miss; runs much longer than a few cache lines make neighbouring chunks
+ * overflow into each other.  The unit's place in its run is rotated by more
+ * bits of the chunk's hash, so chunks holding one block at the same offset
  * (page-aligned buffers) still spread over the whole run. */
+enum { CHUNK_SHIFT = 10, RUN_MASK = (1 << (CHUNK_SHIFT - 4)) - 1 };
+
 static inline size_t slot_of(const dhatc_livemap_t *map, uintptr_t address)
 {
-    size_t page_hash = (size_t)(((address >> 12) * UINT64_C(0x9E3779B97F4A7C15)) >> map->shift);
+    size_t chunk_hash =
+        (size_t)(((address >> CHUNK_SHIFT) * UINT64_C(0x9E3779B97F4A7C15)) >> map->shift);
     size_t unit = (size_t)(address >> 4);
-    return ((page_hash & ~(size_t)0xFF) | ((unit + page_hash) & 0xFF)) & map->mask;
+    return ((chunk_hash & ~(size_t)RUN_MASK) | ((unit + chunk_hash) & RUN_MASK)) & map->mask;
 }
 
 bool dhatc_livemap_init(dhatc_livemap_t *map)
 {
-    map->slots = dhatc_rawmem_alloc(INITIAL_SLOTS * sizeof(dhatc_block_t));
-    map->mask = INITIAL_SLOTS - 1;
-    map->shift = 64 - 16;
+    map->slots = dhatc_rawmem_alloc(((size_t)1 << INITIAL_SLOT_BITS) * sizeof(dhatc_block_t));
+    map->mask = ((size_t)1 << INITIAL_SLOT_BITS) - 1;
+    map->shift = 64 - INITIAL_SLOT_BITS;
     map->count = 0;
     return map->slots != NULL;
 }
