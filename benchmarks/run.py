@@ -1,0 +1,500 @@
+"""Benchmark runner: time the workloads of ``workloads.py`` under each profiler.
+
+Usage::
+
+    python benchmarks/run.py [--repeat N] [--workloads churn,grow] \\
+        [--tools none,tracemalloc1,dhatc] [--markdown] [--json out.json]
+
+Every measurement runs in a fresh interpreter (``sys.executable``).  The child
+imports the workloads, runs the tool's ``setup`` (imports; untimed), calls the
+workload once unprofiled as a warm-up, collects garbage, and then times only the
+profiled region -- start profiler, run the workload, stop the profiler (stop
+included) -- with ``time.perf_counter``.  It prints ``{"seconds": ...}`` as a
+JSON line on stdout.
+
+Runs are interleaved (for each repeat: for each workload: for each tool) so
+that slow drifts of the machine spread over all tools alike.  The report gives
+the median per (workload, tool) and its ratio to the median of ``none``
+(unprofiled), which is therefore always measured; ``--stat min`` uses the
+best of the runs instead of the median.
+
+Adding a tool: add an entry to ``TOOLS``.  An in-process tool gives Python
+statements (``region``) that start the profiler, call ``run()`` and stop it.
+A command-line tool (``memray run``, ``python -m dhatc run``) gives a
+``launcher``: the arguments placed between the interpreter and the child
+script; then ``region`` is usually just ``run()`` and only the workload itself
+is timed (the profiler is already running during the warm-up and its start and
+stop are not included).  See the commented examples at the end of ``TOOLS``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import statistics
+import subprocess
+import sys
+import tempfile
+import textwrap
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+
+BENCH_DIR = Path(__file__).resolve().parent
+sys.path.insert(0, str(BENCH_DIR))
+
+from workloads import WORKLOADS  # noqa: E402  (needs the path above)
+
+BASELINE = "none"
+
+
+@dataclass(frozen=True)
+class Tool:
+    """How to run a workload under one profiler, in the child process."""
+
+    description: str
+    # Statements run inside the timed region.  They must call ``run()`` (the
+    # workload function) exactly once, and start/stop the profiler around it.
+    region: str
+    # Statements run once before the warm-up, untimed: imports, configuration.
+    setup: str = ""
+    # A module the tool needs.  If it cannot be imported, the tool is reported
+    # as "<module> not installed" and skipped.
+    requires: str | None = None
+    # Command-line tools: arguments between ``sys.executable`` and the child
+    # script, e.g. ("-m", "memray", "run", "-o", "{tmpdir}/out.bin").
+    # ``{tmpdir}`` becomes a fresh temporary directory (also the child's cwd).
+    launcher: tuple[str, ...] = field(default_factory=tuple)
+
+
+TOOLS: dict[str, Tool] = {
+    "none": Tool(
+        description="unprofiled",
+        region="run()",
+    ),
+    "tracemalloc1": Tool(
+        description="tracemalloc, 1 frame",
+        setup="import tracemalloc",
+        region=textwrap.dedent(
+            """\
+            tracemalloc.start(1)
+            run()
+            tracemalloc.stop()
+            """
+        ),
+    ),
+    "tracemalloc25": Tool(
+        description="tracemalloc, 25 frames",
+        setup="import tracemalloc",
+        region=textwrap.dedent(
+            """\
+            tracemalloc.start(25)
+            run()
+            tracemalloc.stop()
+            """
+        ),
+    ),
+    "dhatc": Tool(
+        description="dhatc, heap mode (trim_backtraces=10, no file written)",
+        setup="import dhatc",
+        region=textwrap.dedent(
+            """\
+            with dhatc.Profiler(mode="heap", testing=True):
+                run()
+            """
+        ),
+        requires="dhatc",
+    ),
+    # Examples for tools to come (untested until they are installed):
+    #
+    # "memray": Tool(
+    #     description="memray, default options",
+    #     setup="import memray",
+    #     region=textwrap.dedent(
+    #         """\
+    #         with memray.Tracker("memray.bin"):
+    #             run()
+    #         """
+    #     ),
+    #     requires="memray",
+    # ),
+    # "dhatc-cli": Tool(
+    #     description="python -m dhatc run (whole child under the profiler)",
+    #     launcher=("-m", "dhatc", "run", "--output", "{tmpdir}/dhat-heap.json"),
+    #     region="run()",
+    #     requires="dhatc",
+    # ),
+}
+
+# The script each child runs.  Top-level code on purpose: the profiled stack is
+# just "<child module> -> workload", with no runner frames under it (tools that
+# record many frames pay per frame, so extra harness frames would bias them).
+CHILD_TEMPLATE = """\
+import gc as _gc
+import json as _json
+import sys as _sys
+import time as _time
+
+_sys.path.insert(0, {bench_dir!r})
+from workloads import WORKLOADS as _WORKLOADS
+
+run = _WORKLOADS[{workload!r}]
+{setup}
+run()  # warm-up, unprofiled (unless the tool is a launcher)
+_gc.collect()
+_t0 = _time.perf_counter()
+{region}
+_t1 = _time.perf_counter()
+print(_json.dumps({{"seconds": _t1 - _t0}}), flush=True)
+"""
+
+
+def child_script(workload: str, tool: Tool) -> str:
+    """The source of the child process for one (workload, tool) measurement."""
+    return CHILD_TEMPLATE.format(
+        bench_dir=str(BENCH_DIR),
+        workload=workload,
+        setup=tool.setup.rstrip(),
+        region=tool.region.rstrip(),
+    )
+
+
+class MeasurementError(Exception):
+    """A child process failed or printed no result."""
+
+
+def _child_env() -> dict[str, str]:
+    env = dict(os.environ)
+    # Same string hashes in every child: dict layouts (and so timings) repeat.
+    env["PYTHONHASHSEED"] = "0"
+    return env
+
+
+def _tail(text: str, lines: int = 5) -> str:
+    return "\n".join(text.strip().splitlines()[-lines:])
+
+
+def measure(workload: str, tool: Tool, timeout: float) -> float:
+    """Run one measurement in a fresh interpreter; return the seconds."""
+    with tempfile.TemporaryDirectory(prefix="dhatc-bench-") as tmpdir:
+        script = Path(tmpdir) / "bench_child.py"
+        script.write_text(child_script(workload, tool))
+        launcher = [arg.replace("{tmpdir}", tmpdir) for arg in tool.launcher]
+        cmd = [sys.executable, *launcher, str(script)]
+        try:
+            proc = subprocess.run(
+                cmd,
+                cwd=tmpdir,
+                env=_child_env(),
+                capture_output=True,
+                text=True,
+                timeout=timeout,
+            )
+        except subprocess.TimeoutExpired as exc:
+            raise MeasurementError(f"timed out after {timeout:g} s") from exc
+    if proc.returncode != 0:
+        raise MeasurementError(
+            f"exit status {proc.returncode}:\n{_tail(proc.stderr or proc.stdout)}"
+        )
+    # The last JSON line with "seconds": a tool may print its own output too.
+    for line in reversed(proc.stdout.splitlines()):
+        try:
+            result = json.loads(line)
+        except ValueError:
+            continue
+        if isinstance(result, dict) and "seconds" in result:
+            return float(result["seconds"])
+    raise MeasurementError(f"no result on stdout:\n{_tail(proc.stdout)}")
+
+
+def unavailable_reason(tool: Tool) -> str | None:
+    """None if the tool can run here, else why not (e.g. "dhatc not installed")."""
+    if tool.requires is None:
+        return None
+    with tempfile.TemporaryDirectory(prefix="dhatc-bench-") as tmpdir:
+        proc = subprocess.run(
+            [sys.executable, "-c", f"import {tool.requires}"],
+            cwd=tmpdir,
+            env=_child_env(),
+            capture_output=True,
+            text=True,
+        )
+    if proc.returncode == 0:
+        return None
+    if "ModuleNotFoundError" in proc.stderr and repr(tool.requires) in proc.stderr:
+        return f"{tool.requires} not installed"
+    return f"import {tool.requires} failed: {_tail(proc.stderr, 1)}"
+
+
+# --- machine description and report -----------------------------------------
+
+
+def cpu_model() -> str:
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8", errors="replace") as f:
+            for line in f:
+                key, _, value = line.partition(":")
+                if key.strip() in ("model name", "Hardware", "cpu model"):
+                    return value.strip()
+    except OSError:
+        pass
+    return platform.processor() or "unknown CPU"
+
+
+def machine_line() -> str:
+    cores = os.cpu_count() or 0
+    return (
+        f"Machine: {platform.machine()}, {cpu_model()}, {cores} cores; "
+        f"{platform.python_implementation()} {platform.python_version()}"
+    )
+
+
+@dataclass
+class Results:
+    workloads: list[str]
+    tools: list[str]
+    repeat: int
+    stat: str = "median"  # "median" or "min": the statistic ratios are made of
+    samples: dict[tuple[str, str], list[float]] = field(default_factory=dict)
+    errors: dict[tuple[str, str], str] = field(default_factory=dict)
+    unavailable: dict[str, str] = field(default_factory=dict)
+
+    def summary(self, workload: str, tool: str) -> float | None:
+        """The chosen statistic (median by default) of one pair's samples."""
+        values = self.samples.get((workload, tool))
+        if not values:
+            return None
+        return min(values) if self.stat == "min" else statistics.median(values)
+
+    def ratio(self, workload: str, tool: str) -> float | None:
+        """summary(tool) / summary(none), for the same workload."""
+        value = self.summary(workload, tool)
+        base = self.summary(workload, BASELINE)
+        if value is None or not base:
+            return None
+        return value / base
+
+    def measured_tools(self) -> list[str]:
+        return [t for t in self.tools if t not in self.unavailable]
+
+
+def format_ratio(ratio: float) -> str:
+    return f"{ratio:.1f}x" if ratio < 100 else f"{ratio:.0f}x"
+
+
+def plain_table(res: Results) -> str:
+    ratio_title = f"ratio of {res.stat}s"
+    header = ("workload", "tool", "median s", "min s", "max s", ratio_title, "runs")
+    rows: list[tuple[str, ...]] = []
+    for workload in res.workloads:
+        for tool in res.measured_tools():
+            values = res.samples.get((workload, tool), [])
+            error = res.errors.get((workload, tool))
+            if not values:
+                rows.append((workload, tool, "error", "", "", "", "0"))
+                continue
+            ratio = res.ratio(workload, tool)
+            rows.append(
+                (
+                    workload,
+                    tool,
+                    f"{statistics.median(values):.4f}",
+                    f"{min(values):.4f}",
+                    f"{max(values):.4f}",
+                    format_ratio(ratio) if ratio is not None else "-",
+                    f"{len(values)}" + (" (error)" if error else ""),
+                )
+            )
+    widths = [max(len(r[i]) for r in [header, *rows]) for i in range(len(header))]
+    lines = ["  ".join(c.ljust(w) for c, w in zip(header, widths)).rstrip()]
+    lines.append("  ".join("-" * w for w in widths))
+    for row in rows:
+        lines.append("  ".join(c.ljust(w) for c, w in zip(row, widths)).rstrip())
+    return "\n".join(lines)
+
+
+def markdown_table(res: Results) -> str:
+    """Tools as rows, workloads as columns, cells "ratio (seconds)",
+    the layout of anchors.md."""
+    stat = "median" if res.stat == "median" else "best"
+    lines = [
+        f"{machine_line()}; {stat} of {res.repeat} interleaved runs, "
+        "each in a fresh process.",
+        "",
+        "| tool | " + " | ".join(res.workloads) + " |",
+        "|---|" + "---|" * len(res.workloads),
+    ]
+    for tool in res.measured_tools():
+        cells = []
+        for workload in res.workloads:
+            value = res.summary(workload, tool)
+            ratio = res.ratio(workload, tool)
+            if value is None:
+                cells.append("error")
+            elif ratio is None:
+                cells.append(f"{value:.2f} s")
+            else:
+                cells.append(f"{format_ratio(ratio)} ({value:.2f} s)")
+        lines.append(f"| {TOOLS[tool].description} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def notes(res: Results) -> str:
+    lines = [f"{tool}: {why}" for tool, why in res.unavailable.items()]
+    for (workload, tool), error in res.errors.items():
+        # First line (what failed) and last line (usually the exception).
+        parts = error.strip().splitlines() or [""]
+        summary = parts[0] if len(parts) == 1 else f"{parts[0]} {parts[-1].strip()}"
+        lines.append(f"{tool} on {workload}: {summary}")
+    return "\n".join(lines)
+
+
+# --- main ---------------------------------------------------------------------
+
+
+def _parse_list(value: str, known: Mapping[str, object], what: str) -> list[str]:
+    names = [n.strip() for n in value.split(",") if n.strip()]
+    unknown = [n for n in names if n not in known]
+    if unknown:
+        raise argparse.ArgumentTypeError(
+            f"unknown {what}: {', '.join(unknown)} (known: {', '.join(known)})"
+        )
+    return names
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        description="Time allocation-heavy workloads under heap profilers.",
+    )
+    parser.add_argument(
+        "--repeat", type=int, default=5, help="interleaved rounds (default 5)"
+    )
+    parser.add_argument(
+        "--workloads",
+        type=lambda v: _parse_list(v, WORKLOADS, "workload"),
+        default=list(WORKLOADS),
+        help=f"comma-separated (default: {','.join(WORKLOADS)})",
+    )
+    parser.add_argument(
+        "--tools",
+        type=lambda v: _parse_list(v, TOOLS, "tool"),
+        default=list(TOOLS),
+        help=f"comma-separated (default: {','.join(TOOLS)}); "
+        f"'{BASELINE}' is always added, ratios are relative to it",
+    )
+    parser.add_argument(
+        "--stat",
+        choices=("median", "min"),
+        default="median",
+        help="statistic the ratios and the Markdown table use (default median; "
+        "min = best of N: steadier for short runs, but inflates large ratios)",
+    )
+    parser.add_argument(
+        "--markdown", action="store_true", help="also print a Markdown table"
+    )
+    parser.add_argument(
+        "--json", metavar="PATH", help="write every sample as JSON to PATH"
+    )
+    parser.add_argument(
+        "--timeout",
+        type=float,
+        default=600.0,
+        help="seconds before one measurement is abandoned (default 600)",
+    )
+    parser.add_argument(
+        "--list", action="store_true", help="list workloads and tools, then exit"
+    )
+    parser.add_argument(
+        "--show-child",
+        metavar="WORKLOAD:TOOL",
+        help="print the child script for one measurement, then exit",
+    )
+    args = parser.parse_args(argv)
+
+    if args.list:
+        for name, func in WORKLOADS.items():
+            doc = (func.__doc__ or "").strip().split("\n")[0]
+            print(f"workload {name:14} {doc}")
+        for name, tool in TOOLS.items():
+            print(f"tool     {name:14} {tool.description}")
+        return 0
+    if args.show_child:
+        workload, _, tool_name = args.show_child.partition(":")
+        if workload not in WORKLOADS or tool_name not in TOOLS:
+            parser.error(f"--show-child: unknown workload or tool in {args.show_child!r}")
+        print(child_script(workload, TOOLS[tool_name]), end="")
+        return 0
+    if args.repeat < 1:
+        parser.error("--repeat must be at least 1")
+
+    tools: list[str] = args.tools
+    if BASELINE not in tools:
+        tools = [BASELINE, *tools]
+    res = Results(
+        workloads=args.workloads, tools=tools, repeat=args.repeat, stat=args.stat
+    )
+
+    print(machine_line(), file=sys.stderr)
+    for name in tools:
+        reason = unavailable_reason(TOOLS[name])
+        if reason is not None:
+            res.unavailable[name] = reason
+            print(f"{name}: {reason}; skipped", file=sys.stderr)
+
+    for round_no in range(1, args.repeat + 1):
+        for workload in res.workloads:
+            for name in res.measured_tools():
+                key = (workload, name)
+                if key in res.errors:
+                    continue  # failed before: do not keep paying for it
+                try:
+                    seconds = measure(workload, TOOLS[name], args.timeout)
+                except MeasurementError as exc:
+                    res.errors[key] = str(exc)
+                    print(
+                        f"[{round_no}/{args.repeat}] {workload:6} {name:14} "
+                        f"FAILED: {exc}",
+                        file=sys.stderr,
+                    )
+                    continue
+                res.samples.setdefault(key, []).append(seconds)
+                print(
+                    f"[{round_no}/{args.repeat}] {workload:6} {name:14} "
+                    f"{seconds:.4f} s",
+                    file=sys.stderr,
+                )
+
+    print(machine_line())
+    print()
+    print(plain_table(res))
+    extra = notes(res)
+    if extra:
+        print()
+        print(extra)
+    if args.markdown:
+        print()
+        print(markdown_table(res))
+        if extra:
+            print()
+            print("\n".join(f"- {line}" for line in extra.splitlines()))
+    if args.json:
+        data = {
+            "machine": machine_line(),
+            "repeat": res.repeat,
+            "stat": res.stat,
+            "samples": [
+                {"workload": w, "tool": t, "seconds": s}
+                for (w, t), values in res.samples.items()
+                for s in values
+            ],
+            "errors": {f"{w}:{t}": e for (w, t), e in res.errors.items()},
+            "unavailable": res.unavailable,
+        }
+        Path(args.json).write_text(json.dumps(data, indent=2) + "\n")
+    return 1 if res.errors else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
