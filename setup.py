@@ -8,6 +8,7 @@ Knobs (environment variables):
 import os
 
 from setuptools import Extension, setup
+from setuptools.command.build_ext import build_ext
 
 ENGINE_SOURCES = [
     "src/dhatc/module.c",  # the CPython binding
@@ -18,10 +19,19 @@ ENGINE_SOURCES = [
     "src/dhatc/stacktable.c",  # distinct stacks -> program points
     "src/dhatc/livemap.c",  # live blocks
     "src/dhatc/rawmem.c",  # the engine's own memory
+    "src/dhatc/native.c",  # connects the profile to the preload library
 ]
 
-compile_args = ["-std=c11", "-Wall", "-Wextra", "-Werror", "-fvisibility=hidden"]
-link_args = []
+# The preload library (LD_PRELOAD for `python -m dhatc run`): a plain shared
+# object, not a Python module.  It must not use or link libpython (it is
+# loaded into every process started with it, before Python), so it is built
+# as an Extension only for setuptools' compiler plumbing, under a fixed name.
+PRELOAD_NAME = "dhatc._preload"
+PRELOAD_FILE = "libdhatc_preload.so"
+
+compile_args = ["-std=c11", "-Wall", "-Wextra", "-Werror", "-fvisibility=hidden", "-flto"]
+link_args = ["-flto"]
+
 if os.environ.get("DHATC_DEBUG"):
     compile_args += ["-O0", "-g3"]
 else:
@@ -31,7 +41,32 @@ if os.environ.get("DHATC_SANITIZE"):
     compile_args += sanitizers
     link_args += sanitizers
 
+
+class BuildExt(build_ext):
+    """Names the preload library libdhatc_preload.so and links it with no
+    Python library, whatever the platform's extension conventions say."""
+
+    def get_ext_filename(self, fullname):
+        # Called with the full name and, by get_ext_fullpath, with the last part.
+        filename = super().get_ext_filename(fullname)
+        if fullname in (PRELOAD_NAME, PRELOAD_NAME.rpartition(".")[2]):
+            return os.path.join(os.path.dirname(filename), PRELOAD_FILE)
+        return filename
+
+    def get_export_symbols(self, ext):
+        return [] if ext.name == PRELOAD_NAME else super().get_export_symbols(ext)
+
+    def get_libraries(self, ext):
+        return list(ext.libraries) if ext.name == PRELOAD_NAME else super().get_libraries(ext)
+
+
+# Not sanitized: ASan interposes malloc itself and must come first in the
+# library list, so an instrumented interposer would run before its runtime.
+preload_compile_args = ["-std=c11", "-Wall", "-Wextra", "-Werror", "-fvisibility=hidden"]
+preload_compile_args += ["-O0", "-g3"] if os.environ.get("DHATC_DEBUG") else ["-O2"]
+
 setup(
+    cmdclass={"build_ext": BuildExt},
     ext_modules=[
         Extension(
             "dhatc._engine",
@@ -40,7 +75,17 @@ setup(
             define_macros=[("_GNU_SOURCE", "1")],
             extra_compile_args=compile_args,
             extra_link_args=link_args,
-            libraries=["pthread"],
-        )
+            libraries=["pthread", "dl"],  # dl: dlsym/dladdr before glibc 2.34
+        ),
+        Extension(
+            PRELOAD_NAME,
+            sources=["src/dhatc/preload.c"],
+            include_dirs=["src/dhatc"],
+            define_macros=[("_GNU_SOURCE", "1")],
+            extra_compile_args=preload_compile_args,
+            # Bind every symbol at load time: no lazy resolution inside malloc.
+            extra_link_args=["-Wl,-z,now"],
+            libraries=["dl"],
+        ),
     ],
 )

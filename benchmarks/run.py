@@ -107,25 +107,27 @@ TOOLS: dict[str, Tool] = {
         ),
         requires="dhatc",
     ),
-    # Examples for tools to come (untested until they are installed):
-    #
-    # "memray": Tool(
-    #     description="memray, default options",
-    #     setup="import memray",
-    #     region=textwrap.dedent(
-    #         """\
-    #         with memray.Tracker("memray.bin"):
-    #             run()
-    #         """
-    #     ),
-    #     requires="memray",
-    # ),
-    # "dhatc-cli": Tool(
-    #     description="python -m dhatc run (whole child under the profiler)",
-    #     launcher=("-m", "dhatc", "run", "--output", "{tmpdir}/dhat-heap.json"),
-    #     region="run()",
-    #     requires="dhatc",
-    # ),
+    # Command-line tools: the whole child runs under the profiler, and only the
+    # workload itself is timed (see "launcher" above).
+    "dhatc-run": Tool(
+        description="python -m dhatc run (preload library: malloc & co. too)",
+        launcher=("-m", "dhatc", "run", "-o", "{tmpdir}/dhat-heap.json"),
+        region="run()",
+        requires="dhatc",
+    ),
+    "memray-py": Tool(
+        description="memray run --trace-python-allocators",
+        launcher=("-m", "memray", "run", "--trace-python-allocators", "-q", "-o",
+                  "{tmpdir}/memray.bin"),
+        region="run()",
+        requires="memray",
+    ),
+    "memray-native": Tool(
+        description="memray run --native",
+        launcher=("-m", "memray", "run", "--native", "-q", "-o", "{tmpdir}/memray.bin"),
+        region="run()",
+        requires="memray",
+    ),
 }
 
 # The script each child runs.  Top-level code on purpose: the profiled stack is

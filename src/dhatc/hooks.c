@@ -5,6 +5,7 @@
 
 #include "frames.h"
 #include "guard.h"
+#include "native.h"
 #include "profile.h"
 
 __thread int dhatc_in_hook __attribute__((tls_model("initial-exec")));
@@ -13,17 +14,33 @@ typedef struct {
     PyMemAllocatorDomain domain;
     dhatc_kind_t first_kind; /* its malloc kind; calloc and realloc follow */
     bool gil_held;           /* the raw domain is called without the GIL */
-    bool installed;
     PyMemAllocatorEx wrapped;
 } domain_hook_t;
 
-/* Static storage: a hook that someone else wrapped stays reachable through
- * their chain for the rest of the process, so its context must never die. */
-static domain_hook_t domain_hooks[3] = {
-    {PYMEM_DOMAIN_RAW, DHATC_KIND_RAW_MALLOC, false, false, {0}},
-    {PYMEM_DOMAIN_MEM, DHATC_KIND_MEM_MALLOC, true, false, {0}},
-    {PYMEM_DOMAIN_OBJ, DHATC_KIND_OBJ_MALLOC, true, false, {0}},
-};
+/* Hook contexts, never freed: a hook that another one (tracemalloc's) has
+ * wrapped stays reachable through that chain for as long as the wrapper
+ * lives.  A new context is used only when none of ours is in the domain's
+ * chain any more (tracemalloc.stop() restores the allocators it saw at its
+ * start, which removes a hook installed after it). */
+enum { CONTEXTS_PER_DOMAIN = 16 };
+static domain_hook_t contexts[3][CONTEXTS_PER_DOMAIN];
+static int contexts_used[3];
+static domain_hook_t *latest[3]; /* the context installed last, per domain */
+
+static const dhatc_kind_t first_kinds[3] = {DHATC_KIND_RAW_MALLOC, DHATC_KIND_MEM_MALLOC,
+                                           DHATC_KIND_OBJ_MALLOC};
+
+/* Guard values for probing whether one of our hooks is in a domain's chain:
+ * any non-zero guard makes our hooks pass calls through; the hook of the
+ * probed domain also flips the marker. */
+enum { GUARD_PROBE = 0x100, GUARD_PROBE_SEEN = 0x200, GUARD_PROBE_NONE = GUARD_PROBE + 3 };
+
+static inline void note_probe(const domain_hook_t *hook)
+{
+    if (dhatc_in_hook == GUARD_PROBE + (int)hook->domain) {
+        dhatc_in_hook = GUARD_PROBE_SEEN;
+    }
+}
 
 static void take_code_reference(const dhatc_frame_t *frames, uint32_t depth)
 {
@@ -75,6 +92,7 @@ static void *hook_alloc(void *ctx, size_t nelem, size_t elsize, int which)
     domain_hook_t *hook = ctx;
     const PyMemAllocatorEx *next = &hook->wrapped;
     if (!dhatc_hooks_active() || !dhatc_hooks_thread_counts()) {
+        note_probe(hook);
         return which == WHICH_CALLOC ? next->calloc(next->ctx, nelem, elsize)
                                      : next->malloc(next->ctx, elsize);
     }
@@ -103,6 +121,7 @@ static void *hook_realloc(void *ctx, void *old, size_t size)
     domain_hook_t *hook = ctx;
     const PyMemAllocatorEx *next = &hook->wrapped;
     if (!dhatc_hooks_active()) {
+        note_probe(hook);
         return next->realloc(next->ctx, old, size);
     }
     dhatc_in_hook = 1;
@@ -122,6 +141,7 @@ static void hook_free(void *ctx, void *block)
     domain_hook_t *hook = ctx;
     const PyMemAllocatorEx *next = &hook->wrapped;
     if (block == NULL || !dhatc_hooks_active()) {
+        note_probe(hook);
         next->free(next->ctx, block);
         return;
     }
@@ -133,39 +153,83 @@ static void hook_free(void *ctx, void *block)
     dhatc_in_hook = 0;
 }
 
-static bool ours_on_top(domain_hook_t *hook)
+static bool ours_on_top(const domain_hook_t *hook)
 {
     PyMemAllocatorEx current;
     PyMem_GetAllocator(hook->domain, &current);
     return current.ctx == hook && current.malloc == hook_malloc;
 }
 
-void dhatc_hooks_install(void)
+/* Whether a call into `domain` passes through one of our hooks: allocates
+ * and frees one byte with the probe marker in the guard.  Needs the GIL. */
+static bool ours_in_chain(PyMemAllocatorDomain domain)
 {
-    for (int i = 0; i < 3; i++) {
-        domain_hook_t *hook = &domain_hooks[i];
-        if (hook->installed && ours_on_top(hook)) {
-            continue;
+    int saved = dhatc_in_hook;
+    dhatc_in_hook = GUARD_PROBE + (int)domain;
+    void *probe = domain == PYMEM_DOMAIN_RAW   ? PyMem_RawMalloc(1)
+                  : domain == PYMEM_DOMAIN_MEM ? PyMem_Malloc(1)
+                                               : PyObject_Malloc(1);
+    bool seen = dhatc_in_hook == GUARD_PROBE_SEEN;
+    dhatc_in_hook = GUARD_PROBE_NONE;
+    if (domain == PYMEM_DOMAIN_RAW) {
+        PyMem_RawFree(probe);
+    } else if (domain == PYMEM_DOMAIN_MEM) {
+        PyMem_Free(probe);
+    } else {
+        PyObject_Free(probe);
+    }
+    dhatc_in_hook = saved;
+    return seen;
+}
+
+int dhatc_hooks_install(void)
+{
+    for (int d = 0; d < 3; d++) {
+        if (latest[d] != NULL && (ours_on_top(latest[d]) || ours_in_chain(latest[d]->domain))) {
+            continue; /* on top, or wrapped by another hook: calls reach it */
         }
-        if (hook->installed) {
-            /* Still wrapped by someone else: ours is in their chain already
-             * and becomes live again when the profile starts. */
-            continue;
+        if (contexts_used[d] == CONTEXTS_PER_DOMAIN) {
+            PyErr_SetString(PyExc_RuntimeError,
+                            "dhatc: too many allocator hooks stacked over dhatc's; stop "
+                            "tracemalloc (or other allocator hooks) before starting dhatc");
+            return -1;
         }
+        domain_hook_t *hook = &contexts[d][contexts_used[d]++];
+        hook->domain = (PyMemAllocatorDomain)d;
+        hook->first_kind = first_kinds[d];
+        hook->gil_held = d != PYMEM_DOMAIN_RAW;
         PyMem_GetAllocator(hook->domain, &hook->wrapped);
         PyMemAllocatorEx ours = {hook, hook_malloc, hook_calloc, hook_realloc, hook_free};
         PyMem_SetAllocator(hook->domain, &ours);
-        hook->installed = true;
+        latest[d] = hook;
     }
+    /* malloc & co., when the process runs with the preload library. */
+    dhatc_native_attach();
+    return 0;
+}
+
+int dhatc_hooks_lost(void)
+{
+    int lost = 0;
+    for (int d = 0; d < 3; d++) {
+        if (latest[d] != NULL && !ours_on_top(latest[d]) && !ours_in_chain(latest[d]->domain)) {
+            lost |= 1 << d;
+        }
+    }
+    return lost;
 }
 
 void dhatc_hooks_uninstall(void)
 {
-    for (int i = 0; i < 3; i++) {
-        domain_hook_t *hook = &domain_hooks[i];
-        if (hook->installed && ours_on_top(hook)) {
+    dhatc_native_detach();
+    for (int d = 0; d < 3; d++) {
+        domain_hook_t *hook = latest[d];
+        if (hook != NULL && ours_on_top(hook)) {
             PyMem_SetAllocator(hook->domain, &hook->wrapped);
-            hook->installed = false;
+            latest[d] = NULL;
+            if (hook == &contexts[d][contexts_used[d] - 1]) {
+                contexts_used[d]--; /* unreachable now: reusable */
+            }
         }
     }
 }

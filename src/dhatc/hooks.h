@@ -35,10 +35,16 @@ static inline bool dhatc_hooks_thread_counts(void)
 void dhatc_hooks_record_new_block(void *block, size_t size, dhatc_kind_t kind, bool gil_held);
 
 /* Wraps whatever allocators are installed now (tracemalloc's, a debug
- * allocator, pymalloc).  If our hooks are still installed from an earlier
- * profile (someone wrapped them, so they could not be removed), they are
- * reused rather than stacked again. */
-void dhatc_hooks_install(void);
+ * allocator, pymalloc).  If our hooks from an earlier profile are still in a
+ * domain's chain (someone wrapped them, so they could not be removed), they
+ * are reused rather than stacked again.  -1 with a Python error set if no
+ * hook context is left.  Needs the GIL. */
+int dhatc_hooks_install(void);
+
+/* Domains (bit 1 << domain) where calls no longer reach our hooks because
+ * another hook replaced them (tracemalloc.stop() after dhatc started).
+ * Needs the GIL. */
+int dhatc_hooks_lost(void);
 
 /* Puts the previous allocators back in each domain where ours is still on
  * top.  Where another hook has wrapped ours, ours stays in the chain and

@@ -9,6 +9,7 @@
 #include "frames.h"
 #include "guard.h"
 #include "hooks.h"
+#include "native.h"
 #include "profile.h"
 #include "stats_types.h"
 
@@ -39,9 +40,9 @@ static PyObject *engine_start(PyObject *module, PyObject *args)
     dhatc_frames_set_root(skip);
     dhatc_hooks_one_thread_only = this_thread_only;
     dhatc_hooks_only_thread = pthread_self();
-    if (mode == DHATC_MODE_HEAP) {
-        /* Hooks first: they pass calls through until the profile runs. */
-        dhatc_hooks_install();
+    /* Hooks first: they pass calls through until the profile runs. */
+    if (mode == DHATC_MODE_HEAP && dhatc_hooks_install() < 0) {
+        return NULL;
     }
     dhatc_phase = DHATC_PHASE_RUNNING;
     /* Last: from here on every allocation counts, so nothing after it may
@@ -110,6 +111,9 @@ static PyObject *engine_stop(PyObject *module, PyObject *unused)
         PyErr_SetString(PyExc_RuntimeError, "dhatc: no profile is running");
         return NULL;
     }
+    /* Before stopping: a hook removed by someone else means a profile that
+     * silently missed allocations, which the user must be told. */
+    int lost = mode == DHATC_MODE_HEAP ? dhatc_hooks_lost() : 0;
     stop_recording();
     dhatc_phase = DHATC_PHASE_IDLE;
 
@@ -128,14 +132,14 @@ static PyObject *engine_stop(PyObject *module, PyObject *unused)
     }
     PyObject *result = NULL;
     if (pps != NULL) {
-        result = Py_BuildValue("{s:s,s:K,s:K,s:K,s:K,s:K,s:K,s:K,s:K,s:K,s:N}", "mode",
+        result = Py_BuildValue("{s:s,s:K,s:K,s:K,s:K,s:K,s:K,s:K,s:K,s:K,s:N,s:i}", "mode",
                                mode == DHATC_MODE_HEAP ? "heap" : "ad-hoc", "total_blocks",
                                stats.total_blocks, "total_bytes", stats.total_bytes,
                                "curr_blocks", stats.curr_blocks, "curr_bytes", stats.curr_bytes,
                                "max_blocks", stats.max_blocks, "max_bytes", stats.max_bytes,
                                "time_of_peak", dhatc_profile_time_of_peak(), "time_of_end",
                                dhatc_profile_time_of_end(), "dropped", dhatc_profile_dropped(),
-                               "pps", pps);
+                               "pps", pps, "hooks_lost", lost);
     }
     release_profile();
     return result;
@@ -176,17 +180,24 @@ static PyObject *engine_set_asserted(PyObject *module, PyObject *arg)
     Py_RETURN_NONE;
 }
 
-static PyObject *engine_ad_hoc_event(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
+static PyObject *engine_ad_hoc_event(PyObject *module, PyObject *const *args, Py_ssize_t nargs,
+                                     PyObject *kwnames)
 {
     (void)module;
     unsigned long long weight = 1;
-    if (nargs > 1) {
+    Py_ssize_t nkw = kwnames == NULL ? 0 : PyTuple_GET_SIZE(kwnames);
+    if (nargs + nkw > 1) {
         PyErr_Format(PyExc_TypeError, "ad_hoc_event() takes at most 1 argument (%zd given)",
-                     nargs);
+                     nargs + nkw);
         return NULL;
     }
-    if (nargs == 1) {
-        if (!PyLong_Check(args[0])) {
+    if (nkw == 1 && PyUnicode_CompareWithASCIIString(PyTuple_GET_ITEM(kwnames, 0), "weight") != 0) {
+        PyErr_Format(PyExc_TypeError, "ad_hoc_event() got an unexpected keyword argument %R",
+                     PyTuple_GET_ITEM(kwnames, 0));
+        return NULL;
+    }
+    if (nargs + nkw == 1) { /* a keyword's value follows the positional ones: args[0] */
+        if (!PyLong_Check(args[0]) || PyBool_Check(args[0])) {
             PyErr_Format(PyExc_TypeError, "ad_hoc_event() weight must be an int, not %.100s",
                          Py_TYPE(args[0])->tp_name);
             return NULL;
@@ -213,6 +224,13 @@ static PyObject *engine_ad_hoc_event(PyObject *module, PyObject *const *args, Py
     Py_RETURN_NONE;
 }
 
+static PyObject *engine_native_tracking(PyObject *module, PyObject *unused)
+{
+    (void)module;
+    (void)unused;
+    return PyBool_FromLong(dhatc_native_available());
+}
+
 static PyMethodDef engine_methods[] = {
     {"start", engine_start, METH_VARARGS,
      "start(mode, trim, skip, this_thread_only=False)\n--\n\nStarts a profile (1 heap, 2 ad "
@@ -226,9 +244,13 @@ static PyMethodDef engine_methods[] = {
      "running()\n--\n\n'heap', 'ad-hoc' or None."},
     {"set_asserted", engine_set_asserted, METH_O,
      "set_asserted(flag)\n--\n\nRecords that a dhatc assertion failed (or clears it)."},
-    {"ad_hoc_event", (PyCFunction)(void (*)(void))engine_ad_hoc_event, METH_FASTCALL,
-     "ad_hoc_event(weight=1, /)\n--\n\nRecords an ad hoc event of `weight` units with the "
+    {"ad_hoc_event", (PyCFunction)(void (*)(void))engine_ad_hoc_event,
+     METH_FASTCALL | METH_KEYWORDS,
+     "ad_hoc_event(weight=1)\n--\n\nRecords an ad hoc event of `weight` units with the "
      "caller's stack.  Does nothing unless an ad hoc profiler runs."},
+    {"native_tracking", engine_native_tracking, METH_NOARGS,
+     "native_tracking()\n--\n\nWhether heap profiles also record blocks from malloc & co. "
+     "(the process runs with dhatc's preload library)."},
     {NULL, NULL, 0, NULL},
 };
 

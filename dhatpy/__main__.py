@@ -1,0 +1,5 @@
+"""``python -m dhatc run ...``: see dhatc._cli."""
+
+from ._cli import main
+
+main()

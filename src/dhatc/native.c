@@ -1,0 +1,128 @@
+#include "native.h"
+
+#include <dlfcn.h>
+#include <stdint.h>
+#include <string.h>
+
+#include "guard.h"
+#include "hooks.h"
+#include "native_abi.h"
+#include "profile.h"
+#include "stack.h"
+
+/* The preload library reports kinds in stack.h's order. */
+#define SAME_ORDER(native, engine) \
+    _Static_assert(DHATC_KIND_MALLOC + (int)(native) == (int)(engine), #native)
+SAME_ORDER(DHATC_NATIVE_MALLOC, DHATC_KIND_MALLOC);
+SAME_ORDER(DHATC_NATIVE_CALLOC, DHATC_KIND_CALLOC);
+SAME_ORDER(DHATC_NATIVE_REALLOC, DHATC_KIND_REALLOC);
+SAME_ORDER(DHATC_NATIVE_POSIX_MEMALIGN, DHATC_KIND_POSIX_MEMALIGN);
+SAME_ORDER(DHATC_NATIVE_ALIGNED_ALLOC, DHATC_KIND_ALIGNED_ALLOC);
+SAME_ORDER(DHATC_NATIVE_MEMALIGN, DHATC_KIND_MEMALIGN);
+SAME_ORDER(DHATC_NATIVE_VALLOC, DHATC_KIND_VALLOC);
+SAME_ORDER(DHATC_NATIVE_PVALLOC, DHATC_KIND_PVALLOC);
+
+/* ---- the callbacks: the same rules as the PyMem hooks (hooks.c) --------- */
+
+/* dhatc_hooks_active() is false inside any dhatc hook on this thread: a
+ * PyMem hook that leads into malloc has already recorded the block, so it is
+ * counted once, at the outermost entry.  The guard stays set while
+ * recording, so anything the recording itself allocates is not recorded (and
+ * cannot come back in here). */
+
+static void on_allocated(void *block, size_t size, dhatc_native_kind_t kind)
+{
+    if (!dhatc_hooks_active() || !dhatc_hooks_thread_counts()) {
+        return;
+    }
+    dhatc_in_hook = 1;
+    /* gil_held false: C code may call malloc from any thread, with or
+     * without the GIL, or from a thread Python does not know. */
+    dhatc_hooks_record_new_block(block, size, (dhatc_kind_t)(DHATC_KIND_MALLOC + (int)kind), false);
+    dhatc_in_hook = 0;
+}
+
+static void on_freeing(void *block)
+{
+    if (!dhatc_hooks_active()) {
+        return;
+    }
+    dhatc_in_hook = 1;
+    dhatc_profile_record_free((uintptr_t)block);
+    dhatc_in_hook = 0;
+}
+
+static void on_reallocated(void *old, void *block, size_t size)
+{
+    if (!dhatc_hooks_active()) {
+        return;
+    }
+    dhatc_in_hook = 1;
+    /* A block allocated before the profile started: a new block of it. */
+    if (!dhatc_profile_record_realloc((uintptr_t)old, (uintptr_t)block, size) &&
+        dhatc_hooks_thread_counts()) {
+        dhatc_hooks_record_new_block(block, size, DHATC_KIND_REALLOC, false);
+    }
+    dhatc_in_hook = 0;
+}
+
+static const dhatc_native_hooks_t callbacks = {
+    .abi = DHATC_NATIVE_ABI,
+    .allocated = on_allocated,
+    .freeing = on_freeing,
+    .reallocated = on_reallocated,
+};
+
+/* ---- finding the preload library -------------------------------------- */
+
+static enum { UNKNOWN, ABSENT, PRESENT } preload_state = UNKNOWN;
+static dhatc_preload_attach_fn preload_attach;
+
+/* The base address of the object that defines `symbol` in the global scope. */
+static void *defining_object(const char *symbol, void **address)
+{
+    Dl_info info;
+    *address = dlsym(RTLD_DEFAULT, symbol);
+    if (*address == NULL || dladdr(*address, &info) == 0) {
+        return NULL;
+    }
+    return info.dli_fbase;
+}
+
+static bool find_preload(void)
+{
+    void *attach, *malloc_address, *abi;
+    void *attach_object = defining_object(DHATC_PRELOAD_ATTACH_SYMBOL, &attach);
+    void *abi_object = defining_object(DHATC_PRELOAD_ABI_SYMBOL, &abi);
+    /* The library must be the one the process's malloc calls land in: one
+     * loaded later (dlopen) would be attached but never called. */
+    void *malloc_object = defining_object("malloc", &malloc_address);
+    if (attach_object == NULL || abi_object != attach_object || malloc_object != attach_object ||
+        *(const unsigned *)abi != DHATC_NATIVE_ABI) {
+        return false;
+    }
+    memcpy(&preload_attach, &attach, sizeof attach); /* object -> function pointer */
+    return true;
+}
+
+bool dhatc_native_available(void)
+{
+    if (preload_state == UNKNOWN) {
+        preload_state = find_preload() ? PRESENT : ABSENT;
+    }
+    return preload_state == PRESENT;
+}
+
+void dhatc_native_attach(void)
+{
+    if (dhatc_native_available()) {
+        preload_attach(&callbacks);
+    }
+}
+
+void dhatc_native_detach(void)
+{
+    if (preload_state == PRESENT) {
+        preload_attach(NULL);
+    }
+}

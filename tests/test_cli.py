@@ -1,0 +1,452 @@
+"""`python -m dhatc run` (and the `dhatc` script): runs a target as python
+would, under the preload library, profiling the whole run."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+from typing import Dict, List, Optional
+
+import pytest
+
+from native_util import PRELOAD, line_of
+
+SUMMARY = re.compile(r"^dhat: (Total|At t-gmax|At t-end|The data has been saved)")
+
+
+def run(args: List[str], cwd: Path, env: Optional[Dict[str, str]] = None,
+        launcher: Optional[List[str]] = None) -> "subprocess.CompletedProcess[str]":
+    full_env = dict(os.environ)
+    full_env.pop("LD_PRELOAD", None)
+    full_env.pop("PYTHONMALLOC", None)
+    full_env.update(env or {})
+    return subprocess.run(
+        [*(launcher or [sys.executable, "-m", "dhatc"]), *args],
+        cwd=cwd, env=full_env, capture_output=True, text=True, timeout=300,
+    )
+
+
+def dhatc_run(args: List[str], cwd: Path, **kw) -> "subprocess.CompletedProcess[str]":
+    return run(["run", *args], cwd, **kw)
+
+
+def plain_python(args: List[str], cwd: Path, env: Optional[Dict[str, str]] = None):
+    return run(args, cwd, env, launcher=[sys.executable])
+
+
+def non_dhat_lines(text: str) -> List[str]:
+    return [line for line in text.splitlines() if not line.startswith("dhat: ")]
+
+
+def load(path: Path) -> dict:
+    return json.loads(path.read_text())
+
+
+def frames_of(data: dict) -> List[List[str]]:
+    return [[data["ftbl"][i] for i in pp["fs"]] for pp in data["pps"]]
+
+
+def write(path: Path, code: str) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(textwrap.dedent(code))
+    return path
+
+
+# --- running the target as python does -------------------------------------------------
+
+INTROSPECT = """\
+import json, os, sys
+print(json.dumps({
+    "argv": sys.argv,
+    "name": __name__,
+    "file": globals().get("__file__"),
+    "path0": sys.path[0],
+    "globals": sorted(globals()),
+    "spec": getattr(__spec__, "name", None),
+    "loader": getattr(__loader__, "__name__", type(__loader__).__name__),
+    "main_is_us": sys.modules["__main__"].__dict__ is globals(),
+    "ld_preload": os.environ.get("LD_PRELOAD"),
+}))
+"""
+
+
+@pytest.mark.parametrize(
+    "target",
+    [
+        ["prog.py", "a", "--b", "-c"],
+        ["sub/prog.py", "x"],
+        ["-m", "prog", "a", "-m"],
+        ["-m", "pkg", "y"],
+        ["-c", INTROSPECT, "a", "b"],
+        ["pkg", "z"],  # a directory with __main__.py
+    ],
+    ids=["script", "script-in-subdir", "module", "package", "code", "directory"],
+)
+def test_the_target_sees_what_python_gives_it(tmp_path, target):
+    write(tmp_path / "prog.py", INTROSPECT)
+    write(tmp_path / "sub" / "prog.py", INTROSPECT)
+    write(tmp_path / "pkg" / "__init__.py", "")
+    write(tmp_path / "pkg" / "__main__.py", INTROSPECT)
+    expected = plain_python(target, tmp_path)
+    got = dhatc_run(target, tmp_path)
+    assert got.returncode == expected.returncode == 0, got.stderr
+    assert json.loads(got.stdout) == json.loads(expected.stdout)
+    assert non_dhat_lines(got.stderr) == []
+    assert (tmp_path / "dhat-heap.json").exists()
+
+
+def test_existing_ld_preload_is_kept_for_the_target(tmp_path):
+    libm = next(
+        (p for p in ("/lib/x86_64-linux-gnu/libm.so.6", "/usr/lib/x86_64-linux-gnu/libm.so.6",
+                     "/lib64/libm.so.6") if os.path.exists(p)),
+        None,
+    )
+    if libm is None:
+        pytest.skip("no libm.so.6 at a known path")
+    code = ("import os; from dhatc import _engine; "
+            "print(os.environ['LD_PRELOAD'], _engine.native_tracking())")
+    got = dhatc_run(["-c", code], tmp_path, env={"LD_PRELOAD": libm})
+    assert got.stdout.split() == [libm, "True"]
+
+
+@pytest.mark.parametrize(
+    "body, status",
+    [
+        ("pass", 0),
+        ("import sys; sys.exit(3)", 3),
+        ("import sys; sys.exit('bye now')", 1),
+        ("import sys; sys.exit(None)", 0),
+        ("def f():\n    raise ValueError('boom')\nf()", 1),
+        ("raise KeyboardInterrupt", None),  # whatever python gives (killed by SIGINT)
+        ("import os, sys; sys.stdout.flush(); os._exit(7)", 7),
+    ],
+    ids=["normal", "exit-3", "exit-message", "exit-none", "exception", "keyboard-interrupt",
+         "os-exit"],
+)
+def test_exit_status_and_output_match_python_and_the_profile_is_saved(tmp_path, body, status):
+    script = write(tmp_path / "prog.py", "import ctypes\nprint('out')\n" + body + "\n")
+    expected = plain_python(["prog.py"], tmp_path)
+    got = dhatc_run(["prog.py"], tmp_path)
+    assert got.returncode == expected.returncode
+    if status is not None:
+        assert got.returncode == status
+    assert got.stdout == expected.stdout
+    # Tracebacks and exit messages exactly as python prints them (no dhatc frames).
+    assert non_dhat_lines(got.stderr) == non_dhat_lines(expected.stderr)
+    summary = [line for line in got.stderr.splitlines() if line.startswith("dhat: ")]
+    assert [bool(SUMMARY.match(line)) for line in summary] == [True] * 4
+    # Python's own output comes first, then the summary (saved at exit).
+    assert got.stderr.splitlines()[-4:] == summary
+    assert load(tmp_path / "dhat-heap.json")["cmd"].endswith("prog.py")
+    assert script.exists()
+
+
+def test_native_blocks_are_recorded_with_the_target_frame_as_root(tmp_path):
+    code = """\
+    import ctypes
+    libc = ctypes.CDLL(None)
+    libc.malloc.restype = ctypes.c_void_p
+    libc.malloc.argtypes = [ctypes.c_size_t]
+
+    def helper():
+        return libc.malloc(31_337)                     # @helper
+
+    kept = [libc.malloc(27_183)]                       # @top
+    kept.append(helper())                              # @call
+    """
+    write(tmp_path / "prog.py", code)
+    got = dhatc_run(["prog.py"], tmp_path)
+    assert got.returncode == 0, got.stderr
+    data = load(tmp_path / "dhat-heap.json")
+    frames = frames_of(data)
+    path = str(tmp_path / "prog.py")
+    top, call, helper = (line_of(code, f"# @{m}") for m in ("top", "call", "helper"))
+    assert ["malloc", f"<module> ({path}:{top})"] in frames
+    assert ["malloc", f"helper ({path}:{helper})", f"<module> ({path}:{call})"] in frames
+    for pp, fs in zip(data["pps"], frames):
+        if fs[0] == "malloc" and fs[1:] and path in fs[1]:
+            assert pp["tb"] in (27_183, 31_337) and pp["tbk"] == 1
+    # Nothing of the bootstrap or runpy below the target's frame.
+    assert not [fs for fs in frames if any("_cli.py" in f or "runpy" in f for f in fs)]
+
+
+def test_module_target_stacks_stop_at_the_module_frame(tmp_path):
+    write(tmp_path / "mod.py", "data = [bytes(5000) for _ in range(3)]\n")
+    got = dhatc_run(["-m", "mod"], tmp_path)
+    assert got.returncode == 0, got.stderr
+    frames = frames_of(load(tmp_path / "dhat-heap.json"))
+    module_pps = [fs for fs in frames if any("mod.py" in f for f in fs)]
+    assert module_pps and all(fs[-1].startswith("<module> (") for fs in module_pps)
+    assert not [fs for fs in frames if any("_cli.py" in f or "runpy" in f for f in fs)]
+
+
+# --- options ----------------------------------------------------------------------------
+
+
+def test_output_file_is_relative_to_where_dhatc_was_started(tmp_path):
+    write(tmp_path / "prog.py", "import os\nos.makedirs('elsewhere')\nos.chdir('elsewhere')\n")
+    got = dhatc_run(["-o", "out.json", "prog.py"], tmp_path)
+    assert got.returncode == 0, got.stderr
+    assert load(tmp_path / "out.json")["dhatFileVersion"] == 2
+    assert not (tmp_path / "elsewhere" / "out.json").exists()
+    assert got.stderr.splitlines()[-1] == (
+        "dhat: The data has been saved to out.json, and is viewable with dhat/dh_view.html"
+    )
+
+
+@pytest.mark.parametrize("spelling", [["--output", "o.json"], ["--output=o.json"], ["-oo.json"]])
+def test_output_option_spellings(tmp_path, spelling):
+    got = dhatc_run([*spelling, "-c", "x = [0] * 100"], tmp_path)
+    assert got.returncode == 0, got.stderr
+    assert (tmp_path / "o.json").exists()
+
+
+def test_trim_bounds_the_python_frames(tmp_path):
+    code = "def f(n):\n    return bytes(4000) if n == 0 else f(n - 1)\nx = f(6)\n"
+    write(tmp_path / "prog.py", code)
+    for trim, depth in ((2, 2), (0, 0), (20, 8)):
+        got = dhatc_run(["--trim", str(trim), "prog.py"], tmp_path)
+        assert got.returncode == 0, got.stderr
+        frames = frames_of(load(tmp_path / "dhat-heap.json"))
+        deep = [fs for fs in frames if fs[0].startswith("PyObject_") and len(fs) - 1 == depth]
+        assert deep, (trim, frames)
+        assert max(len(fs) - 1 for fs in frames) <= depth
+
+
+def test_ad_hoc_mode(tmp_path):
+    code = "import dhatc\nfor _ in range(3):\n    dhatc.ad_hoc_event(5)\n"
+    write(tmp_path / "prog.py", code)
+    got = dhatc_run(["--mode", "ad-hoc", "prog.py"], tmp_path)
+    assert got.returncode == 0, got.stderr
+    data = load(tmp_path / "dhat-ad-hoc.json")
+    assert data["mode"] == "ad-hoc"
+    assert [(pp["tb"], pp["tbk"]) for pp in data["pps"]] == [(15, 3)]
+    assert "dhat: Total:     15 units in 3 events" in got.stderr.splitlines()
+
+
+def test_the_dhatc_console_script(tmp_path):
+    script = Path(sys.executable).with_name("dhatc")
+    if not script.exists():
+        pytest.skip("the dhatc script is not installed next to this interpreter")
+    got = run(["run", "-c", "import sys; print(sys.argv)", "q"], tmp_path, launcher=[str(script)])
+    assert got.returncode == 0, got.stderr
+    assert got.stdout.strip() == "['-c', 'q']"
+    assert (tmp_path / "dhat-heap.json").exists()
+
+
+def test_empty_script_still_gives_a_profile(tmp_path):
+    write(tmp_path / "empty.py", "")
+    got = dhatc_run(["empty.py"], tmp_path)
+    assert got.returncode == 0, got.stderr
+    assert load(tmp_path / "dhat-heap.json")["dhatFileVersion"] == 2
+
+
+# --- errors -----------------------------------------------------------------------------
+
+
+def test_missing_script_fails_like_python(tmp_path):
+    got = dhatc_run(["nope.py"], tmp_path)
+    assert got.returncode == 2 == plain_python(["nope.py"], tmp_path).returncode
+    assert got.stderr.strip() == (
+        f"dhatc run: can't open file {str(tmp_path / 'nope.py')!r}: "
+        "[Errno 2] No such file or directory"
+    )
+    assert not (tmp_path / "dhat-heap.json").exists()
+
+
+def test_missing_module_fails_like_python(tmp_path):
+    got = dhatc_run(["-m", "no_such_module_here"], tmp_path)
+    expected = plain_python(["-m", "no_such_module_here"], tmp_path)
+    assert got.returncode == expected.returncode == 1
+    assert non_dhat_lines(got.stderr) == non_dhat_lines(expected.stderr)
+
+
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        ([], "nothing to run"),
+        (["--mode", "stack", "x.py"], "invalid choice"),
+        (["--trim", "-1", "x.py"], "must be >= 0"),
+        (["--trim", "ten", "x.py"], "not an integer"),
+        (["--frobnicate", "x.py"], "unrecognized option"),
+        (["-m"], "expected one argument"),
+        (["-o"], "expected one argument"),
+    ],
+)
+def test_usage_errors_exit_2(tmp_path, args, message):
+    got = dhatc_run(args, tmp_path)
+    assert got.returncode == 2
+    assert got.stderr.startswith("usage: ")
+    assert message in got.stderr.splitlines()[-1]
+
+
+def test_help_and_preload_path(tmp_path):
+    got = run(["--help"], tmp_path)
+    assert got.returncode == 0 and got.stdout.startswith("usage: ")
+    assert run([], tmp_path).returncode == 2
+    assert run(["frob"], tmp_path).returncode == 2
+    got = run(["preload-path"], tmp_path)
+    assert got.returncode == 0 and got.stdout.strip() == PRELOAD
+
+
+# --- processes ---------------------------------------------------------------------------
+
+FORK = """\
+import ctypes, os
+libc = ctypes.CDLL(None)
+libc.malloc.restype = ctypes.c_void_p
+libc.malloc.argtypes = [ctypes.c_size_t]
+libc.free.argtypes = [ctypes.c_void_p]
+
+kept = libc.malloc(11_111)                                # @parent
+pid = os.fork()
+if pid == 0:
+    # The child's blocks go nowhere: not into the parent's profile, no file.
+    for _ in range(100):
+        libc.free(libc.malloc(22_222))
+    libc.free(kept)                                       # the parent's block, in the child
+    raise SystemExit(5)                                   # unwinds through the bootstrap
+_, status = os.waitpid(pid, 0)
+print("child", os.WEXITSTATUS(status))
+"""
+
+
+def test_fork_child_does_not_touch_the_parents_profile(tmp_path):
+    write(tmp_path / "prog.py", FORK)
+    got = dhatc_run(["prog.py"], tmp_path)
+    assert got.returncode == 0, got.stderr
+    assert got.stdout.strip() == "child 5"
+    assert got.stderr.count("dhat: Total:") == 1  # the parent's summary only
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["dhat-heap.json", "prog.py"]
+    data = load(tmp_path / "dhat-heap.json")
+    path = str(tmp_path / "prog.py")
+    by_frames = {tuple(fs): pp for pp, fs in zip(data["pps"], frames_of(data))}
+    parent = by_frames[("malloc", f"<module> ({path}:{line_of(FORK, '# @parent')})")]
+    assert (parent["tb"], parent["tbk"], parent["eb"], parent["ebk"]) == (11_111, 1, 11_111, 1)
+    # Nothing from the lines only the child ran.
+    child_lines = range(line_of(FORK, "if pid == 0:"), line_of(FORK, "raise SystemExit(5)") + 1)
+    assert not [fs for fs in by_frames
+                if any(f"{path}:{n})" in f for f in fs for n in child_lines)]
+
+
+MULTIPROCESSING = """\
+import ctypes, multiprocessing, os, sys
+
+def child(queue):
+    from dhatc import _engine
+    libc = ctypes.CDLL(None)
+    libc.malloc.restype = ctypes.c_void_p
+    libc.malloc.argtypes = [ctypes.c_size_t]
+    libc.free.argtypes = [ctypes.c_void_p]
+    for _ in range(50):
+        libc.free(libc.malloc(33_333))
+    queue.put((os.environ.get("LD_PRELOAD"), _engine.native_tracking()))
+
+if __name__ == "__main__":
+    libc = ctypes.CDLL(None)
+    libc.malloc.restype = ctypes.c_void_p
+    libc.malloc.argtypes = [ctypes.c_size_t]
+    ctx = multiprocessing.get_context(sys.argv[1])
+    kept = libc.malloc(44_444)
+    queue = ctx.Queue()
+    p = ctx.Process(target=child, args=(queue,))
+    p.start()
+    print(queue.get())
+    p.join()
+    print("exitcode", p.exitcode)
+"""
+
+
+@pytest.mark.parametrize("method", ["fork", "spawn", "forkserver"])
+def test_multiprocessing_children_are_left_alone(tmp_path, method):
+    write(tmp_path / "prog.py", MULTIPROCESSING)
+    got = dhatc_run(["prog.py", method], tmp_path)
+    assert got.returncode == 0, got.stderr
+    out = got.stdout.splitlines()
+    assert out[1] == "exitcode 0"
+    if method == "fork":
+        # Same process image: the library is there, but unattached.
+        assert out[0] == "(None, True)"
+    else:
+        # Started afresh, with LD_PRELOAD as it was before dhatc (unset here).
+        assert out[0] == "(None, False)"
+    assert got.stderr.count("dhat: Total:") == 1
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["dhat-heap.json", "prog.py"]
+    data = load(tmp_path / "dhat-heap.json")
+    natives = {pp["tb"] for pp, fs in zip(data["pps"], frames_of(data)) if fs[0] == "malloc"}
+    assert 44_444 in natives and 33_333 not in natives
+
+
+def test_subprocess_children_run_without_the_library(tmp_path):
+    code = (
+        "import subprocess, sys\n"
+        "print(subprocess.run([sys.executable, '-c', "
+        "'import os; print(os.environ.get(\"LD_PRELOAD\"))'], capture_output=True, text=True)"
+        ".stdout.strip())\n"
+    )
+    write(tmp_path / "prog.py", code)
+    got = dhatc_run(["prog.py"], tmp_path)
+    assert got.returncode == 0, got.stderr
+    assert got.stdout.strip() == "None"
+
+
+OTHER_MALLOC = r"""
+#include <stddef.h>
+/* Another allocator library, as one might preload (jemalloc, ...): here
+ * glibc's own, under its public names. */
+extern void *__libc_malloc(size_t);
+extern void *__libc_calloc(size_t, size_t);
+extern void *__libc_realloc(void *, size_t);
+extern void __libc_free(void *);
+void *malloc(size_t n) { return __libc_malloc(n); }
+void *calloc(size_t n, size_t m) { return __libc_calloc(n, m); }
+void *realloc(void *p, size_t n) { return __libc_realloc(p, n); }
+void free(void *p) { __libc_free(p); }
+"""
+
+NATIVE_PROBE = """\
+import ctypes, os
+from dhatc import _engine
+libc = ctypes.CDLL(None)
+libc.malloc.restype = ctypes.c_void_p
+libc.malloc.argtypes = [ctypes.c_size_t]
+kept = libc.malloc(12_345)
+print(os.environ.get("LD_PRELOAD"), _engine.native_tracking())
+"""
+
+
+@pytest.fixture
+def other_malloc(tmp_path) -> str:
+    source = tmp_path / "other_malloc.c"
+    source.write_text(OTHER_MALLOC)
+    lib = tmp_path / "libother_malloc.so"
+    subprocess.run(["gcc", "-shared", "-fPIC", "-O1", str(source), "-o", str(lib)], check=True)
+    return str(lib)
+
+
+def test_another_preloaded_malloc_first_is_reported(tmp_path, other_malloc):
+    write(tmp_path / "prog.py", NATIVE_PROBE)
+    got = dhatc_run(["prog.py"], tmp_path, env={"LD_PRELOAD": other_malloc})
+    assert got.returncode == 0, got.stderr
+    assert got.stdout.split() == [other_malloc, "False"]
+    warnings = [line for line in got.stderr.splitlines() if line.startswith("dhat: warning:")]
+    assert len(warnings) == 1 and f"LD_PRELOAD={PRELOAD}:{other_malloc}" in warnings[0]
+    assert "dhat: note:" not in got.stderr
+
+
+def test_dhatc_library_put_first_by_hand_wraps_another_malloc(tmp_path, other_malloc):
+    write(tmp_path / "prog.py", NATIVE_PROBE)
+    preload = f"{PRELOAD}:{other_malloc}"
+    got = dhatc_run(["prog.py"], tmp_path, env={"LD_PRELOAD": preload})
+    assert got.returncode == 0, got.stderr
+    assert got.stdout.split() == [preload, "True"]
+    assert "dhat: warning:" not in got.stderr
+    data = load(tmp_path / "dhat-heap.json")
+    line = line_of(NATIVE_PROBE, "12_345")
+    assert [pp["tb"] for pp, fs in zip(data["pps"], frames_of(data))
+            if fs[0] == "malloc" and fs[-1].endswith(f":{line})")] == [12_345]
