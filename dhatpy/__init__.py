@@ -9,10 +9,20 @@
     with dhatc.Profiler(mode="heap", testing=True):
         work()
         stats = dhatc.HeapStats.get()
+        dhatc.assert_eq(stats.curr_blocks, 0)  # on failure: saves the profile, raises
 """
 
 from ._engine import AdHocStats, HeapStats, ad_hoc_event
 from ._profiler import Profiler
+from ._testing import assert_, assert_eq, assert_ne
 
-__all__ = ["AdHocStats", "HeapStats", "Profiler", "ad_hoc_event"]
+__all__ = [
+    "AdHocStats",
+    "HeapStats",
+    "Profiler",
+    "ad_hoc_event",
+    "assert_",
+    "assert_eq",
+    "assert_ne",
+]
 __version__ = "0.1.0"

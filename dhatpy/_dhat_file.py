@@ -10,14 +10,13 @@ for `pid` and `cmd`.
 
 from __future__ import annotations
 
-import io
 import json
 import os
 import sys
 import tempfile
 from dataclasses import dataclass, field
 from types import CodeType
-from typing import Any, Dict, List, Optional, Sequence, Tuple
+from typing import Any, Dict, List, Optional, Sequence, TextIO, Tuple
 
 # The engine's clock counts allocations (reallocations included), so times and
 # lifetimes are in allocations: reproducible from run to run, and free to read.
@@ -59,6 +58,8 @@ class Profile:
     time_of_peak: int = 0
     time_of_end: int = 0
     dropped: int = 0
+    #: Domains whose hooks another allocator hook removed mid-profile (bits 1<<domain).
+    hooks_lost: int = 0
     cmd: str = ""
     pid: int = 0
     pps: List[ProgramPoint] = field(default_factory=list)
@@ -87,6 +88,7 @@ def profile_from_engine(data: Dict[str, Any], *, cmd: str, pid: int) -> Profile:
         time_of_peak=data["time_of_peak"],
         time_of_end=data["time_of_end"],
         dropped=data["dropped"],
+        hooks_lost=data.get("hooks_lost", 0),
         cmd=cmd,
         pid=pid,
     )
@@ -132,7 +134,7 @@ def _pp_json(pp: ProgramPoint, fs: Sequence[int], heap: bool) -> str:
     return json.dumps(fields, separators=(",", ":"))
 
 
-def write_json(profile: Profile, out: io.TextIOBase) -> None:
+def write_json(profile: Profile, out: TextIO) -> None:
     """Streams the DHAT JSON of `profile` to `out`: one line per PP and frame."""
     heap = profile.is_heap
     ftbl: Dict[str, int] = {"[root]": 0}  # entry 0 is the viewer's root
@@ -147,9 +149,10 @@ def write_json(profile: Profile, out: io.TextIOBase) -> None:
         "bklt": heap,  # block lifetimes recorded
         "bkacc": False,  # block accesses never recorded
     }
-    if not heap:
-        header.update(bu="unit", bsu="units", bksu="events")
-    header.update(tu=TIME_UNIT, Mtu=TIME_UNIT_MILLION)
+    if heap:
+        header.update(tu=TIME_UNIT, Mtu=TIME_UNIT_MILLION)
+    else:  # units of the events' weights; the clock counts events
+        header.update(bu="unit", bsu="units", bksu="events", tu="events", Mtu="Mevents")
     if heap:
         header["tuth"] = SHORT_LIVED_THRESHOLD
     header.update(cmd=profile.cmd, pid=profile.pid)
@@ -165,6 +168,19 @@ def write_json(profile: Profile, out: io.TextIOBase) -> None:
     out.write("\n]\n}\n")
 
 
+def _current_umask() -> int:
+    """The process umask, read without changing it (os.umask would, briefly,
+    for every thread)."""
+    try:
+        with open("/proc/self/status", encoding="ascii") as status:
+            for line in status:
+                if line.startswith("Umask:"):
+                    return int(line.split()[1], 8)
+    except (OSError, ValueError):
+        pass
+    return 0o022
+
+
 def save(profile: Profile, path: str) -> None:
     """Writes the file atomically: a temporary file beside `path`, renamed into place,
     so an interrupted save never leaves half a profile.  Raises OSError naming `path`."""
@@ -176,6 +192,7 @@ def save(profile: Profile, path: str) -> None:
     try:
         with os.fdopen(fd, "w", encoding="utf-8") as out:
             write_json(profile, out)
+        os.chmod(tmp, 0o666 & ~_current_umask())  # mkstemp makes it 0600
         os.replace(tmp, path)
     except OSError as e:
         try:
@@ -194,6 +211,29 @@ def summary_lines(profile: Profile) -> List[str]:
             f"dhat: At t-end:  {profile.curr_bytes:,} bytes in {profile.curr_blocks:,} blocks",
         ]
     return [f"dhat: Total:     {profile.total_bytes:,} units in {profile.total_blocks:,} events"]
+
+
+_DOMAIN_NAMES = ("raw", "mem", "object")
+
+
+def warning_lines(profile: Profile) -> List[str]:
+    """Why a profile may be incomplete; printed even in testing mode."""
+    lines = []
+    if profile.dropped:
+        lines.append(
+            f"dhat: warning: {profile.dropped:,} events were not recorded "
+            "because the engine ran out of memory"
+        )
+    if profile.hooks_lost:
+        domains = ", ".join(
+            name for bit, name in enumerate(_DOMAIN_NAMES) if profile.hooks_lost & (1 << bit)
+        )
+        lines.append(
+            f"dhat: warning: another allocator hook replaced dhatc's ({domains} domain) while "
+            "profiling, so later allocations there were not recorded; tracemalloc.stop() does "
+            "this when tracemalloc was started before dhatc: stop dhatc first"
+        )
+    return lines
 
 
 def saved_line(path: str) -> str:

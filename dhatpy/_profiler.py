@@ -14,13 +14,32 @@ import os
 import sys
 import weakref
 from types import TracebackType
-from typing import Optional, Type, Union
+from typing import Any, Dict, Optional, Type, Union
 
 from . import _dhat_file, _engine
 from ._dhat_file import Profile
 
 _MODES = {"heap": _engine.MODE_HEAP, "ad-hoc": _engine.MODE_AD_HOC}
 _DEFAULT_FILE_NAMES = {"heap": "dhat-heap.json", "ad-hoc": "dhat-ad-hoc.json"}
+
+# Printed once per process when a heap profile starts without the preload
+# library.  DHATC_QUIET=1 silences it (and any other "dhat: note:" line).
+NATIVE_NOTE = (
+    "dhat: note: blocks that C code allocates directly with malloc (C extensions, "
+    "native libraries) are not tracked; run under `python -m dhatc run` to include them"
+)
+_native_note_shown = False
+
+
+def _note_native_tracking() -> None:
+    """Tells the user, once, that malloc is not tracked in this process."""
+    global _native_note_shown
+    if _native_note_shown or _engine.native_tracking():
+        return
+    _native_note_shown = True
+    if os.environ.get("DHATC_QUIET", "") in ("", "0"):
+        _dhat_file.eprint(NATIVE_NOTE)
+
 
 # The running profiler, held weakly: dropping the last reference to it must
 # stop it, as dropping a Rust Profiler does.
@@ -106,6 +125,8 @@ class Profiler:
             )
         if running_profiler() is not None:
             raise RuntimeError("dhat: creating a profiler while a profiler is already running")
+        if self.mode == "heap" and not self.testing:
+            _note_native_tracking()  # before start: printing allocates
         trim = -1 if self.trim_backtraces is None else self.trim_backtraces
         self._pid = os.getpid()
         _running = weakref.ref(self)
@@ -133,9 +154,9 @@ class Profiler:
             return
         data = _engine.stop()
         self._forget()
-        self.profile = _dhat_file.profile_from_engine(
-            data, cmd=" ".join([sys.executable, *sys.argv]), pid=self._pid
-        )
+        self.profile = self._profile_from(data)
+        for line in _dhat_file.warning_lines(self.profile):
+            _dhat_file.eprint(line)
         if not self.testing:
             self._report()
 
@@ -150,11 +171,32 @@ class Profiler:
         self.stop()
 
     def __del__(self) -> None:
-        if getattr(self, "_phase", None) == "running" and self._pid == os.getpid():
+        phase = getattr(self, "_phase", None)
+        if phase in ("running", "asserted") and self._pid == os.getpid():
             try:
                 self.stop()
             except Exception as e:  # a finaliser must not raise
                 print(f"dhat: error: {e}", file=sys.stderr)
+
+    def _assertion_failed(self, data: Dict[str, Any]) -> None:
+        """Called by a failing ``dhatc.assert_*`` (testing mode) with what
+        ``_engine.stop()`` returned (it stops the engine itself, before any
+        Python call that could allocate): keeps the profile, saves it and prints
+        the summary as a non-testing stop does, and enters "asserted", so that
+        :meth:`stop` does not save again.
+
+        Raises OSError if the file cannot be written (the phase is "asserted"
+        and :attr:`profile` is set all the same).
+        """
+        _engine.set_asserted(True)  # HeapStats/AdHocStats.get now raise
+        self._phase = "asserted"
+        self.profile = self._profile_from(data)
+        self._report()
+
+    def _profile_from(self, data: Dict[str, Any]) -> Profile:
+        return _dhat_file.profile_from_engine(
+            data, cmd=" ".join([sys.executable, *sys.argv]), pid=self._pid
+        )
 
     def _forget(self) -> None:
         global _running
@@ -169,11 +211,6 @@ class Profiler:
         assert self.profile is not None
         for line in _dhat_file.summary_lines(self.profile):
             _dhat_file.eprint(line)
-        if self.profile.dropped:
-            _dhat_file.eprint(
-                f"dhat: warning: {self.profile.dropped:,} events were not recorded "
-                "because the engine ran out of memory"
-            )
         if self.eprint_json:
             _dhat_file.write_json(self.profile, sys.stderr)
             sys.stderr.flush()

@@ -18,7 +18,7 @@ for python in $(bash scripts/pythons.sh); do
         "$venv/bin/python" -m pip install -q --upgrade pip &&
         "$venv/bin/python" -m pip install -q ".[test]" || { echo "dhatc: install failed on $version"; status=1; continue; }
     report="$venv/junit.xml"
-    "$venv/bin/python" -m pytest -q -p no:cacheprovider --junitxml="$report" "$@" || status=1
+    "$venv/bin/python" -m pytest -q -p no:cacheprovider -n 2 --junitxml="$report" "$@" || status=1
     reports+=("$version=$report")
 done
 

@@ -211,3 +211,10 @@ def test_eprint_json_prints_instead_of_saving(run_python, tmp_path):
 def test_file_written_atomically_leaves_no_temporaries(run_python, tmp_path):
     run_script(run_python, tmp_path)
     assert sorted(os.listdir(tmp_path)) == ["out.json", "snippet.py"]
+
+
+def test_file_has_the_usual_permissions(run_python, tmp_path):
+    run_script(run_python, tmp_path)
+    mask = os.umask(0)
+    os.umask(mask)
+    assert (tmp_path / "out.json").stat().st_mode & 0o777 == 0o666 & ~mask

@@ -82,3 +82,31 @@ def test_profiling_again_after_tracemalloc_wrapped_us(run_python):
     first_bytes, first_blocks, second_bytes, second_blocks = json.loads(proc.stdout)
     assert first_bytes >= 5001 and first_blocks >= 1
     assert (second_bytes, second_blocks) == (6002, 1)
+
+
+def test_tracemalloc_stopped_under_dhatc_warns_and_next_profile_is_exact(run_python):
+    # tracemalloc.stop() puts back the allocators it saw at its start, which
+    # removes dhatc's hooks installed after it: the profile says so instead
+    # of silently missing allocations, and the next profile hooks in again.
+    proc = run_python(
+        """
+        import json, tracemalloc
+        import allocmod as m
+        import dhatc
+
+        tracemalloc.start()
+        p = dhatc.Profiler(testing=True).start()
+        m.alloc(0, m.MEM, 5001)
+        tracemalloc.stop()
+        m.alloc(1, m.MEM, 6002)     # not seen: no hook of dhatc's in the chain
+        p.stop()
+        seen = sorted(pp.total_bytes for pp in p.profile.pps if pp.total_bytes > 5000)
+        with dhatc.Profiler(testing=True):
+            m.alloc(2, m.OBJ, 7003)
+            s = dhatc.HeapStats.get()
+        print(json.dumps([seen, p.profile.hooks_lost, s.total_bytes, s.total_blocks]))
+        """
+    )
+    assert json.loads(proc.stdout) == [[5001], 7, 7003, 1]
+    assert "dhat: warning: another allocator hook replaced dhatc's (raw, mem, object domain)" in proc.stderr
+    assert proc.stderr.count("dhat: warning") == 1
