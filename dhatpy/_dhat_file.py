@@ -69,8 +69,10 @@ class Profile:
         return self.mode == "heap"
 
 
-def frame_string(code: CodeType, line: Optional[int]) -> str:
+def frame_string(code: Optional[CodeType], line: Optional[int]) -> str:
     """`qualified.name (file.py:LINE)`, the form Valgrind uses without the address."""
+    if code is None:  # destroyed before dhatc could take a reference to it
+        return f"[code object destroyed while profiling] (?:{line})"
     name = getattr(code, "co_qualname", code.co_name)
     return f"{name} ({code.co_filename}:{line if line is not None and line >= 0 else '?'})"
 
@@ -92,7 +94,7 @@ def profile_from_engine(data: Dict[str, Any], *, cmd: str, pid: int) -> Profile:
         cmd=cmd,
         pid=pid,
     )
-    strings: Dict[Tuple[CodeType, int], str] = {}
+    strings: Dict[Tuple[Optional[CodeType], int], str] = {}
     by_frames: Dict[Tuple[str, ...], ProgramPoint] = {}
     for kind, frames, tb, tbk, tl, mb, mbk, gb, gbk, eb, ebk in data["pps"]:
         resolved: List[str] = [] if kind is None else [kind]

@@ -152,6 +152,13 @@ class Profiler:
             return
         if self._phase != "running":
             return
+        if _engine.running() is None:
+            # The engine stopped under us: this is the child of a fork (made
+            # from C, so Python's at-fork hook did not run).  The parent owns
+            # the profile; the child neither records into it nor saves it.
+            self._forget()
+            _engine.abandon()
+            return
         data = _engine.stop()
         self._forget()
         self.profile = self._profile_from(data)
@@ -171,8 +178,10 @@ class Profiler:
         self.stop()
 
     def __del__(self) -> None:
+        # No os.getpid() here or in _stop_at_exit: it allocates, while the
+        # profile still records; a fork child is recognised in stop().
         phase = getattr(self, "_phase", None)
-        if phase in ("running", "asserted") and self._pid == os.getpid():
+        if phase in ("running", "asserted"):
             try:
                 self.stop()
             except Exception as e:  # a finaliser must not raise
@@ -241,7 +250,7 @@ class Profiler:
 def _stop_at_exit() -> None:
     """A profiler still running at interpreter exit is stopped and saved."""
     profiler = running_profiler()
-    if profiler is not None and profiler._pid == os.getpid():
+    if profiler is not None:
         try:
             profiler.stop()
         except OSError as e:

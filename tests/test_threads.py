@@ -95,3 +95,34 @@ def test_this_thread_only_ignores_other_threads(run_python):
         """
     )
     assert json.loads(proc.stdout) == [True, True]
+
+
+def test_code_destroyed_before_its_pp_could_hold_it(run_python, tmp_path):
+    # A PP made without the GIL (raw domain) takes its code reference at the
+    # next hooked call holding the GIL. If the code object dies first, the
+    # frame is left nameless instead of resurrecting freed memory.
+    run_python(
+        """
+        import gc
+        import allocmod as m
+        import dhatc
+
+        def main():
+            with dhatc.Profiler(file_name="out.json"):
+                for i in range(200):
+                    ns = {"m": m}
+                    exec(f"def f{i}():\\n    m.raw_churn(1, {100 + i}, 0)\\n", ns)
+                    ns[f"f{i}"]()
+                    del ns
+                    gc.collect()
+
+        main()
+        """
+    )
+    data = json.loads((tmp_path / "out.json").read_text())
+    churn = [pp for pp in data["pps"] if 100 <= pp["tb"] < 300 and pp["tbk"] == 1
+             and data["ftbl"][pp["fs"][0]] == "PyMem_RawMalloc"]
+    assert len(churn) == 200
+    for pp in churn:
+        inner = data["ftbl"][pp["fs"][1]]
+        assert inner.startswith("f") or inner.startswith("[code object destroyed while profiling]")

@@ -42,16 +42,39 @@ static inline void note_probe(const domain_hook_t *hook)
     }
 }
 
-static void take_code_reference(const dhatc_frame_t *frames, uint32_t depth)
+/* A program point keeps its code objects alive until the file is written.
+ * The reference is taken under the GIL, at the first hooked call that holds
+ * it after the PP was made (at once for the mem and object domains; later
+ * for a PP made by the raw domain or by C code without the GIL).  Until then
+ * the code is alive because its frame is executing -- unless that frame has
+ * returned and the code is being destroyed right now (its refcount is 0 and
+ * this hook is one of the frees its destruction makes): that frame is then
+ * left nameless rather than resurrected. */
+static void take_code_reference(dhatc_frame_t *frames, uint32_t depth)
 {
     for (uint32_t i = 0; i < depth; i++) {
-        Py_INCREF((PyObject *)frames[i].code);
+        PyObject *code = (PyObject *)frames[i].code;
+        if (code == NULL) {
+            continue;
+        }
+        if (Py_REFCNT(code) <= 0) {
+            frames[i].code = NULL;
+            continue;
+        }
+        Py_INCREF(code);
     }
 }
 
 void dhatc_hooks_retain_code(void)
 {
     dhatc_profile_visit_new_pps(take_code_reference);
+}
+
+void dhatc_hooks_retain_code_if_gil(void)
+{
+    if (dhatc_profile_has_new_pps() && PyGILState_Check()) {
+        dhatc_hooks_retain_code();
+    }
 }
 
 static PyThreadState *this_thread(void)
@@ -125,11 +148,13 @@ static void *hook_realloc(void *ctx, void *old, size_t size)
         return next->realloc(next->ctx, old, size);
     }
     dhatc_in_hook = 1;
+    dhatc_realloc_ticket_t ticket;
+    bool known = old != NULL && dhatc_profile_realloc_begin((uintptr_t)old, &ticket);
     void *block = next->realloc(next->ctx, old, size);
-    /* On failure the old block is untouched: nothing to record. */
-    if (block != NULL &&
-        (old == NULL || !dhatc_profile_record_realloc((uintptr_t)old, (uintptr_t)block, size)) &&
-        dhatc_hooks_thread_counts()) {
+    if (known) {
+        dhatc_profile_realloc_end(&ticket, (uintptr_t)block, size); /* NULL: put back */
+    } else if (block != NULL && dhatc_hooks_thread_counts()) {
+        /* New, or a block from before the profile: a new block within. */
         record_new_block(hook, block, size, WHICH_REALLOC);
     }
     dhatc_in_hook = 0;
@@ -149,6 +174,9 @@ static void hook_free(void *ctx, void *block)
     /* Record before freeing: once freed, another thread may get the same
      * address and record it first. */
     dhatc_profile_record_free((uintptr_t)block);
+    if (dhatc_profile_has_new_pps() && (hook->gil_held || PyGILState_Check())) {
+        dhatc_hooks_retain_code(); /* before `block` (maybe a dying code object) is gone */
+    }
     next->free(next->ctx, block);
     dhatc_in_hook = 0;
 }

@@ -53,5 +53,7 @@ void dhatc_hooks_uninstall(void);
 
 /* Takes references on the code objects of new program points.  Needs the GIL. */
 void dhatc_hooks_retain_code(void);
+/* The same, when there are new program points and this thread holds the GIL. */
+void dhatc_hooks_retain_code_if_gil(void);
 
 #endif

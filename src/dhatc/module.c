@@ -58,7 +58,7 @@ static PyObject *engine_start(PyObject *module, PyObject *args)
 static void drop_code_reference(const dhatc_frame_t *frames, uint32_t depth)
 {
     for (uint32_t i = 0; i < depth; i++) {
-        Py_DECREF((PyObject *)frames[i].code);
+        Py_XDECREF((PyObject *)frames[i].code); /* NULL: code destroyed before it was held */
     }
 }
 
@@ -89,7 +89,8 @@ static PyObject *pp_as_tuple(const dhatc_pp_figures_t *pp)
         return NULL;
     }
     for (uint32_t i = 0; i < pp->depth; i++) {
-        PyObject *frame = Py_BuildValue("(Oi)", (PyObject *)pp->frames[i].code, pp->frames[i].where);
+        PyObject *code = pp->frames[i].code != NULL ? (PyObject *)pp->frames[i].code : Py_None;
+        PyObject *frame = Py_BuildValue("(Oi)", code, pp->frames[i].where);
         if (frame == NULL) {
             Py_DECREF(frames);
             return NULL;
@@ -155,15 +156,21 @@ static PyObject *engine_abandon(PyObject *module, PyObject *unused)
     Py_RETURN_NONE;
 }
 
+/* Interned once: running() is called while a profile records, so it must
+ * not allocate. */
+static PyObject *heap_name, *ad_hoc_name;
+
 static PyObject *engine_running(PyObject *module, PyObject *unused)
 {
     (void)module;
     (void)unused;
     switch (dhatc_profile_running()) {
     case DHATC_MODE_HEAP:
-        return PyUnicode_FromString("heap");
+        Py_INCREF(heap_name);
+        return heap_name;
     case DHATC_MODE_AD_HOC:
-        return PyUnicode_FromString("ad-hoc");
+        Py_INCREF(ad_hoc_name);
+        return ad_hoc_name;
     default:
         Py_RETURN_NONE;
     }
@@ -286,6 +293,13 @@ PyMODINIT_FUNC PyInit__engine(void)
 {
     if (dhatc_stats_types_ready() < 0) {
         return NULL;
+    }
+    if (heap_name == NULL) {
+        heap_name = PyUnicode_InternFromString("heap");
+        ad_hoc_name = PyUnicode_InternFromString("ad-hoc");
+        if (heap_name == NULL || ad_hoc_name == NULL) {
+            return NULL;
+        }
     }
     PyObject *module = PyModule_Create(&engine_module);
     if (module == NULL) {

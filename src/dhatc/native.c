@@ -49,18 +49,46 @@ static void on_freeing(void *block)
     }
     dhatc_in_hook = 1;
     dhatc_profile_record_free((uintptr_t)block);
+    dhatc_hooks_retain_code_if_gil();
     dhatc_in_hook = 0;
 }
 
-static void on_reallocated(void *old, void *block, size_t size)
+/* What on_reallocating tells on_reallocated, in the state's first word; the
+ * engine's ticket follows. */
+enum { REALLOC_NOT_OURS, REALLOC_KNOWN, REALLOC_UNKNOWN };
+_Static_assert(sizeof(uint64_t) + sizeof(dhatc_realloc_ticket_t) <=
+                   sizeof(dhatc_native_realloc_state_t),
+               "the engine's realloc ticket must fit the ABI's opaque state");
+
+static void on_reallocating(void *old, dhatc_native_realloc_state_t *state)
 {
+    state->opaque[0] = REALLOC_NOT_OURS; /* e.g. a PyMem hook already records it */
     if (!dhatc_hooks_active()) {
         return;
     }
     dhatc_in_hook = 1;
-    /* A block allocated before the profile started: a new block of it. */
-    if (!dhatc_profile_record_realloc((uintptr_t)old, (uintptr_t)block, size) &&
-        dhatc_hooks_thread_counts()) {
+    dhatc_realloc_ticket_t ticket;
+    if (dhatc_profile_realloc_begin((uintptr_t)old, &ticket)) {
+        state->opaque[0] = REALLOC_KNOWN;
+        memcpy(&state->opaque[1], &ticket, sizeof ticket);
+    } else {
+        state->opaque[0] = REALLOC_UNKNOWN;
+    }
+    dhatc_in_hook = 0;
+}
+
+static void on_reallocated(dhatc_native_realloc_state_t *state, void *block, size_t size)
+{
+    if (state->opaque[0] == REALLOC_NOT_OURS) {
+        return;
+    }
+    dhatc_in_hook = 1;
+    if (state->opaque[0] == REALLOC_KNOWN) {
+        dhatc_realloc_ticket_t ticket;
+        memcpy(&ticket, &state->opaque[1], sizeof ticket);
+        dhatc_profile_realloc_end(&ticket, (uintptr_t)block, size);
+    } else if (block != NULL && dhatc_hooks_thread_counts()) {
+        /* A block allocated before the profile started: a new block of it. */
         dhatc_hooks_record_new_block(block, size, DHATC_KIND_REALLOC, false);
     }
     dhatc_in_hook = 0;
@@ -70,6 +98,7 @@ static const dhatc_native_hooks_t callbacks = {
     .abi = DHATC_NATIVE_ABI,
     .allocated = on_allocated,
     .freeing = on_freeing,
+    .reallocating = on_reallocating,
     .reallocated = on_reallocated,
 };
 

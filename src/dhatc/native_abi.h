@@ -12,9 +12,10 @@
 #define DHATC_NATIVE_ABI_H
 
 #include <stddef.h>
+#include <stdint.h>
 
 /* Bump whenever dhatc_native_hooks_t or the meaning of a call changes. */
-#define DHATC_NATIVE_ABI 1
+#define DHATC_NATIVE_ABI 2
 
 #define DHATC_PRELOAD_ATTACH_SYMBOL "dhatc_preload_attach"
 /* An exported `const unsigned` holding the library's DHATC_NATIVE_ABI. */
@@ -33,6 +34,11 @@ typedef enum {
     DHATC_NATIVE_PVALLOC,
 } dhatc_native_kind_t;
 
+/* What `reallocating` hands to `reallocated`, kept on the caller's stack. */
+typedef struct {
+    uint64_t opaque[4];
+} dhatc_native_realloc_state_t;
+
 /* Called by the interposers while attached, on the allocating thread, with
  * errno saved and restored around the call.  They must not call the C
  * allocator without setting the reentrancy guard first. */
@@ -43,9 +49,12 @@ typedef struct {
     /* Before the real free of a non-NULL block (the address may be reused by
      * another thread the moment it is freed). */
     void (*freeing)(void *block);
-    /* After a successful realloc(old, size) with old != NULL and size != 0;
-     * `old` is no longer valid and must not be dereferenced. */
-    void (*reallocated)(void *old, void *block, size_t size);
+    /* Around realloc(old, size) with old != NULL and size != 0: before the
+     * real realloc (which may free `old`, and another thread may get that
+     * address at once), then after it with the result, NULL if it failed
+     * (`old` is then still live).  `state` is the caller's, opaque to it. */
+    void (*reallocating)(void *old, dhatc_native_realloc_state_t *state);
+    void (*reallocated)(dhatc_native_realloc_state_t *state, void *block, size_t size);
 } dhatc_native_hooks_t;
 
 /* Exported by the preload library.  Installs `hooks` (NULL detaches) and

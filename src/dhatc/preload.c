@@ -181,11 +181,20 @@ static inline void report_free(const dhatc_native_hooks_t *hooks, void *block)
     errno = saved;
 }
 
-static inline void report_realloc(const dhatc_native_hooks_t *hooks, void *old, void *block,
-                                  size_t size)
+static inline void report_reallocating(const dhatc_native_hooks_t *hooks, void *old,
+                                       dhatc_native_realloc_state_t *state)
 {
     int saved = errno;
-    hooks->reallocated(old, block, size);
+    hooks->reallocating(old, state);
+    errno = saved;
+}
+
+static inline void report_reallocated(const dhatc_native_hooks_t *hooks,
+                                      dhatc_native_realloc_state_t *state, void *block,
+                                      size_t size)
+{
+    int saved = errno;
+    hooks->reallocated(state, block, size);
     errno = saved;
 }
 
@@ -273,15 +282,19 @@ EXPORT void *realloc(void *old, size_t size)
         }
         return block;
     }
-    void *block = real.realloc(old, size);
-    if (block == NULL) {
-        return NULL; /* failed: `old` is untouched and still live */
-    }
     if (old == NULL) {
-        report_alloc(hooks, block, size, DHATC_NATIVE_REALLOC);
-    } else {
-        report_realloc(hooks, old, block, size);
+        void *block = real.realloc(NULL, size);
+        if (block != NULL) {
+            report_alloc(hooks, block, size, DHATC_NATIVE_REALLOC);
+        }
+        return block;
     }
+    /* In two steps around the real realloc: it may free `old`, and the
+     * address must be out of the profile before another thread can get it. */
+    dhatc_native_realloc_state_t state;
+    report_reallocating(hooks, old, &state);
+    void *block = real.realloc(old, size);
+    report_reallocated(hooks, &state, block, size); /* NULL: `old` still live */
     return block;
 }
 

@@ -44,6 +44,8 @@ static struct {
     uint64_t peaks;     /* how many times a new global peak was reached */
     uint64_t peak_time; /* clock at the latest global peak (t-gmax) */
     uint64_t dropped;   /* events lost because the engine had no memory */
+    uint64_t generation; /* counts profiles, so a realloc ticket from an
+                          * earlier one is never applied to this one */
     dhatc_frame_t canonical[DHATC_MAX_DEPTH];
 } g = {.lock = DHATC_LOCK_INIT};
 
@@ -67,6 +69,7 @@ bool dhatc_profile_start(dhatc_mode_t mode, dhatc_canonicalize_fn canonicalize)
     release_tables();
     memset(&g.stats, 0, sizeof g.stats);
     g.peaks = g.peak_time = g.dropped = 0;
+    g.generation++;
     g.canonicalize = canonicalize;
     g.pp_capacity = 1024;
     g.pps = dhatc_rawmem_alloc((size_t)g.pp_capacity * sizeof(pp_t));
@@ -252,20 +255,51 @@ void dhatc_profile_record_free(uintptr_t address)
     dhatc_unlock(&g.lock);
 }
 
-/* As in dhat-rs: a reallocation of a block of this profile stays with the
- * block's PP, counts as one more block and its new size in the totals, and
- * changes the live bytes by the difference.  The block's lifetime runs from
- * its first allocation (as in Valgrind's DHAT). */
-bool dhatc_profile_record_realloc(uintptr_t old_address, uintptr_t new_address, uint64_t size)
+bool dhatc_profile_realloc_begin(uintptr_t old_address, dhatc_realloc_ticket_t *ticket)
 {
     bool known = false;
     dhatc_lock(&g.lock);
     dhatc_block_t block;
+    if (atomic_load_explicit(&g.mode, memory_order_relaxed) == DHATC_MODE_HEAP &&
+        dhatc_livemap_take(&g.live, old_address, &block)) {
+        *ticket = (dhatc_realloc_ticket_t){g.generation, block.address, block.size_and_pp};
+        known = true;
+    }
+    dhatc_unlock(&g.lock);
+    return known;
+}
+
+/* Puts `block` in the live map; if that fails the block can no longer be
+ * followed, so it is accounted as freed now. */
+static void keep_block_unlocked(const dhatc_block_t *block)
+{
+    dhatc_block_t stale;
+    bool had_stale;
+    if (!dhatc_livemap_put(&g.live, block, &stale, &had_stale)) {
+        forget_block_unlocked(block);
+        g.dropped++;
+    } else if (had_stale) {
+        forget_block_unlocked(&stale);
+    }
+}
+
+/* As in dhat-rs: a reallocation of a block of this profile stays with the
+ * block's PP, counts as one more block and its new size in the totals, and
+ * changes the live bytes by the difference.  The block's lifetime runs from
+ * its first allocation (as in Valgrind's DHAT). */
+void dhatc_profile_realloc_end(const dhatc_realloc_ticket_t *ticket, uintptr_t new_address,
+                               uint64_t size)
+{
+    dhatc_lock(&g.lock);
     if (atomic_load_explicit(&g.mode, memory_order_relaxed) != DHATC_MODE_HEAP ||
-        !dhatc_livemap_take(&g.live, old_address, &block)) {
+        ticket->generation != g.generation) {
         goto out;
     }
-    known = true;
+    dhatc_block_t block = {ticket->address, ticket->size_and_pp};
+    if (new_address == 0) {
+        keep_block_unlocked(&block); /* failed: the old block lives on */
+        goto out;
+    }
     if (size > DHATC_BLOCK_MAX_SIZE) {
         forget_block_unlocked(&block);
         g.dropped++;
@@ -283,18 +317,9 @@ bool dhatc_profile_record_realloc(uintptr_t old_address, uintptr_t new_address, 
     g.stats.curr_bytes = g.stats.curr_bytes - old_size + size;
     note_global_peak_unlocked();
     block = dhatc_block(new_address, size, dhatc_block_pp(&block));
-    dhatc_block_t stale;
-    bool had_stale;
-    if (!dhatc_livemap_put(&g.live, &block, &stale, &had_stale)) {
-        /* Cannot track it any more: account it as freed now. */
-        forget_block_unlocked(&block);
-        g.dropped++;
-    } else if (had_stale) {
-        forget_block_unlocked(&stale);
-    }
+    keep_block_unlocked(&block);
 out:
     dhatc_unlock(&g.lock);
-    return known;
 }
 
 void dhatc_profile_record_event(uint64_t weight, const dhatc_frame_t *frames, uint32_t depth,
@@ -366,11 +391,12 @@ void dhatc_profile_pp_figures(uint32_t id, dhatc_pp_figures_t *out)
     };
 }
 
-void dhatc_profile_visit_new_pps(void (*fn)(const dhatc_frame_t *frames, uint32_t depth))
+void dhatc_profile_visit_new_pps(void (*fn)(dhatc_frame_t *frames, uint32_t depth))
 {
     dhatc_lock(&g.lock);
     for (uint32_t id = g.pps_visited; id < g.pp_count; id++) {
-        fn(g.pps[id].frames, g.pps[id].depth);
+        /* The PP's frames live in its pp_stacks entry, copied there for it. */
+        fn((dhatc_frame_t *)g.pps[id].frames, g.pps[id].depth);
     }
     __atomic_store_n(&g.pps_visited, g.pp_count, __ATOMIC_RELAXED);
     dhatc_unlock(&g.lock);

@@ -65,9 +65,23 @@ void dhatc_profile_release(void);
 void dhatc_profile_record_alloc(uintptr_t address, uint64_t size, dhatc_kind_t kind,
                                 const dhatc_frame_t *frames, uint32_t depth, uint64_t hash);
 void dhatc_profile_record_free(uintptr_t address);
-/* False when `old_address` is not a block of this profile (allocated before
- * it started): the caller then records the result as a new allocation. */
-bool dhatc_profile_record_realloc(uintptr_t old_address, uintptr_t new_address, uint64_t size);
+
+/* A reallocation is recorded in two steps around the real realloc, so that
+ * the old address is out of the live map before realloc frees it: another
+ * thread may get that address the moment it is free and record it first.
+ * begin() is false when `old_address` is not a block of this profile
+ * (allocated before it started): the caller then records the result as a new
+ * allocation and does not call end().  end() takes the new address, or 0 if
+ * the realloc failed (the old block is then put back). */
+typedef struct {
+    uint64_t generation; /* the profile the block belongs to */
+    uintptr_t address;
+    uint64_t size_and_pp;
+} dhatc_realloc_ticket_t;
+
+bool dhatc_profile_realloc_begin(uintptr_t old_address, dhatc_realloc_ticket_t *ticket);
+void dhatc_profile_realloc_end(const dhatc_realloc_ticket_t *ticket, uintptr_t new_address,
+                               uint64_t size);
 void dhatc_profile_record_event(uint64_t weight, const dhatc_frame_t *frames, uint32_t depth,
                                 uint64_t hash);
 
@@ -80,8 +94,9 @@ uint32_t dhatc_profile_pp_count(void);
 void dhatc_profile_pp_figures(uint32_t pp, dhatc_pp_figures_t *out);
 
 /* Calls `fn` on the frames of every program point created since the last
- * call (under the lock), so the binding can take references on them. */
-void dhatc_profile_visit_new_pps(void (*fn)(const dhatc_frame_t *frames, uint32_t depth));
+ * call (under the lock), so the binding can take references on them.  `fn`
+ * may set a frame's code to NULL (a code object that is being destroyed). */
+void dhatc_profile_visit_new_pps(void (*fn)(dhatc_frame_t *frames, uint32_t depth));
 /* Whether program points exist that visit_new_pps has not shown yet. */
 bool dhatc_profile_has_new_pps(void);
 

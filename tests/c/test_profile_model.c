@@ -123,7 +123,14 @@ static void do_realloc(int index, uint64_t size)
     if (moved == next_address) {
         next_address += 16 * (1 + (size / 16));
     }
-    CHECK(dhatc_profile_record_realloc(b->address, moved, size));
+    dhatc_realloc_ticket_t ticket;
+    CHECK(dhatc_profile_realloc_begin(b->address, &ticket));
+    if (rand() % 8 == 0) {
+        /* A failed realloc puts the block back, unchanged. */
+        dhatc_profile_realloc_end(&ticket, 0, size);
+        CHECK(dhatc_profile_realloc_begin(b->address, &ticket));
+    }
+    dhatc_profile_realloc_end(&ticket, moved, size);
     clock_now++;
     total_bytes += size;
     model_pp_t *pp = &model[b->pp];
