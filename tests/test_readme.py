@@ -1,0 +1,66 @@
+"""The README's examples run and say what the README says they say."""
+
+from __future__ import annotations
+
+import os
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+README = (Path(__file__).resolve().parent.parent / "README.md").read_text()
+
+# The README's figures are CPython 3.11+'s: on 3.9/3.10 the first call of a
+# function also allocates a frame object that CPython keeps for reuse.
+needs_311 = pytest.mark.skipif(sys.version_info < (3, 11), reason="README figures are 3.11+'s")
+
+
+def example(name: str) -> str:
+    """The ```python block of the README whose first line is `# name`."""
+    for body in re.findall(r"```python\n(.*?)```", README, re.S):
+        if body.startswith(f"# {name}"):
+            return body
+    raise AssertionError(f"no example {name} in README.md")
+
+
+def run(args, cwd, **kwargs):
+    env = dict(os.environ, DHATC_QUIET="1")
+    return subprocess.run([sys.executable, *args], cwd=cwd, env=env, capture_output=True,
+                          text=True, timeout=300, **kwargs)
+
+
+def test_ad_hoc_example(tmp_path):
+    (tmp_path / "tokens.py").write_text(example("tokens.py"))
+    proc = run(["tokens.py"], tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stderr.splitlines() == [
+        "dhat: Total:     35 units in 9 events",
+        "dhat: The data has been saved to dhat-ad-hoc.json, and is viewable with dhat/dh_view.html",
+    ]
+    assert "dhat: Total:     35 units in 9 events" in README
+
+
+@needs_311
+def test_heap_usage_testing_example_passes(tmp_path):
+    (tmp_path / "test_build.py").write_text(example("test_build.py"))
+    proc = run(["-m", "pytest", "-q", "-p", "no:cacheprovider", "test_build.py"], tmp_path)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert "1 passed" in proc.stdout
+
+
+@needs_311
+def test_plugin_example_fails_as_shown(tmp_path):
+    (tmp_path / "test_cache.py").write_text(example("test_cache.py"))
+    proc = run(["-m", "pytest", "-q", "-p", "no:cacheprovider", "test_cache.py"], tmp_path)
+    assert proc.returncode == 1
+    assert "1 failed, 1 passed" in proc.stdout
+    for line in [
+        "dhatc: test_cache.py::test_lookup_does_not_leak exceeded its heap limits:",
+        "  curr_blocks: 1 block still live when the test returned (t-end), over the limit of 0 blocks",
+        "      1 block, 4,129 bytes  lookup (test_cache.py:9)",
+    ]:
+        assert line in proc.stdout
+        assert line in README
+    assert (tmp_path / ".dhatc" / "test_cache.py__test_lookup_does_not_leak.json").is_file()
