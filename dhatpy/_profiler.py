@@ -14,7 +14,7 @@ import os
 import sys
 import weakref
 from types import TracebackType
-from typing import Any, Dict, Optional, Type, Union
+from typing import Any, Callable, Dict, Optional, Type, Union
 
 from . import _dhat_file, _engine
 from ._dhat_file import Profile
@@ -127,6 +127,8 @@ class Profiler:
             raise RuntimeError("dhat: creating a profiler while a profiler is already running")
         if self.mode == "heap" and not self.testing:
             _note_native_tracking()  # before start: printing allocates
+        if self.mode == "heap":
+            _tracemalloc_guard.arm()
         trim = -1 if self.trim_backtraces is None else self.trim_backtraces
         self._pid = os.getpid()
         _running = weakref.ref(self)
@@ -138,6 +140,7 @@ class Profiler:
         except BaseException:
             _running = None
             self._phase = "created"
+            _tracemalloc_guard.disarm()
             raise
 
     def stop(self) -> None:
@@ -213,6 +216,7 @@ class Profiler:
         if running_profiler() is self:
             _running = None
         _engine.set_asserted(False)
+        _tracemalloc_guard.disarm()
 
     # ---- output -----------------------------------------------------------
 
@@ -245,6 +249,49 @@ class Profiler:
             f"trim_backtraces={self.trim_backtraces}, eprint_json={self.eprint_json}) "
             f"<{self._phase}>"
         )
+
+
+class _TracemallocGuard:
+    """Keeps dhatc's hooks through tracemalloc.stop().
+
+    tracemalloc.stop() puts back the allocators it saw when it started; if it
+    started before dhatc, that removes dhatc's hooks.  While a heap profile
+    runs over a tracing tracemalloc, `tracemalloc.stop` is wrapped so dhatc
+    hooks in again right after it.  (Code that kept its own reference to the
+    function still removes them; the profile then warns when it stops.)
+    """
+
+    def __init__(self) -> None:
+        self._original: Optional[Callable[[], None]] = None
+
+    def arm(self) -> None:
+        import _tracemalloc  # built in: cheap, unlike the tracemalloc module
+
+        if self._original is not None or not _tracemalloc.is_tracing():
+            return
+        import tracemalloc
+
+        original = tracemalloc.stop
+
+        def stop() -> None:
+            original()
+            if _engine.running() == "heap":
+                _engine.rehook()
+
+        stop.__doc__ = original.__doc__
+        self._original = original
+        tracemalloc.stop = stop
+
+    def disarm(self) -> None:
+        if self._original is None:
+            return
+        import tracemalloc
+
+        tracemalloc.stop = self._original
+        self._original = None
+
+
+_tracemalloc_guard = _TracemallocGuard()
 
 
 def _stop_at_exit() -> None:

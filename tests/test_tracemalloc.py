@@ -84,13 +84,12 @@ def test_profiling_again_after_tracemalloc_wrapped_us(run_python):
     assert (second_bytes, second_blocks) == (6002, 1)
 
 
-def test_tracemalloc_stopped_under_dhatc_warns_and_next_profile_is_exact(run_python):
+def test_tracemalloc_stopped_under_dhatc_keeps_dhatc_hooked(run_python):
     # tracemalloc.stop() puts back the allocators it saw at its start, which
-    # removes dhatc's hooks installed after it: the profile says so instead
-    # of silently missing allocations, and the next profile hooks in again.
+    # would remove dhatc's hooks installed after it: dhatc hooks in again.
     proc = run_python(
         """
-        import json, tracemalloc
+        import json, tracemalloc, _tracemalloc
         import allocmod as m
         import dhatc
 
@@ -98,6 +97,32 @@ def test_tracemalloc_stopped_under_dhatc_warns_and_next_profile_is_exact(run_pyt
         p = dhatc.Profiler(testing=True).start()
         m.alloc(0, m.MEM, 5001)
         tracemalloc.stop()
+        m.alloc(1, m.OBJ, 6002)
+        m.alloc(2, m.RAW, 7003)
+        p.stop()
+        seen = sorted(pp.total_bytes for pp in p.profile.pps if pp.total_bytes > 5000)
+        print(json.dumps([seen, p.profile.hooks_lost, tracemalloc.stop is _tracemalloc.stop]))
+        """
+    )
+    # ... and puts tracemalloc.stop back when it stops.
+    assert json.loads(proc.stdout) == [[5001, 6002, 7003], 0, True]
+    assert "warning" not in proc.stderr
+
+
+def test_hooks_removed_behind_dhatcs_back_warns_and_next_profile_is_exact(run_python):
+    # Code holding its own reference to tracemalloc.stop bypasses the guard:
+    # the profile says it missed allocations, and the next one hooks in again.
+    proc = run_python(
+        """
+        import json, tracemalloc
+        import allocmod as m
+        import dhatc
+
+        stop_tracemalloc = tracemalloc.stop
+        tracemalloc.start()
+        p = dhatc.Profiler(testing=True).start()
+        m.alloc(0, m.MEM, 5001)
+        stop_tracemalloc()
         m.alloc(1, m.MEM, 6002)     # not seen: no hook of dhatc's in the chain
         p.stop()
         seen = sorted(pp.total_bytes for pp in p.profile.pps if pp.total_bytes > 5000)

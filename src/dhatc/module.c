@@ -176,6 +176,16 @@ static PyObject *engine_running(PyObject *module, PyObject *unused)
     }
 }
 
+static PyObject *engine_rehook(PyObject *module, PyObject *unused)
+{
+    (void)module;
+    (void)unused;
+    if (dhatc_profile_running() == DHATC_MODE_HEAP && dhatc_hooks_install() < 0) {
+        return NULL;
+    }
+    Py_RETURN_NONE;
+}
+
 static PyObject *engine_set_asserted(PyObject *module, PyObject *arg)
 {
     (void)module;
@@ -249,6 +259,9 @@ static PyMethodDef engine_methods[] = {
      "abandon()\n--\n\nStops the running profile, if any, and discards its data."},
     {"running", engine_running, METH_NOARGS,
      "running()\n--\n\n'heap', 'ad-hoc' or None."},
+    {"rehook", engine_rehook, METH_NOARGS,
+     "rehook()\n--\n\nWhile a heap profile runs, hooks the allocators again in every domain "
+     "whose chain no longer reaches dhatc (after tracemalloc.stop(), say)."},
     {"set_asserted", engine_set_asserted, METH_O,
      "set_asserted(flag)\n--\n\nRecords that a dhatc assertion failed (or clears it)."},
     {"ad_hoc_event", (PyCFunction)(void (*)(void))engine_ad_hoc_event,
