@@ -218,3 +218,11 @@ def test_file_has_the_usual_permissions(run_python, tmp_path):
     mask = os.umask(0)
     os.umask(mask)
     assert (tmp_path / "out.json").stat().st_mode & 0o777 == 0o666 & ~mask
+
+
+def test_trim_zero_keeps_only_the_allocator_frame(run_python, tmp_path):
+    _, data = run_script(run_python, tmp_path, trim="0")
+    assert {len(pp["fs"]) for pp in data["pps"]} == {1}
+    assert {data["ftbl"][pp["fs"][0]] for pp in data["pps"]} <= {
+        "PyObject_Malloc", "PyObject_Calloc", "PyObject_Realloc", "PyMem_Malloc",
+        "PyMem_Calloc", "PyMem_Realloc", "PyMem_RawMalloc", "PyMem_RawCalloc", "PyMem_RawRealloc"}

@@ -95,12 +95,11 @@ void dhatc_frames_clear_root(void)
     root_code = NULL;
 }
 
-uint32_t dhatc_frames_capture(PyThreadState *tstate, dhatc_frame_t *out, uint64_t *hash,
-                              dhatc_kind_t kind)
+uint32_t dhatc_frames_capture(PyThreadState *tstate, dhatc_frame_t *out, uint32_t limit,
+                              uint64_t *hash, dhatc_kind_t kind)
 {
     uint64_t h = DHATC_HASH_SEED;
     uint32_t depth = 0;
-    const uint32_t limit = dhatc_frames_limit;
     frame_t *frame = tstate != NULL ? top_frame(tstate) : NULL;
     for (; frame != NULL && depth < limit; frame = caller_of(frame)) {
         int32_t offset;

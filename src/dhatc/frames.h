@@ -24,10 +24,18 @@ extern uint32_t dhatc_frames_limit;
 void dhatc_frames_set_root(int skip);
 void dhatc_frames_clear_root(void);
 
-/* Captures `tstate`'s stack, innermost first; returns the depth and sets
- * *hash.  `tstate` may be NULL (a thread with no Python state). */
-uint32_t dhatc_frames_capture(PyThreadState *tstate, dhatc_frame_t *out, uint64_t *hash,
-                              dhatc_kind_t kind);
+/* Captures at most `limit` frames of `tstate`'s stack into `out`, innermost
+ * first; returns the depth and sets *hash.  `tstate` may be NULL (a thread
+ * with no Python state). */
+uint32_t dhatc_frames_capture(PyThreadState *tstate, dhatc_frame_t *out, uint32_t limit,
+                              uint64_t *hash, dhatc_kind_t kind);
+
+/* The current limit, read once per capture (a profile starting on another
+ * thread may change it). */
+static inline uint32_t dhatc_frames_current_limit(void)
+{
+    return __atomic_load_n(&dhatc_frames_limit, __ATOMIC_RELAXED);
+}
 
 /* dhatc_canonicalize_fn: instruction offsets -> line numbers.  Reads only the
  * code objects' immutable line tables, so it is safe without the GIL. */

@@ -90,9 +90,12 @@ bool dhatc_hooks_one_thread_only;
 
 void dhatc_hooks_record_new_block(void *block, size_t size, dhatc_kind_t kind, bool gil_held)
 {
-    dhatc_frame_t frames[DHATC_MAX_DEPTH];
+    /* Sized by the limit: 160 bytes for the default 10 frames rather than the
+     * 8 KiB the maximum needs, since C threads may have small stacks. */
+    const uint32_t limit = dhatc_frames_current_limit();
+    dhatc_frame_t frames[limit + 1]; /* + 1: never a zero-length array */
     uint64_t hash;
-    uint32_t depth = dhatc_frames_capture(this_thread(), frames, &hash, kind);
+    uint32_t depth = dhatc_frames_capture(this_thread(), frames, limit, &hash, kind);
     dhatc_profile_record_alloc((uintptr_t)block, size, kind, frames, depth, hash);
     /* A program point keeps its code objects alive until the file is
      * written.  Taking the references needs the GIL; the raw domain may not

@@ -36,7 +36,9 @@ static PyObject *engine_start(PyObject *module, PyObject *args)
                         "dhat: creating a profiler while a profiler is already running");
         return NULL;
     }
-    dhatc_frames_limit = trim < 0 || trim > DHATC_MAX_DEPTH ? DHATC_MAX_DEPTH : (uint32_t)trim;
+    __atomic_store_n(&dhatc_frames_limit,
+                     trim < 0 || trim > DHATC_MAX_DEPTH ? DHATC_MAX_DEPTH : (uint32_t)trim,
+                     __ATOMIC_RELAXED);
     dhatc_frames_set_root(skip);
     dhatc_hooks_one_thread_only = this_thread_only;
     dhatc_hooks_only_thread = pthread_self();
@@ -229,10 +231,11 @@ static PyObject *engine_ad_hoc_event(PyObject *module, PyObject *const *args, Py
         }
     }
     if (dhatc_profile_running() == DHATC_MODE_AD_HOC) {
-        dhatc_frame_t frames[DHATC_MAX_DEPTH];
+        const uint32_t limit = dhatc_frames_current_limit();
+        dhatc_frame_t frames[limit + 1]; /* + 1: never a zero-length array */
         uint64_t hash;
         uint32_t depth =
-            dhatc_frames_capture(PyThreadState_Get(), frames, &hash, DHATC_KIND_AD_HOC);
+            dhatc_frames_capture(PyThreadState_Get(), frames, limit, &hash, DHATC_KIND_AD_HOC);
         dhatc_profile_record_event(weight, frames, depth, hash);
         if (dhatc_profile_has_new_pps()) {
             dhatc_hooks_retain_code();
