@@ -69,33 +69,21 @@ class Tool:
     launcher: tuple[str, ...] = field(default_factory=tuple)
 
 
+def _tracemalloc_tool(frames: int) -> Tool:
+    return Tool(
+        description=f"tracemalloc, {frames} frame{'s' if frames > 1 else ''}",
+        setup="import tracemalloc",
+        region=f"tracemalloc.start({frames})\nrun()\ntracemalloc.stop()\n",
+    )
+
+
 TOOLS: dict[str, Tool] = {
     "none": Tool(
         description="unprofiled",
         region="run()",
     ),
-    "tracemalloc1": Tool(
-        description="tracemalloc, 1 frame",
-        setup="import tracemalloc",
-        region=textwrap.dedent(
-            """\
-            tracemalloc.start(1)
-            run()
-            tracemalloc.stop()
-            """
-        ),
-    ),
-    "tracemalloc25": Tool(
-        description="tracemalloc, 25 frames",
-        setup="import tracemalloc",
-        region=textwrap.dedent(
-            """\
-            tracemalloc.start(25)
-            run()
-            tracemalloc.stop()
-            """
-        ),
-    ),
+    "tracemalloc1": _tracemalloc_tool(1),
+    "tracemalloc25": _tracemalloc_tool(25),
     "dhatc": Tool(
         description="dhatc, heap mode (trim_backtraces=10, no file written)",
         setup="import dhatc",

@@ -70,9 +70,9 @@ void dhatc_hooks_retain_code(void)
     dhatc_profile_visit_new_pps(take_code_reference);
 }
 
-void dhatc_hooks_retain_code_if_gil(void)
+void dhatc_hooks_retain_code_if_gil(bool gil_held)
 {
-    if (dhatc_profile_has_new_pps() && PyGILState_Check()) {
+    if (dhatc_profile_has_new_pps() && (gil_held || PyGILState_Check())) {
         dhatc_hooks_retain_code();
     }
 }
@@ -100,9 +100,7 @@ void dhatc_hooks_record_new_block(void *block, size_t size, dhatc_kind_t kind, b
     /* A program point keeps its code objects alive until the file is
      * written.  Taking the references needs the GIL; the raw domain may not
      * have it, in which case the next hooked call that holds it does. */
-    if (dhatc_profile_has_new_pps() && (gil_held || PyGILState_Check())) {
-        dhatc_hooks_retain_code();
-    }
+    dhatc_hooks_retain_code_if_gil(gil_held);
 }
 
 static inline void record_new_block(const domain_hook_t *hook, void *block, size_t size, int which)
@@ -177,9 +175,8 @@ static void hook_free(void *ctx, void *block)
     /* Record before freeing: once freed, another thread may get the same
      * address and record it first. */
     dhatc_profile_record_free((uintptr_t)block);
-    if (dhatc_profile_has_new_pps() && (hook->gil_held || PyGILState_Check())) {
-        dhatc_hooks_retain_code(); /* before `block` (maybe a dying code object) is gone */
-    }
+    /* Before `block` (maybe a dying code object) is gone. */
+    dhatc_hooks_retain_code_if_gil(hook->gil_held);
     next->free(next->ctx, block);
     dhatc_in_hook = 0;
 }

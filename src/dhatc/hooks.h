@@ -53,7 +53,8 @@ void dhatc_hooks_uninstall(void);
 
 /* Takes references on the code objects of new program points.  Needs the GIL. */
 void dhatc_hooks_retain_code(void);
-/* The same, when there are new program points and this thread holds the GIL. */
-void dhatc_hooks_retain_code_if_gil(void);
+/* The same, when there are new program points and this thread holds the GIL
+ * (`gil_held`: the caller knows it does; otherwise it is checked). */
+void dhatc_hooks_retain_code_if_gil(bool gil_held);
 
 #endif

@@ -237,9 +237,7 @@ static PyObject *engine_ad_hoc_event(PyObject *module, PyObject *const *args, Py
         uint32_t depth =
             dhatc_frames_capture(PyThreadState_Get(), frames, limit, &hash, DHATC_KIND_AD_HOC);
         dhatc_profile_record_event(weight, frames, depth, hash);
-        if (dhatc_profile_has_new_pps()) {
-            dhatc_hooks_retain_code();
-        }
+        dhatc_hooks_retain_code_if_gil(true);
     }
     Py_RETURN_NONE;
 }

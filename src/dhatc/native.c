@@ -49,7 +49,7 @@ static void on_freeing(void *block)
     }
     dhatc_in_hook = 1;
     dhatc_profile_record_free((uintptr_t)block);
-    dhatc_hooks_retain_code_if_gil();
+    dhatc_hooks_retain_code_if_gil(false);
     dhatc_in_hook = 0;
 }
 
