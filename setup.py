@@ -17,7 +17,8 @@ ENGINE_SOURCES = [
     "src/dhatc/frames.c",  # per-version frame walker
     "src/dhatc/profile.c",  # program points, figures, peak tracking
     "src/dhatc/stacktable.c",  # distinct stacks -> program points
-    "src/dhatc/livemap.c",  # live blocks
+    "src/dhatc/livemap.c",  # live blocks: a shadow of the heap
+    "src/dhatc/blockhash.c",  # live blocks the shadow cannot hold
     "src/dhatc/rawmem.c",  # the engine's own memory
     "src/dhatc/native.c",  # connects the profile to the preload library
 ]

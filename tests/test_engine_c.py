@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
-ENGINE = ["profile.c", "livemap.c", "stacktable.c", "rawmem.c"]
+ENGINE = ["profile.c", "livemap.c", "blockhash.c", "stacktable.c", "rawmem.c"]
 
 
 @pytest.mark.skipif(shutil.which("gcc") is None, reason="gcc not installed")
@@ -31,6 +31,7 @@ def test_engine_model_under_sanitizers(tmp_path):
     proc = subprocess.run([str(exe)], capture_output=True, text=True, timeout=600)
     assert proc.returncode == 0, proc.stdout + proc.stderr
     assert "livemap: 3000000 random operations agree with the reference" in proc.stdout
+    assert "livemap memory: " in proc.stdout  # its bounds are CHECKed in C
     assert "all figures agree" in proc.stdout
     assert "threads: 4 x 50000 allocations recorded exactly" in proc.stdout
     assert "ad hoc: 11 events, 143 units" in proc.stdout

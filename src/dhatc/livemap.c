@@ -1,153 +1,177 @@
 #include "livemap.h"
 
-#include "rawmem.h"
+/* Address bits: 47..32 pick a middle table in `top`, 31..16 a leaf in it,
+ * 15..4 the slot in the leaf. */
+enum {
+    UNIT_SHIFT = 4,
+    LEAF_BITS = 12,
+    MIDDLE_BITS = 16,
+    TOP_BITS = 16,
+    ADDRESS_BITS = UNIT_SHIFT + LEAF_BITS + MIDDLE_BITS + TOP_BITS,
+};
+#define LEAF_BYTES (((size_t)1 << LEAF_BITS) * sizeof(uint64_t))
+#define MIDDLE_BYTES (((size_t)1 << MIDDLE_BITS) * sizeof(uint64_t *))
+#define TOP_BYTES (((size_t)1 << TOP_BITS) * sizeof(uint64_t **))
+/* Leaves are carved 63 to a 2 MiB slab, to spare a system call per 64 KiB of
+ * heap; the slab's last leaf-sized space holds its record. */
+#define SLAB_BYTES ((size_t)2 << 20)
+#define SLAB_LEAVES_BYTES (SLAB_BYTES - LEAF_BYTES)
 
-enum { INITIAL_SLOT_BITS = 12 }; /* 64 KiB: a small live heap stays in cache */
+struct dhatc_shadow_slab {
+    dhatc_shadow_slab_t *next;
+};
 
-/* Locality-preserving hash.  Each CHUNK of the heap (CHUNK_BYTES, aligned)
- * owns a run of slots, one per 16-byte unit, at a pseudo-random place in the
- * table (Fibonacci hashing of the chunk number), so blocks allocated or freed
- * one after another -- the common pattern of pymalloc and malloc -- land in
- * neighbouring slots and share cache lines, while chunks spread over the
- * table.  A purely random hash makes every lookup in a large heap a cache and
- * TLB miss; runs much longer than a few cache lines make neighbouring chunks
- * overflow into each other.  The unit's place in its run is rotated by more
- * bits of the chunk's hash, so chunks holding one block at the same offset
- * (page-aligned buffers) still spread over the whole run. */
-enum { CHUNK_SHIFT = 10, RUN_MASK = (1 << (CHUNK_SHIFT - 4)) - 1 };
+/* A slot holds the block's size_and_pp with the program point plus one, so
+ * that no block is stored as 0, the empty slot. */
+#define PP_ONE (UINT64_C(1) << DHATC_BLOCK_SIZE_BITS)
 
-static inline size_t slot_of(const dhatc_livemap_t *map, uintptr_t address)
+static inline bool in_shadow(uintptr_t address)
 {
-    size_t chunk_hash =
-        (size_t)(((address >> CHUNK_SHIFT) * UINT64_C(0x9E3779B97F4A7C15)) >> map->shift);
-    size_t unit = (size_t)(address >> 4);
-    return ((chunk_hash & ~(size_t)RUN_MASK) | ((unit + chunk_hash) & RUN_MASK)) & map->mask;
+    return (address & ((1u << UNIT_SHIFT) - 1)) == 0 && (uint64_t)address >> ADDRESS_BITS == 0;
+}
+
+static inline size_t top_index(uintptr_t address)
+{
+    return (size_t)(address >> (UNIT_SHIFT + LEAF_BITS + MIDDLE_BITS));
+}
+
+static inline size_t middle_index(uintptr_t address)
+{
+    return (size_t)(address >> (UNIT_SHIFT + LEAF_BITS)) & (((size_t)1 << MIDDLE_BITS) - 1);
+}
+
+static inline size_t leaf_index(uintptr_t address)
+{
+    return (size_t)(address >> UNIT_SHIFT) & (((size_t)1 << LEAF_BITS) - 1);
 }
 
 bool dhatc_livemap_init(dhatc_livemap_t *map)
 {
-    map->slots = dhatc_rawmem_alloc(((size_t)1 << INITIAL_SLOT_BITS) * sizeof(dhatc_block_t));
-    map->mask = ((size_t)1 << INITIAL_SLOT_BITS) - 1;
-    map->shift = 64 - INITIAL_SLOT_BITS;
-    map->count = 0;
-    return map->slots != NULL;
+    *map = (dhatc_livemap_t){0};
+    map->top = dhatc_rawmem_alloc_sparse(TOP_BYTES);
+    if (map->top == NULL) {
+        return false;
+    }
+    if (!dhatc_blockhash_init(&map->odd)) {
+        dhatc_rawmem_free(map->top, TOP_BYTES);
+        map->top = NULL;
+        return false;
+    }
+    return true;
 }
 
 void dhatc_livemap_release(dhatc_livemap_t *map)
 {
-    dhatc_rawmem_free(map->slots, (map->mask + 1) * sizeof(dhatc_block_t));
-    map->slots = NULL;
-    map->mask = 0;
-    map->shift = 0;
-    map->count = 0;
+    if (map->top != NULL) {
+        for (size_t i = 0; i < ((size_t)1 << TOP_BITS); i++) {
+            dhatc_rawmem_free(map->top[i], MIDDLE_BYTES);
+        }
+        dhatc_rawmem_free(map->top, TOP_BYTES);
+    }
+    while (map->slabs != NULL) {
+        dhatc_shadow_slab_t *next = map->slabs->next;
+        dhatc_rawmem_free((char *)map->slabs - SLAB_LEAVES_BYTES, SLAB_BYTES);
+        map->slabs = next;
+    }
+    dhatc_blockhash_release(&map->odd);
+    *map = (dhatc_livemap_t){0};
 }
 
-static inline size_t distance_from_home(const dhatc_livemap_t *map, size_t slot)
+/* Blocks smaller than a page come from allocators that pack them densely
+ * (pymalloc's pools, malloc's bins): a leaf made for one will be filled. */
+#define SMALL_BLOCK 4096
+
+static uint64_t *new_leaf(dhatc_livemap_t *map, uint64_t first_block_size)
 {
-    return (slot - slot_of(map, map->slots[slot].address)) & map->mask;
+    if ((size_t)(map->slab_end - map->slab_next) < LEAF_BYTES) {
+        char *slab = dhatc_rawmem_alloc_sparse(SLAB_BYTES);
+        if (slab == NULL) {
+            return NULL;
+        }
+        dhatc_shadow_slab_t *record = (dhatc_shadow_slab_t *)(void *)(slab + SLAB_LEAVES_BYTES);
+        record->next = map->slabs;
+        map->slabs = record;
+        map->slab_next = slab;
+        map->slab_end = slab + SLAB_LEAVES_BYTES;
+    }
+    uint64_t *leaf = (uint64_t *)(void *)map->slab_next;
+    map->slab_next += LEAF_BYTES;
+    /* Where small blocks are, the leaf will be used densely: one system call
+     * now costs less than the eight page faults of touching it slot by slot.
+     * A leaf made for a big block (likely alone in its 64 KiB) costs a page. */
+    if (first_block_size < SMALL_BLOCK) {
+        dhatc_rawmem_prefault(leaf, LEAF_BYTES);
+    }
+    return leaf;
 }
 
-/* Robin Hood insertion of an address known to be absent, from slot `i` at
- * `distance` from its home: an entry further from its home takes the slot of
- * one nearer to its own, which moves on.  Probe runs stay ordered by
- * distance, so a lookup for an absent address (a block from before the
- * profile) stops as soon as it has gone further than the entries it meets,
- * even inside the dense runs the locality-preserving hash makes. */
-static void insert_absent(dhatc_livemap_t *map, dhatc_block_t carried, size_t i, size_t distance)
+/* The slot for a shadowed address, or NULL if no block was ever there. */
+static inline uint64_t *existing_slot(const dhatc_livemap_t *map, uintptr_t address)
 {
-    for (;; i = (i + 1) & map->mask, distance++) {
-        dhatc_block_t *slot = &map->slots[i];
-        if (slot->address == 0) {
-            *slot = carried;
-            map->count++;
-            return;
-        }
-        size_t resident = distance_from_home(map, i);
-        if (resident < distance) {
-            dhatc_block_t evicted = *slot;
-            *slot = carried;
-            carried = evicted;
-            distance = resident;
-        }
+    uint64_t **middle = map->top[top_index(address)];
+    if (middle == NULL) {
+        return NULL;
     }
+    uint64_t *leaf = middle[middle_index(address)];
+    return leaf == NULL ? NULL : &leaf[leaf_index(address)];
 }
 
-static bool grow(dhatc_livemap_t *map)
+/* The slot for a shadowed block, making its tables; NULL without memory. */
+static uint64_t *slot_to_fill(dhatc_livemap_t *map, uintptr_t address, uint64_t size)
 {
-    size_t old_slots = map->mask + 1;
-    dhatc_block_t *old = map->slots;
-    dhatc_block_t *fresh = dhatc_rawmem_alloc(2 * old_slots * sizeof(dhatc_block_t));
-    if (fresh == NULL) {
-        return false;
+    uint64_t ***middle = &map->top[top_index(address)];
+    if (*middle == NULL && (*middle = dhatc_rawmem_alloc_sparse(MIDDLE_BYTES)) == NULL) {
+        return NULL;
     }
-    map->slots = fresh;
-    map->mask = 2 * old_slots - 1;
-    map->shift--;
-    map->count = 0;
-    for (size_t i = 0; i < old_slots; i++) {
-        if (old[i].address != 0) {
-            insert_absent(map, old[i], slot_of(map, old[i].address), 0);
-        }
+    uint64_t **leaf = &(*middle)[middle_index(address)];
+    if (*leaf == NULL && (*leaf = new_leaf(map, size)) == NULL) {
+        return NULL;
     }
-    dhatc_rawmem_free(old, old_slots * sizeof(dhatc_block_t));
-    return true;
+    return &(*leaf)[leaf_index(address)];
 }
 
 bool dhatc_livemap_put(dhatc_livemap_t *map, const dhatc_block_t *block,
                        dhatc_block_t *replaced, bool *had_old)
 {
     *had_old = false;
-    if ((map->count + 1) * 10 > (map->mask + 1) * 7 && !grow(map)) {
-        return false;
-    }
-    size_t i = slot_of(map, block->address);
-    size_t distance = 0;
-    for (; map->slots[i].address != 0; distance++, i = (i + 1) & map->mask) {
-        if (map->slots[i].address == block->address) {
-            *replaced = map->slots[i];
+    if (!in_shadow(block->address)) {
+        if (!dhatc_blockhash_put(&map->odd, block, replaced, had_old)) {
+            return false;
+        }
+    } else {
+        uint64_t *slot = slot_to_fill(map, block->address, dhatc_block_size(block));
+        if (slot == NULL) {
+            return false;
+        }
+        if (*slot != 0) {
+            *replaced = (dhatc_block_t){block->address, *slot - PP_ONE};
             *had_old = true;
-            map->slots[i] = *block;
-            return true;
         }
-        if (distance_from_home(map, i) < distance) {
-            break; /* it would sit before here: absent */
-        }
+        *slot = block->size_and_pp + PP_ONE;
     }
-    insert_absent(map, *block, i, distance);
+    if (!*had_old) {
+        map->count++;
+    }
     return true;
 }
 
 bool dhatc_livemap_take(dhatc_livemap_t *map, uintptr_t address, dhatc_block_t *removed)
 {
-    if (map->slots == NULL) {
+    if (map->top == NULL) {
         return false;
     }
-    size_t i = slot_of(map, address);
-    for (size_t distance = 0; map->slots[i].address != address;
-         distance++, i = (i + 1) & map->mask) {
-        if (map->slots[i].address == 0 || distance_from_home(map, i) < distance) {
+    if (!in_shadow(address)) {
+        if (!dhatc_blockhash_take(&map->odd, address, removed)) {
             return false;
         }
+    } else {
+        uint64_t *slot = existing_slot(map, address);
+        if (slot == NULL || *slot == 0) {
+            return false;
+        }
+        *removed = (dhatc_block_t){address, *slot - PP_ONE};
+        *slot = 0;
     }
-    *removed = map->slots[i];
     map->count--;
-    /* Backward-shift deletion: pull later members of the probe run into the
-     * hole so that no lookup ever stops early at it. */
-    size_t hole = i;
-    size_t j = i;
-    for (;;) {
-        j = (j + 1) & map->mask;
-        if (map->slots[j].address == 0) {
-            break;
-        }
-        size_t home = slot_of(map, map->slots[j].address);
-        /* Move slot j into the hole unless its home lies cyclically in (hole, j]. */
-        bool home_in_range = hole <= j ? (hole < home && home <= j) : (hole < home || home <= j);
-        if (!home_in_range) {
-            map->slots[hole] = map->slots[j];
-            hole = j;
-        }
-    }
-    map->slots[hole].address = 0;
     return true;
 }

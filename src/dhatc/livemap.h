@@ -1,10 +1,26 @@
-/* The live-block map: address -> (program point, size).
+/* The live-block map: address -> (program point, size), for every block of
+ * the heap profile.
  *
- * Open addressing with linear probing and backward-shift deletion (no
- * tombstones), so lookups stay short however much the heap churns.  No
- * per-entry allocation; the slot array comes from rawmem and doubles when
- * 70% full.  Sixteen bytes a block, four to a cache line: with a large heap
- * nearly every lookup is a cache miss, so the entry size is the cost.  Not
+ * Mostly a shadow of the heap: a three-level radix table over the address
+ * space with one 8-byte slot for every 16-byte unit of memory that holds the
+ * start of a block.  An insert or a removal is three dependent loads and a
+ * store, with no probing, no hashing and no rehashing as the heap grows (a
+ * hash table grown from empty to a million blocks rehashes them all again
+ * and again, inside the profiled program).  Blocks allocated one after the
+ * other sit in neighbouring slots, so a large heap is walked sequentially.
+ *
+ * Memory: one 32 KiB leaf for every 64 KiB of address space that has held a
+ * block.  A leaf made for a small block is made resident at once (small
+ * blocks are packed densely, so their leaf fills), one made for a big block
+ * page by page as it is used.  Around small blocks the map costs 8 bytes per
+ * 16-byte unit of the heap -- less than a hash table's 16 to 23 bytes per
+ * block for the small blocks Python is made of -- and for a big block alone
+ * in its region one 4 KiB page.  Given back when the profile ends.
+ *
+ * Blocks the shadow cannot hold -- addresses not 16-byte aligned (a custom
+ * allocator may hand out 8-byte aligned ones) or above the 48-bit user
+ * address space -- go to a hash table (blockhash.h).  An address always
+ * takes the same route, so a lookup searches one structure.  Not
  * thread-safe: the caller holds the engine lock. */
 #ifndef DHATC_LIVEMAP_H
 #define DHATC_LIVEMAP_H
@@ -13,35 +29,19 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#define DHATC_BLOCK_SIZE_BITS 40 /* blocks up to 1 TiB */
-#define DHATC_BLOCK_MAX_SIZE ((UINT64_C(1) << DHATC_BLOCK_SIZE_BITS) - 1)
-#define DHATC_BLOCK_MAX_PP ((UINT32_C(1) << (64 - DHATC_BLOCK_SIZE_BITS)) - 1)
+#include "block.h"
+#include "blockhash.h"
+#include "rawmem.h"
+
+typedef struct dhatc_shadow_slab dhatc_shadow_slab_t;
 
 typedef struct {
-    uintptr_t address;    /* 0 marks an empty slot */
-    uint64_t size_and_pp; /* size in the low 40 bits, program point above */
-} dhatc_block_t;
-
-static inline dhatc_block_t dhatc_block(uintptr_t address, uint64_t size, uint32_t pp)
-{
-    return (dhatc_block_t){address, size | ((uint64_t)pp << DHATC_BLOCK_SIZE_BITS)};
-}
-
-static inline uint64_t dhatc_block_size(const dhatc_block_t *block)
-{
-    return block->size_and_pp & DHATC_BLOCK_MAX_SIZE;
-}
-
-static inline uint32_t dhatc_block_pp(const dhatc_block_t *block)
-{
-    return (uint32_t)(block->size_and_pp >> DHATC_BLOCK_SIZE_BITS);
-}
-
-typedef struct {
-    dhatc_block_t *slots;
-    size_t mask; /* slot count - 1; slot count is a power of two */
-    unsigned shift; /* 64 - log2(slot count): the hash is the product's top bits */
-    size_t count;
+    uint64_t ***top;            /* [address bits 47..32] -> middle table */
+    char *slab_next, *slab_end; /* where the next leaf is carved from */
+    dhatc_shadow_slab_t *slabs; /* every slab, to give back at release */
+    dhatc_arena_t records;      /* the slab list's records */
+    dhatc_blockhash_t odd;      /* blocks the shadow cannot hold */
+    size_t count;               /* live blocks in both */
 } dhatc_livemap_t;
 
 bool dhatc_livemap_init(dhatc_livemap_t *map);
@@ -49,8 +49,8 @@ void dhatc_livemap_release(dhatc_livemap_t *map);
 
 /* Stores `block` under block->address.  If that address is already present
  * (a block whose free we never saw), the old entry is copied to *replaced and
- * true is returned through *had_old.  Returns false only when memory for a
- * bigger table could not be had. */
+ * true is returned through *had_old.  Returns false only when memory for the
+ * map could not be had. */
 bool dhatc_livemap_put(dhatc_livemap_t *map, const dhatc_block_t *block,
                        dhatc_block_t *replaced, bool *had_old);
 

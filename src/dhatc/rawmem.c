@@ -39,6 +39,25 @@ void *dhatc_rawmem_alloc(size_t size)
     return aligned;
 }
 
+void *dhatc_rawmem_alloc_sparse(size_t size)
+{
+    void *block = map_anonymous(size);
+    /* A huge page would make the kernel zero 2 MiB where a few bytes are
+     * used (when transparent huge pages are on for every mapping). */
+    if (block != NULL) {
+        madvise(block, size, MADV_NOHUGEPAGE);
+    }
+    return block;
+}
+
+void dhatc_rawmem_prefault(void *block, size_t size)
+{
+#ifndef MADV_POPULATE_WRITE
+#define MADV_POPULATE_WRITE 23 /* Linux 5.14; older kernels refuse it, harmlessly */
+#endif
+    madvise(block, size, MADV_POPULATE_WRITE);
+}
+
 void *dhatc_rawmem_resize(void *block, size_t old_size, size_t new_size)
 {
     void *moved = mremap(block, old_size, new_size, MREMAP_MAYMOVE);

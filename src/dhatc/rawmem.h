@@ -9,6 +9,12 @@
 #include <stddef.h>
 
 void *dhatc_rawmem_alloc(size_t size);
+/* For tables used sparsely (the live map's shadow): only the pages touched
+ * ever take memory, so never huge pages. */
+void *dhatc_rawmem_alloc_sparse(size_t size);
+/* Asks the kernel to supply a page-aligned range's pages now, in one call,
+ * rather than at one fault per page when first touched.  Best effort. */
+void dhatc_rawmem_prefault(void *block, size_t size);
 void *dhatc_rawmem_resize(void *block, size_t old_size, size_t new_size);
 void dhatc_rawmem_free(void *block, size_t size);
 

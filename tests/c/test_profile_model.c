@@ -281,12 +281,17 @@ static void ad_hoc_check(void)
 enum { UNIVERSE = 1 << 18 };
 static uint64_t present_size[UNIVERSE];
 
+/* Addresses of every kind the live map routes: 16-byte aligned ones go to
+ * its shadow (dense, page-aligned, and far apart so that many leaves and
+ * middle tables are made), unaligned and very high ones to its hash table. */
 static uintptr_t address_of(uint32_t k)
 {
-    switch (k % 3) {
+    switch (k % 5) {
     case 0: return 0x7f0000000000u + 16u * (uintptr_t)k;              /* dense */
     case 1: return 0x7e0000000000u + 4096u * (uintptr_t)k;            /* page-aligned */
-    default: return 0x100000000u + ((uintptr_t)k << 21) + 16u * (k & 7); /* far apart */
+    case 2: return 0x100000000u + ((uintptr_t)k << 21) + 16u * (k & 7); /* far apart */
+    case 3: return 0x7d0000000000u + 16u * (uintptr_t)k + 8u;         /* 8-byte aligned */
+    default: return (uintptr_t)0xff000000000000u + 16u * (uintptr_t)k; /* above 48 bits */
     }
 }
 
@@ -332,9 +337,51 @@ static void livemap_check(void)
     printf("livemap: 3000000 random operations agree with the reference\n");
 }
 
+/* Resident memory of this process, from /proc/self/statm. */
+static size_t resident_bytes(void)
+{
+    FILE *statm = fopen("/proc/self/statm", "r");
+    CHECK(statm != NULL);
+    unsigned long size = 0, resident = 0;
+    CHECK(fscanf(statm, "%lu %lu", &size, &resident) == 2);
+    fclose(statm);
+    return (size_t)resident * 4096u;
+}
+
+/* What the live map's shadow costs: half the span of a dense heap of small
+ * blocks, about a page for a big block alone in its 64 KiB. */
+static void livemap_memory_check(void)
+{
+    enum { BIG_BLOCKS = 2048, SMALL_BLOCKS = 1 << 20 };
+    dhatc_livemap_t map;
+    dhatc_block_t old;
+    bool had;
+    CHECK(dhatc_livemap_init(&map));
+    size_t before = resident_bytes();
+    for (uintptr_t i = 0; i < BIG_BLOCKS; i++) {
+        dhatc_block_t b = dhatc_block(0x7f1000000000u + (i << 20), 1u << 20, 1);
+        CHECK(dhatc_livemap_put(&map, &b, &old, &had) && !had);
+    }
+    size_t big = resident_bytes() - before;
+    for (uintptr_t i = 0; i < SMALL_BLOCKS; i++) {
+        dhatc_block_t b = dhatc_block(0x7f2000000000u + 32u * i, 32, 2);
+        CHECK(dhatc_livemap_put(&map, &b, &old, &had) && !had);
+    }
+    size_t small = resident_bytes() - before - big;
+    CHECK(map.count == BIG_BLOCKS + SMALL_BLOCKS);
+    dhatc_livemap_release(&map);
+    /* 2,048 pages for the big blocks (not 2,048 prefaulted 32 KiB leaves,
+     * 64 MiB); 16 MiB for 32 MiB of small blocks (half the span). */
+    CHECK(big < (size_t)12 << 20);
+    CHECK(small >= (size_t)15 << 20 && small < (size_t)20 << 20);
+    printf("livemap memory: %zu KiB for %d big blocks, %zu KiB for %d small ones\n",
+           big >> 10, BIG_BLOCKS, small >> 10, SMALL_BLOCKS);
+}
+
 int main(void)
 {
     livemap_check();
+    livemap_memory_check();
     model_check();
     thread_check();
     ad_hoc_check();
