@@ -109,15 +109,17 @@ static uint64_t *new_leaf(dhatc_livemap_t *map, uint64_t first_block_size)
 static inline uint64_t *existing_slot(const dhatc_livemap_t *map, uintptr_t address)
 {
     uint64_t **middle = map->top[top_index(address)];
-    if (middle == NULL) {
+    if (__builtin_expect(middle == NULL, 0)) {
         return NULL;
     }
     uint64_t *leaf = middle[middle_index(address)];
-    return leaf == NULL ? NULL : &leaf[leaf_index(address)];
+    return __builtin_expect(leaf == NULL, 0) ? NULL : &leaf[leaf_index(address)];
 }
 
-/* The slot for a shadowed block, making its tables; NULL without memory. */
-static uint64_t *slot_to_fill(dhatc_livemap_t *map, uintptr_t address, uint64_t size)
+/* Out of line, so that the common case stays a leaf function: the slot for a
+ * shadowed block whose tables do not exist yet; NULL without memory. */
+__attribute__((noinline, cold)) static uint64_t *slot_to_make(dhatc_livemap_t *map,
+                                                              uintptr_t address, uint64_t size)
 {
     uint64_t ***middle = &map->top[top_index(address)];
     if (*middle == NULL && (*middle = dhatc_rawmem_alloc_sparse(MIDDLE_BYTES)) == NULL) {
@@ -130,48 +132,64 @@ static uint64_t *slot_to_fill(dhatc_livemap_t *map, uintptr_t address, uint64_t 
     return &(*leaf)[leaf_index(address)];
 }
 
+__attribute__((noinline)) static bool put_odd(dhatc_livemap_t *map, const dhatc_block_t *block,
+                                              dhatc_block_t *replaced, bool *had_old)
+{
+    if (!dhatc_blockhash_put(&map->odd, block, replaced, had_old)) {
+        return false;
+    }
+    map->count += !*had_old;
+    return true;
+}
+
 bool dhatc_livemap_put(dhatc_livemap_t *map, const dhatc_block_t *block,
                        dhatc_block_t *replaced, bool *had_old)
 {
     *had_old = false;
-    if (!in_shadow(block->address)) {
-        if (!dhatc_blockhash_put(&map->odd, block, replaced, had_old)) {
-            return false;
-        }
-    } else {
-        uint64_t *slot = slot_to_fill(map, block->address, dhatc_block_size(block));
+    if (__builtin_expect(!in_shadow(block->address), 0)) {
+        return put_odd(map, block, replaced, had_old);
+    }
+    uint64_t *slot = existing_slot(map, block->address);
+    if (__builtin_expect(slot == NULL, 0)) {
+        slot = slot_to_make(map, block->address, dhatc_block_size(block));
         if (slot == NULL) {
             return false;
         }
-        if (*slot != 0) {
-            *replaced = (dhatc_block_t){block->address, *slot - PP_ONE};
-            *had_old = true;
-        }
-        *slot = block->size_and_pp + PP_ONE;
     }
-    if (!*had_old) {
+    if (*slot != 0) {
+        *replaced = (dhatc_block_t){block->address, *slot - PP_ONE};
+        *had_old = true;
+    } else {
         map->count++;
     }
+    *slot = block->size_and_pp + PP_ONE;
+    return true;
+}
+
+__attribute__((noinline)) static bool take_odd(dhatc_livemap_t *map, uintptr_t address,
+                                               dhatc_block_t *removed)
+{
+    if (!dhatc_blockhash_take(&map->odd, address, removed)) {
+        return false;
+    }
+    map->count--;
     return true;
 }
 
 bool dhatc_livemap_take(dhatc_livemap_t *map, uintptr_t address, dhatc_block_t *removed)
 {
-    if (map->top == NULL) {
+    if (__builtin_expect(map->top == NULL, 0)) {
         return false;
     }
-    if (!in_shadow(address)) {
-        if (!dhatc_blockhash_take(&map->odd, address, removed)) {
-            return false;
-        }
-    } else {
-        uint64_t *slot = existing_slot(map, address);
-        if (slot == NULL || *slot == 0) {
-            return false;
-        }
-        *removed = (dhatc_block_t){address, *slot - PP_ONE};
-        *slot = 0;
+    if (__builtin_expect(!in_shadow(address), 0)) {
+        return take_odd(map, address, removed);
     }
+    uint64_t *slot = existing_slot(map, address);
+    if (slot == NULL || *slot == 0) {
+        return false;
+    }
+    *removed = (dhatc_block_t){address, *slot - PP_ONE};
+    *slot = 0;
     map->count--;
     return true;
 }
