@@ -1,5 +1,14 @@
 #include "frames.h"
 
+/* The interpreter's frame structs are read directly, and their layout is
+ * known for these versions only (3.14 keeps stack references in frames). */
+#if PY_VERSION_HEX < 0x03090000 || PY_VERSION_HEX >= 0x030E0000
+#error "dhatc supports CPython 3.9 to 3.13"
+#endif
+#ifdef Py_GIL_DISABLED
+#error "dhatc does not support free-threaded CPython builds yet"
+#endif
+
 #if PY_VERSION_HEX >= 0x030B0000
 /* The interpreter's frame struct, _PyInterpreterFrame, is internal. */
 #define Py_BUILD_CORE 1

@@ -70,9 +70,22 @@ void dhatc_hooks_retain_code(void)
     dhatc_profile_visit_new_pps(take_code_reference);
 }
 
+/* Whether the calling thread holds the GIL: its own thread state is the one
+ * running.  Not PyGILState_Check(), which answers yes on every thread once
+ * a subinterpreter has been created. */
+static bool this_thread_holds_gil(void)
+{
+#if PY_VERSION_HEX >= 0x030D0000
+    PyThreadState *running = PyThreadState_GetUnchecked();
+#else
+    PyThreadState *running = _PyThreadState_UncheckedGet();
+#endif
+    return running != NULL && running == PyGILState_GetThisThreadState();
+}
+
 void dhatc_hooks_retain_code_if_gil(bool gil_held)
 {
-    if (dhatc_profile_has_new_pps() && (gil_held || PyGILState_Check())) {
+    if (dhatc_profile_has_new_pps() && (gil_held || this_thread_holds_gil())) {
         dhatc_hooks_retain_code();
     }
 }

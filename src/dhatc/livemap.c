@@ -1,5 +1,7 @@
 #include "livemap.h"
 
+#include "rawmem.h"
+
 /* Address bits: 47..32 pick a middle table in `top`, 31..16 a leaf in it,
  * 15..4 the slot in the leaf. */
 enum {
@@ -83,7 +85,7 @@ void dhatc_livemap_release(dhatc_livemap_t *map)
 
 static uint64_t *new_leaf(dhatc_livemap_t *map, uint64_t first_block_size)
 {
-    if ((size_t)(map->slab_end - map->slab_next) < LEAF_BYTES) {
+    if (map->slab_next == NULL || (size_t)(map->slab_end - map->slab_next) < LEAF_BYTES) {
         char *slab = dhatc_rawmem_alloc_sparse(SLAB_BYTES);
         if (slab == NULL) {
             return NULL;

@@ -31,7 +31,6 @@
 
 #include "block.h"
 #include "blockhash.h"
-#include "rawmem.h"
 
 typedef struct dhatc_shadow_slab dhatc_shadow_slab_t;
 
@@ -39,7 +38,6 @@ typedef struct {
     uint64_t ***top;            /* [address bits 47..32] -> middle table */
     char *slab_next, *slab_end; /* where the next leaf is carved from */
     dhatc_shadow_slab_t *slabs; /* every slab, to give back at release */
-    dhatc_arena_t records;      /* the slab list's records */
     dhatc_blockhash_t odd;      /* blocks the shadow cannot hold */
     size_t count;               /* live blocks in both */
 } dhatc_livemap_t;

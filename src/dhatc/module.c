@@ -13,6 +13,9 @@
 #include "profile.h"
 #include "stats_types.h"
 
+/* Py_BuildValue's "K" reads an unsigned long long, which uint64_t need not be. */
+#define ULL(value) ((unsigned long long)(value))
+
 static const char *const kind_names[] = {
 #define DHATC_KIND_NAME(name, text) text,
     DHATC_KINDS(DHATC_KIND_NAME)
@@ -44,6 +47,8 @@ static PyObject *engine_start(PyObject *module, PyObject *args)
     dhatc_hooks_only_thread = pthread_self();
     /* Hooks first: they pass calls through until the profile runs. */
     if (mode == DHATC_MODE_HEAP && dhatc_hooks_install() < 0) {
+        dhatc_hooks_uninstall(); /* the domains hooked before the failure */
+        dhatc_frames_clear_root();
         return NULL;
     }
     dhatc_phase = DHATC_PHASE_RUNNING;
@@ -52,16 +57,10 @@ static PyObject *engine_start(PyObject *module, PyObject *args)
     if (!dhatc_profile_start((dhatc_mode_t)mode, dhatc_frames_canonicalize)) {
         dhatc_phase = DHATC_PHASE_IDLE;
         dhatc_hooks_uninstall();
+        dhatc_frames_clear_root();
         return PyErr_NoMemory();
     }
     Py_RETURN_NONE;
-}
-
-static void drop_code_reference(const dhatc_frame_t *frames, uint32_t depth)
-{
-    for (uint32_t i = 0; i < depth; i++) {
-        Py_XDECREF((PyObject *)frames[i].code); /* NULL: code destroyed before it was held */
-    }
 }
 
 /* Stops recording and takes references on every program point's code. */
@@ -73,15 +72,32 @@ static void stop_recording(void)
     dhatc_frames_clear_root();
 }
 
+/* Releases the profile's tables, then the references its program points
+ * hold on code objects.  In that order: dropping a reference can run any
+ * Python code (a weakref callback, a co_extra destructor), even code that
+ * starts a new profile, so no table may be in use by then.  The references
+ * are moved into a list first; if even that fails they are kept (a few code
+ * objects outlive the profile) rather than dropped early. */
 static void release_profile(void)
 {
+    PyObject *error_type, *error_value, *error_traceback;
+    PyErr_Fetch(&error_type, &error_value, &error_traceback);
+    PyObject *codes = PyList_New(0);
     uint32_t count = dhatc_profile_pp_count();
     for (uint32_t id = 0; id < count; id++) {
         dhatc_pp_figures_t pp;
         dhatc_profile_pp_figures(id, &pp);
-        drop_code_reference(pp.frames, pp.depth);
+        for (uint32_t i = 0; i < pp.depth; i++) {
+            PyObject *code = (PyObject *)pp.frames[i].code; /* NULL: never held */
+            if (code != NULL && codes != NULL && PyList_Append(codes, code) == 0) {
+                Py_DECREF(code); /* the list holds it now */
+            }
+        }
     }
+    PyErr_Clear();
     dhatc_profile_release();
+    Py_XDECREF(codes);
+    PyErr_Restore(error_type, error_value, error_traceback);
 }
 
 static PyObject *pp_as_tuple(const dhatc_pp_figures_t *pp)
@@ -100,9 +116,10 @@ static PyObject *pp_as_tuple(const dhatc_pp_figures_t *pp)
         PyTuple_SET_ITEM(frames, i, frame);
     }
     const char *kind = pp->kind == DHATC_KIND_AD_HOC ? NULL : kind_names[pp->kind];
-    return Py_BuildValue("(zNKKKKKKKKK)", kind, frames, pp->total_bytes, pp->total_blocks,
-                         pp->total_lifetime, pp->max_bytes, pp->max_blocks, pp->gmax_bytes,
-                         pp->gmax_blocks, pp->end_bytes, pp->end_blocks);
+    return Py_BuildValue("(zNKKKKKKKKK)", kind, frames, ULL(pp->total_bytes),
+                         ULL(pp->total_blocks), ULL(pp->total_lifetime), ULL(pp->max_bytes),
+                         ULL(pp->max_blocks), ULL(pp->gmax_bytes), ULL(pp->gmax_blocks),
+                         ULL(pp->end_bytes), ULL(pp->end_blocks));
 }
 
 static PyObject *engine_stop(PyObject *module, PyObject *unused)
@@ -137,12 +154,13 @@ static PyObject *engine_stop(PyObject *module, PyObject *unused)
     if (pps != NULL) {
         result = Py_BuildValue("{s:s,s:K,s:K,s:K,s:K,s:K,s:K,s:K,s:K,s:K,s:N,s:i}", "mode",
                                mode == DHATC_MODE_HEAP ? "heap" : "ad-hoc", "total_blocks",
-                               stats.total_blocks, "total_bytes", stats.total_bytes,
-                               "curr_blocks", stats.curr_blocks, "curr_bytes", stats.curr_bytes,
-                               "max_blocks", stats.max_blocks, "max_bytes", stats.max_bytes,
-                               "time_of_peak", dhatc_profile_time_of_peak(), "time_of_end",
-                               dhatc_profile_time_of_end(), "dropped", dhatc_profile_dropped(),
-                               "pps", pps, "hooks_lost", lost);
+                               ULL(stats.total_blocks), "total_bytes", ULL(stats.total_bytes),
+                               "curr_blocks", ULL(stats.curr_blocks), "curr_bytes",
+                               ULL(stats.curr_bytes), "max_blocks", ULL(stats.max_blocks),
+                               "max_bytes", ULL(stats.max_bytes), "time_of_peak",
+                               ULL(dhatc_profile_time_of_peak()), "time_of_end",
+                               ULL(dhatc_profile_time_of_end()), "dropped",
+                               ULL(dhatc_profile_dropped()), "pps", pps, "hooks_lost", lost);
     }
     release_profile();
     return result;
@@ -275,26 +293,10 @@ static PyMethodDef engine_methods[] = {
     {NULL, NULL, 0, NULL},
 };
 
-/* fork: the child must not inherit the engine lock held by another thread,
- * and must not record into (or save) the parent's profile.  The forking
- * thread is guarded so that an allocation between prepare and fork (other
- * atfork handlers) cannot wait for the lock it holds. */
-static void before_fork(void)
-{
-    dhatc_in_hook++;
-    dhatc_profile_before_fork();
-}
-
-static void after_fork_parent(void)
-{
-    dhatc_profile_after_fork_parent();
-    dhatc_in_hook--;
-}
-
+/* fork: the child must not record into (or save) the parent's profile. */
 static void after_fork_child(void)
 {
     dhatc_profile_after_fork_child();
-    dhatc_in_hook--;
 }
 
 static struct PyModuleDef engine_module = {
@@ -302,6 +304,17 @@ static struct PyModuleDef engine_module = {
     "The C engine of dhatc.  Use the dhatc package, not this module.", -1, engine_methods,
     NULL, NULL, NULL, NULL,
 };
+
+/* PyModule_AddObject steals the reference only when it succeeds. */
+static int add_type(PyObject *module, const char *name, PyTypeObject *type)
+{
+    Py_INCREF(type);
+    if (PyModule_AddObject(module, name, (PyObject *)type) < 0) {
+        Py_DECREF(type);
+        return -1;
+    }
+    return 0;
+}
 
 PyMODINIT_FUNC PyInit__engine(void)
 {
@@ -319,10 +332,8 @@ PyMODINIT_FUNC PyInit__engine(void)
     if (module == NULL) {
         return NULL;
     }
-    Py_INCREF(&dhatc_HeapStats_Type);
-    Py_INCREF(&dhatc_AdHocStats_Type);
-    if (PyModule_AddObject(module, "HeapStats", (PyObject *)&dhatc_HeapStats_Type) < 0 ||
-        PyModule_AddObject(module, "AdHocStats", (PyObject *)&dhatc_AdHocStats_Type) < 0 ||
+    if (add_type(module, "HeapStats", &dhatc_HeapStats_Type) < 0 ||
+        add_type(module, "AdHocStats", &dhatc_AdHocStats_Type) < 0 ||
         PyModule_AddIntConstant(module, "MODE_HEAP", DHATC_MODE_HEAP) < 0 ||
         PyModule_AddIntConstant(module, "MODE_AD_HOC", DHATC_MODE_AD_HOC) < 0 ||
         PyModule_AddIntConstant(module, "MAX_DEPTH", DHATC_MAX_DEPTH) < 0) {
@@ -331,7 +342,7 @@ PyMODINIT_FUNC PyInit__engine(void)
     }
     static int atfork_registered;
     if (!atfork_registered) {
-        if (pthread_atfork(before_fork, after_fork_parent, after_fork_child) != 0) {
+        if (pthread_atfork(NULL, NULL, after_fork_child) != 0) {
             Py_DECREF(module);
             PyErr_SetString(PyExc_OSError, "dhatc: pthread_atfork failed");
             return NULL;

@@ -78,8 +78,9 @@ static atomic_size_t bootstrap_used;
 
 static bool is_bootstrap_block(const void *block)
 {
-    const unsigned char *p = block;
-    return p >= bootstrap_buffer && p < bootstrap_buffer + BOOTSTRAP_SIZE;
+    /* As integers: comparing pointers into different objects is undefined. */
+    uintptr_t p = (uintptr_t)block, start = (uintptr_t)bootstrap_buffer;
+    return p >= start && p - start < BOOTSTRAP_SIZE;
 }
 
 /* Bump allocation, 16-byte aligned, the size stored in front (for realloc).
@@ -92,7 +93,7 @@ static void *bootstrap_alloc(size_t size)
     }
     size_t need = BOOTSTRAP_HEADER + ((size + 15) & ~(size_t)15);
     size_t offset = atomic_fetch_add_explicit(&bootstrap_used, need, memory_order_relaxed);
-    if (offset > BOOTSTRAP_SIZE - need) {
+    if (need > BOOTSTRAP_SIZE || offset > BOOTSTRAP_SIZE - need) { /* no wrap-around */
         errno = ENOMEM;
         return NULL;
     }

@@ -54,33 +54,46 @@ dhatc_mode_t dhatc_profile_running(void)
     return (dhatc_mode_t)atomic_load_explicit(&g.mode, memory_order_relaxed);
 }
 
+/* Under the lock: a thread still in a hook (one that passed the unlocked mode
+ * check just before a stop) must never see the tables half released. */
 static void release_tables(void)
 {
+    dhatc_lock(&g.lock);
     dhatc_stacktable_release(&g.captured_stacks);
     dhatc_stacktable_release(&g.pp_stacks);
     dhatc_livemap_release(&g.live);
     dhatc_rawmem_free(g.pps, (size_t)g.pp_capacity * sizeof(pp_t));
     g.pps = NULL;
-    g.pp_count = g.pp_capacity = g.pps_visited = 0;
+    g.pp_capacity = 0;
+    /* Atomic stores: has_new_pps() peeks at these without the lock. */
+    __atomic_store_n(&g.pp_count, 0, __ATOMIC_RELAXED);
+    __atomic_store_n(&g.pps_visited, 0, __ATOMIC_RELAXED);
+    dhatc_unlock(&g.lock);
 }
 
 bool dhatc_profile_start(dhatc_mode_t mode, dhatc_canonicalize_fn canonicalize)
 {
     release_tables();
+    dhatc_lock(&g.lock);
     memset(&g.stats, 0, sizeof g.stats);
     g.peaks = g.peak_time = g.dropped = 0;
     g.generation++;
     g.canonicalize = canonicalize;
     g.pp_capacity = 1024;
     g.pps = dhatc_rawmem_alloc((size_t)g.pp_capacity * sizeof(pp_t));
-    if (g.pps == NULL || !dhatc_stacktable_init(&g.captured_stacks) ||
-        !dhatc_stacktable_init(&g.pp_stacks) ||
-        (mode == DHATC_MODE_HEAP && !dhatc_livemap_init(&g.live))) {
-        release_tables();
-        return false;
+    bool ready = g.pps != NULL && dhatc_stacktable_init(&g.captured_stacks) &&
+                 dhatc_stacktable_init(&g.pp_stacks) &&
+                 (mode != DHATC_MODE_HEAP || dhatc_livemap_init(&g.live));
+    if (ready) {
+        /* Published under the lock: a hook that takes it and sees the mode
+         * also sees the tables. */
+        atomic_store_explicit(&g.mode, mode, memory_order_relaxed);
     }
-    atomic_store_explicit(&g.mode, mode, memory_order_release);
-    return true;
+    dhatc_unlock(&g.lock);
+    if (!ready) {
+        release_tables();
+    }
+    return ready;
 }
 
 void dhatc_profile_stop(void)
@@ -411,18 +424,18 @@ bool dhatc_profile_has_new_pps(void)
 
 /* ---- fork -------------------------------------------------------------- */
 
-void dhatc_profile_before_fork(void)
-{
-    dhatc_lock(&g.lock);
-}
-
-void dhatc_profile_after_fork_parent(void)
-{
-    dhatc_unlock(&g.lock);
-}
-
+/* The child of a fork neither records into nor reports the parent's
+ * profile.  No lock is held across fork() (other atfork handlers are unknown
+ * code): a thread of the parent may have been inside the engine at that
+ * moment, so in the child the lock is reset and the inherited tables, maybe
+ * half updated, are left untouched -- forgotten, not freed. */
 void dhatc_profile_after_fork_child(void)
 {
     dhatc_lock_reset(&g.lock);
     atomic_store_explicit(&g.mode, DHATC_MODE_NONE, memory_order_relaxed);
+    memset(&g.captured_stacks, 0, sizeof g.captured_stacks);
+    memset(&g.pp_stacks, 0, sizeof g.pp_stacks);
+    memset(&g.live, 0, sizeof g.live);
+    g.pps = NULL;
+    g.pp_count = g.pp_capacity = g.pps_visited = 0;
 }

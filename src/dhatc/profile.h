@@ -102,8 +102,6 @@ bool dhatc_profile_has_new_pps(void);
 
 /* fork(2) handlers: the lock must not be inherited held, and the child does
  * not go on recording into the parent's profile. */
-void dhatc_profile_before_fork(void);
-void dhatc_profile_after_fork_parent(void);
 void dhatc_profile_after_fork_child(void);
 
 #endif

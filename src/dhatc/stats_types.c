@@ -57,12 +57,13 @@ static PyObject *heap_stats_new(PyTypeObject *type, PyObject *args, PyObject *kw
 {
     static char *names[] = {"total_blocks", "total_bytes", "curr_blocks",
                             "curr_bytes",   "max_blocks",  "max_bytes", NULL};
-    dhatc_stats_t stats;
-    if (!PyArg_ParseTupleAndKeywords(args, kwargs, "$KKKKKK:HeapStats", names,
-                                     &stats.total_blocks, &stats.total_bytes, &stats.curr_blocks,
-                                     &stats.curr_bytes, &stats.max_blocks, &stats.max_bytes)) {
+    unsigned long long v[6]; /* "K" stores unsigned long long, not uint64_t */
+    if (!PyArg_ParseTupleAndKeywords(args, kwargs, "$KKKKKK:HeapStats", names, &v[0], &v[1],
+                                     &v[2], &v[3], &v[4], &v[5])) {
         return NULL;
     }
+    dhatc_stats_t stats = {.total_blocks = v[0], .total_bytes = v[1], .curr_blocks = v[2],
+                           .curr_bytes = v[3], .max_blocks = v[4], .max_bytes = v[5]};
     return heap_stats_new_from(type, &stats);
 }
 
