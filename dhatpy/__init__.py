@@ -12,6 +12,7 @@
         dhatc.assert_eq(stats.curr_blocks, 0)  # on failure: saves the profile, raises
 """
 
+from ._dhat_file import Profile, ProgramPoint
 from ._engine import AdHocStats, HeapStats, ad_hoc_event
 from ._profiler import Profiler
 from ._testing import assert_, assert_eq, assert_ne
@@ -19,7 +20,9 @@ from ._testing import assert_, assert_eq, assert_ne
 __all__ = [
     "AdHocStats",
     "HeapStats",
+    "Profile",
     "Profiler",
+    "ProgramPoint",
     "ad_hoc_event",
     "assert_",
     "assert_eq",

@@ -30,23 +30,27 @@ VIEWER_HINT = "dhat/dh_view.html"
 
 @dataclass
 class ProgramPoint:
-    """One program point of a finished profile, frames as viewer strings."""
+    """One program point of a finished profile (``dhatc.Profile.pps``): its
+    frames as the viewer shows them, innermost first (the allocator entry, then
+    ``name (file.py:LINE)``), and its figures.  Times are in allocations."""
 
     frames: Tuple[str, ...]
     total_bytes: int
     total_blocks: int
-    total_lifetime: int = 0
-    max_bytes: int = 0
+    total_lifetime: int = 0  # summed over its blocks
+    max_bytes: int = 0  # its own peak of live bytes
     max_blocks: int = 0
-    gmax_bytes: int = 0
+    gmax_bytes: int = 0  # live at the global peak (t-gmax)
     gmax_blocks: int = 0
-    end_bytes: int = 0
+    end_bytes: int = 0  # live at the end (t-end)
     end_blocks: int = 0
 
 
 @dataclass
 class Profile:
-    """Everything a finished profile holds; enough to write the file again."""
+    """Everything a finished profile holds (``Profiler.profile`` once stopped);
+    enough to write the file again.  For an ad hoc profile, blocks are events
+    and bytes are units."""
 
     mode: str  # "heap" or "ad-hoc"
     total_blocks: int
@@ -66,6 +70,7 @@ class Profile:
 
     @property
     def is_heap(self) -> bool:
+        """True for a heap profile, False for an ad hoc one."""
         return self.mode == "heap"
 
 
@@ -94,14 +99,17 @@ def profile_from_engine(data: Dict[str, Any], *, cmd: str, pid: int) -> Profile:
         cmd=cmd,
         pid=pid,
     )
-    strings: Dict[Tuple[Optional[CodeType], int], str] = {}
+    # Keyed on the code object's identity: code objects compare equal by value,
+    # co_filename and co_qualname aside, so the same function in two files
+    # would share one string.  `data` keeps every code object alive meanwhile.
+    strings: Dict[Tuple[int, int], str] = {}
     by_frames: Dict[Tuple[str, ...], ProgramPoint] = {}
     for kind, frames, tb, tbk, tl, mb, mbk, gb, gbk, eb, ebk in data["pps"]:
         resolved: List[str] = [] if kind is None else [kind]
         for code, line in frames:
-            text = strings.get((code, line))
+            text = strings.get((id(code), line))
             if text is None:
-                text = strings[(code, line)] = frame_string(code, line)
+                text = strings[(id(code), line)] = frame_string(code, line)
             resolved.append(text)
         key = tuple(resolved)
         pp = by_frames.get(key)
@@ -185,7 +193,8 @@ def _current_umask() -> int:
 
 def save(profile: Profile, path: str) -> None:
     """Writes the file atomically: a temporary file beside `path`, renamed into place,
-    so an interrupted save never leaves half a profile.  Raises OSError naming `path`."""
+    so an interrupted save (KeyboardInterrupt included) never leaves half a profile nor
+    the temporary file.  Raises OSError naming `path`."""
     directory = os.path.dirname(os.path.abspath(path))
     try:
         fd, tmp = tempfile.mkstemp(prefix=".dhatc-", suffix=".json.tmp", dir=directory)
@@ -196,12 +205,16 @@ def save(profile: Profile, path: str) -> None:
             write_json(profile, out)
         os.chmod(tmp, 0o666 & ~_current_umask())  # mkstemp makes it 0600
         os.replace(tmp, path)
-    except OSError as e:
+    except BaseException as e:  # KeyboardInterrupt included: no temporary file left behind
         try:
             os.unlink(tmp)
         except OSError:
             pass
-        raise OSError(e.errno, f"dhatc: cannot write the profile to {path!r}: {e.strerror}") from e
+        if isinstance(e, OSError):
+            raise OSError(
+                e.errno, f"dhatc: cannot write the profile to {path!r}: {e.strerror}"
+            ) from e
+        raise
 
 
 def summary_lines(profile: Profile) -> List[str]:

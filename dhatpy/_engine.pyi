@@ -6,13 +6,20 @@ MODE_HEAP: int
 MODE_AD_HOC: int
 MAX_DEPTH: int
 
+# The stats are snapshots: their fields are read-only, as in the C type.
 class HeapStats:
-    total_blocks: int
-    total_bytes: int
-    curr_blocks: int
-    curr_bytes: int
-    max_blocks: int
-    max_bytes: int
+    @property
+    def total_blocks(self) -> int: ...
+    @property
+    def total_bytes(self) -> int: ...
+    @property
+    def curr_blocks(self) -> int: ...
+    @property
+    def curr_bytes(self) -> int: ...
+    @property
+    def max_blocks(self) -> int: ...
+    @property
+    def max_bytes(self) -> int: ...
     def __init__(
         self,
         *,
@@ -27,8 +34,10 @@ class HeapStats:
     def get() -> "HeapStats": ...
 
 class AdHocStats:
-    total_events: int
-    total_units: int
+    @property
+    def total_events(self) -> int: ...
+    @property
+    def total_units(self) -> int: ...
     def __init__(self, *, total_events: int, total_units: int) -> None: ...
     @staticmethod
     def get() -> "AdHocStats": ...

@@ -59,9 +59,14 @@ class Profiler:
     ``file_name`` (default ``dhat-heap.json`` / ``dhat-ad-hoc.json``) and a
     summary is printed to stderr; with ``eprint_json`` the JSON goes to stderr
     instead of a file.  ``trim_backtraces`` bounds the Python frames kept per
-    program point (``None`` keeps all, up to the engine's limit of 512).
-    With ``this_thread_only`` only blocks allocated by the thread that starts
-    the profiler count (frees count from any thread).
+    program point (``None`` keeps all, up to the engine's limit of 512; so does
+    any larger value, which is lowered to 512).  With ``this_thread_only`` only
+    blocks allocated by the thread that starts the profiler count (frees count
+    from any thread).
+
+    Bad arguments raise at construction: ``TypeError`` for a wrong type (the
+    flags must be ``bool``), ``ValueError`` for an unknown mode, an empty
+    ``file_name`` or a negative ``trim_backtraces``.
     """
 
     def __init__(
@@ -78,10 +83,24 @@ class Profiler:
             raise TypeError(f"dhatc: mode must be a str, not {type(mode).__name__}")
         if mode not in _MODES:
             raise ValueError(f"dhatc: unknown mode {mode!r}; use mode=\"heap\" or mode=\"ad-hoc\"")
-        if file_name is not None and not isinstance(file_name, (str, os.PathLike)):
-            raise TypeError(
-                f"dhatc: file_name must be a str or os.PathLike, not {type(file_name).__name__}"
-            )
+        if file_name is not None:
+            if not isinstance(file_name, (str, os.PathLike)):
+                raise TypeError(
+                    f"dhatc: file_name must be a str or os.PathLike, not {type(file_name).__name__}"
+                )
+            if os.fspath(file_name) == "":
+                raise ValueError(
+                    "dhatc: file_name must not be empty; give a path, or None for the default"
+                )
+        for flag, value in (
+            ("testing", testing),
+            ("eprint_json", eprint_json),
+            ("this_thread_only", this_thread_only),
+        ):
+            if not isinstance(value, bool):
+                raise TypeError(
+                    f"dhatc: {flag} must be a bool, not {type(value).__name__}"
+                )
         if trim_backtraces is not None:
             if isinstance(trim_backtraces, bool) or not isinstance(trim_backtraces, int):
                 raise TypeError(
@@ -93,14 +112,17 @@ class Profiler:
                     f"dhatc: trim_backtraces must be >= 0 (or None for all frames), "
                     f"got {trim_backtraces}"
                 )
+            # The engine keeps at most MAX_DEPTH frames anyway (and takes a C
+            # ssize_t): a larger bound means "all", as None does.
+            trim_backtraces = min(trim_backtraces, _engine.MAX_DEPTH)
         self.mode = mode
         self.file_name: str = (
             os.fspath(file_name) if file_name is not None else _DEFAULT_FILE_NAMES[mode]
         )
-        self.testing = bool(testing)
-        self.trim_backtraces = trim_backtraces
-        self.eprint_json = bool(eprint_json)
-        self.this_thread_only = bool(this_thread_only)
+        self.testing = testing
+        self.trim_backtraces: Optional[int] = trim_backtraces
+        self.eprint_json = eprint_json
+        self.this_thread_only = this_thread_only
         #: The finished profile, once stopped (kept even if saving it failed).
         self.profile: Optional[Profile] = None
         self._phase = "created"  # created, running, asserted, stopped

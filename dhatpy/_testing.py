@@ -20,7 +20,6 @@ snapshot first (``stats = dhatc.HeapStats.get()``), then assert on it.
 from __future__ import annotations
 
 import ast
-import ctypes
 import functools
 import linecache
 import sys
@@ -210,7 +209,11 @@ def give_spare_frames(*functions: Callable[..., Any]) -> None:
     PyFrame_New and dropping it at once, so that their first call inside a
     profile allocates nothing.  Does nothing on 3.11+ (frames need no heap
     block there) or where it cannot work; best effort."""
-    if sys.version_info >= (3, 11) or not hasattr(ctypes, "pythonapi"):
+    if sys.version_info >= (3, 11):
+        return
+    import ctypes  # only here: 3.11+ never needs it
+
+    if not hasattr(ctypes, "pythonapi"):
         return
     for function in functions:
         target = getattr(function, "__func__", function)
@@ -224,6 +227,8 @@ def give_spare_frames(*functions: Callable[..., Any]) -> None:
 
 @functools.lru_cache(maxsize=None)
 def _frame_new() -> Any:
+    import ctypes
+
     api = ctypes.pythonapi
     api.PyThreadState_Get.restype = ctypes.c_void_p
     api.PyFrame_New.restype = ctypes.py_object  # a new reference, dropped by the caller

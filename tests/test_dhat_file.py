@@ -8,6 +8,10 @@ import os
 import re
 from pathlib import Path
 
+import pytest
+
+from dhatc import _dhat_file
+
 SCRIPT = """
 import allocmod as m
 import dhatc
@@ -226,3 +230,114 @@ def test_trim_zero_keeps_only_the_allocator_frame(run_python, tmp_path):
     assert {data["ftbl"][pp["fs"][0]] for pp in data["pps"]} <= {
         "PyObject_Malloc", "PyObject_Calloc", "PyObject_Realloc", "PyMem_Malloc",
         "PyMem_Calloc", "PyMem_Realloc", "PyMem_RawMalloc", "PyMem_RawCalloc", "PyMem_RawRealloc"}
+
+
+# ---- profile_from_engine and save, in process --------------------------------
+
+
+def engine_data(pps: list) -> dict:
+    """What _engine.stop() returns for a heap profile holding `pps`, rows of
+    (allocator entry, ((code, line), ...), tb, tbk, tl, mb, mbk, gb, gbk, eb, ebk)."""
+    return {
+        "mode": "heap",
+        "total_blocks": sum(row[3] for row in pps),
+        "total_bytes": sum(row[2] for row in pps),
+        "curr_blocks": 0, "curr_bytes": 0, "max_blocks": 0, "max_bytes": 0,
+        "time_of_peak": 0, "time_of_end": 0, "dropped": 0,
+        "pps": pps,
+    }
+
+
+def test_equal_code_objects_from_different_files_stay_apart():
+    # GIVEN two code objects that compare equal (CPython compares code by
+    # value and ignores co_filename) but come from different files
+    source = "def work():\n    return 1\n"
+    code_a = compile(source, "a.py", "exec").co_consts[0]
+    code_b = compile(source, "b.py", "exec").co_consts[0]
+    assert code_a == code_b and hash(code_a) == hash(code_b)
+    data = engine_data([
+        ("PyMem_Malloc", ((code_a, 2),), 100, 1, 0, 0, 0, 0, 0, 0, 0),
+        ("PyMem_Malloc", ((code_b, 2),), 250, 2, 0, 0, 0, 0, 0, 0, 0),
+    ])
+    # WHEN the engine's rows are resolved
+    profile = _dhat_file.profile_from_engine(data, cmd="cmd", pid=1)
+    # THEN each keeps its own file name and figures
+    assert [(pp.frames, pp.total_bytes, pp.total_blocks) for pp in profile.pps] == [
+        (("PyMem_Malloc", "work (a.py:2)"), 100, 1),
+        (("PyMem_Malloc", "work (b.py:2)"), 250, 2),
+    ]
+
+
+def test_equal_strings_still_merge_and_destroyed_code_reads_as_such():
+    source = "def work():\n    return 1\n"
+    code_1 = compile(source, "same.py", "exec").co_consts[0]
+    code_2 = compile(source, "same.py", "exec").co_consts[0]
+    data = engine_data([
+        ("PyMem_Malloc", ((code_1, 2),), 100, 1, 0, 0, 0, 0, 0, 0, 0),
+        ("PyMem_Malloc", ((code_2, 2),), 250, 2, 0, 0, 0, 0, 0, 0, 0),
+        ("PyMem_Malloc", ((None, 7),), 5, 1, 0, 0, 0, 0, 0, 0, 0),
+    ])
+    profile = _dhat_file.profile_from_engine(data, cmd="cmd", pid=1)
+    assert [(pp.frames, pp.total_bytes, pp.total_blocks) for pp in profile.pps] == [
+        (("PyMem_Malloc", "work (same.py:2)"), 350, 3),
+        (("PyMem_Malloc", "[code object destroyed while profiling] (?:7)"), 5, 1),
+    ]
+
+
+def _interrupt_midway(monkeypatch):
+    """Makes write_json write part of the file, then raise KeyboardInterrupt."""
+    def interrupted(profile, out):
+        out.write('{\n"dhatFileVersion":2')
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(_dhat_file, "write_json", interrupted)
+
+
+def a_profile():
+    return _dhat_file.profile_from_engine(engine_data([]), cmd="cmd", pid=1)
+
+
+def test_interrupted_save_leaves_no_temporary_file(tmp_path, monkeypatch):
+    _interrupt_midway(monkeypatch)
+    with pytest.raises(KeyboardInterrupt):
+        _dhat_file.save(a_profile(), str(tmp_path / "out.json"))
+    assert os.listdir(tmp_path) == []
+
+
+def test_interrupted_save_leaves_the_old_file_untouched(tmp_path, monkeypatch):
+    target = tmp_path / "out.json"
+    target.write_text("the previous profile")
+    _interrupt_midway(monkeypatch)
+    with pytest.raises(KeyboardInterrupt):
+        _dhat_file.save(a_profile(), str(target))
+    assert os.listdir(tmp_path) == ["out.json"]
+    assert target.read_text() == "the previous profile"
+
+
+def test_identical_functions_in_two_files_are_two_pps(run_python, tmp_path):
+    # Their code objects compare equal; only co_filename tells them apart.
+    for name in ("twin_a", "twin_b"):
+        (tmp_path / f"{name}.py").write_text(
+            "import allocmod as m\n\ndef work(slot, size):\n    m.alloc(slot, m.RAW, size)\n"
+        )
+    run_python(
+        """
+        import dhatc
+        import twin_a, twin_b  # beside the script, so on sys.path
+        assert twin_a.work.__code__ == twin_b.work.__code__
+
+        with dhatc.Profiler(file_name="out.json", trim_backtraces=1):
+            twin_a.work(0, 1111)
+            twin_b.work(1, 2222)
+        """
+    )
+    data = json.loads((tmp_path / "out.json").read_text())
+    found = {
+        frames_of(data, pp)[1]: pp["tb"]
+        for pp in data["pps"]
+        if "twin_" in frames_of(data, pp)[-1]
+    }
+    assert found == {
+        f"work ({tmp_path / 'twin_a.py'}:4)": 1111,
+        f"work ({tmp_path / 'twin_b.py'}:4)": 2222,
+    }

@@ -3,6 +3,7 @@ never lost to an error in saving it."""
 
 from __future__ import annotations
 
+import json
 import os
 
 import pytest
@@ -19,6 +20,11 @@ import dhatc
         ({"trim_backtraces": 2.5}, TypeError, "trim_backtraces must be an int or None"),
         ({"trim_backtraces": True}, TypeError, "trim_backtraces must be an int or None"),
         ({"file_name": 42}, TypeError, "file_name must be a str or os.PathLike"),
+        ({"file_name": ""}, ValueError, "file_name must not be empty"),
+        ({"testing": 1}, TypeError, "testing must be a bool, not int"),
+        ({"testing": "yes"}, TypeError, "testing must be a bool, not str"),
+        ({"eprint_json": None}, TypeError, "eprint_json must be a bool, not NoneType"),
+        ({"this_thread_only": 0}, TypeError, "this_thread_only must be a bool, not int"),
     ],
 )
 def test_bad_arguments(kwargs, exc, words):
@@ -114,3 +120,40 @@ def test_path_like_file_name(run_python, tmp_path):
     )
     assert (tmp_path / "sub.json").exists()
     assert os.path.getsize(tmp_path / "sub.json") > 0
+
+
+@pytest.mark.parametrize("trim", [dhatc._engine.MAX_DEPTH + 1, 10**30])
+def test_trim_backtraces_above_the_maximum_is_clamped(trim):
+    assert dhatc._engine.MAX_DEPTH == 512
+    assert dhatc.Profiler(trim_backtraces=trim).trim_backtraces == 512
+
+
+def test_huge_trim_backtraces_keeps_every_frame_like_none(run_python, tmp_path):
+    # GIVEN a stack deeper than the engine keeps
+    run_python(
+        """
+        import allocmod as m
+        import dhatc
+
+        def deep(n, slot):
+            if n == 0:
+                m.alloc(slot, m.MEM, 100 + slot)
+            else:
+                deep(n - 1, slot)
+
+        def main():
+            for slot, trim in enumerate([None, 10**30]):
+                # WHEN trim_backtraces is None or far above the maximum
+                with dhatc.Profiler(file_name=f"out{slot}.json", trim_backtraces=trim):
+                    deep(600, slot)
+
+        main()
+        """
+    )
+    # THEN both keep the allocator frame and the engine's 512 Python frames
+    lengths = []
+    for slot in (0, 1):
+        data = json.loads((tmp_path / f"out{slot}.json").read_text())
+        pp = next(pp for pp in data["pps"] if pp["tb"] == 100 + slot)
+        lengths.append(len(pp["fs"]))
+    assert lengths == [1 + 512, 1 + 512]

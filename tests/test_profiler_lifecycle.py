@@ -5,6 +5,7 @@ exceptions and KeyboardInterrupt inside the block."""
 from __future__ import annotations
 
 import json
+import sys
 
 import pytest
 
@@ -153,3 +154,18 @@ def test_fork_child_neither_records_nor_saves(run_python, tmp_path):
     sizes = sorted(pp["tb"] for pp in data["pps"] if pp["tb"] in (1000, 2000, 500000))
     assert sizes == [1000, 2000]
     assert proc.stderr.count("dhat: Total:") == 1
+
+
+@pytest.mark.skipif(sys.version_info < (3, 11), reason="3.9/3.10 use ctypes for spare frames")
+def test_importing_dhatc_does_not_import_ctypes(run_python):
+    # ctypes serves only the 3.9/3.10 spare-frame workaround in dhatc._testing.
+    proc = run_python(
+        """
+        import sys
+        import dhatc
+        print("ctypes" in sys.modules)
+        dhatc._testing.give_spare_frames(dhatc.assert_)
+        print("ctypes" in sys.modules)
+        """
+    )
+    assert proc.stdout.split() == ["False", "False"]
