@@ -20,25 +20,34 @@ How it works, in two steps:
    end, ``sys.exit``, an uncaught exception (its traceback printed first, as
    usual, without the bootstrap's frames) and ``KeyboardInterrupt`` all save
    the profile and print the summary, with the exit status ``python`` gives.
-   ``os._exit`` saves it too (dhatc wraps it); a fatal signal does not.
+   ``os._exit`` saves it too (dhatc wraps it); a fatal signal does not.  A
+   target that never starts (``-m`` naming no module, a directory without
+   ``__main__.py``) fails as it does under ``python``, with no profile: an
+   existing file is left as it was.
 
 Processes: only the process running the target is profiled.  A child made by
-``fork`` (``os.fork``, multiprocessing's fork and forkserver methods) neither
-records into nor saves the parent's profile; a child that execs (subprocess,
-multiprocessing's spawn method) starts without the preload library.  Either
-kind can start a ``dhatc.Profiler`` of its own.
+``os.fork`` or multiprocessing's fork method neither records into nor saves
+the parent's profile; a child started by exec (subprocess, multiprocessing's
+spawn method, and the forkserver method, whose server is such a child) starts
+without the preload library.  Either kind can start a ``dhatc.Profiler`` of
+its own.
+
+Python's own options go before ``-m dhatc``, as in ``python -u -X dev -m
+dhatc run script.py``; the target runs with those multiprocessing passes on to
+its children (``-X``, ``-W``, ``-O``, ``-B``, ``-E``, ``-I``, ...) and ``-u``.
 """
 
 from __future__ import annotations
 
 import functools
+import io
 import json
 import os
 import re
 import subprocess
 import sys
 from types import CodeType, FrameType, TracebackType
-from typing import Any, Callable, Dict, List, NoReturn, Optional, Sequence, Type
+from typing import Any, Callable, Dict, List, NoReturn, Optional, Sequence, Type, Union
 
 from . import _profiler
 
@@ -65,6 +74,9 @@ directly with malloc (C extensions, native libraries) are recorded too, with
 the Python stack of the thread that allocated them.  Only the target's own
 process is profiled: forked children do not record into it, and programs it
 starts (subprocess, multiprocessing's spawn) run without the library.
+
+python's own options go before '-m dhatc', and the target runs with them:
+  python -u -X dev -m dhatc run script.py
 
 'preload-path' prints the path of the preload library, for running a process
 with LD_PRELOAD by hand.
@@ -159,6 +171,13 @@ def parse_run_args(args: Sequence[str]) -> Dict[str, Any]:
             config["target"] = args[i + 1]
             config["args"] = list(args[i + 2 :])
             return config
+        elif _is_python_option(arg):
+            example = f"{arg} ..." if arg in ("-W", "-X") else arg
+            raise UsageError(
+                f"{arg!r} is an option of python, not of dhatc run; give it to python "
+                f"before '-m dhatc', and the target runs with it: "
+                f"python {example} -m dhatc run ..."
+            )
         elif arg.startswith("-") and arg != "-":
             raise UsageError(f"unrecognized option {arg!r} (options go before the target)")
         else:
@@ -168,6 +187,19 @@ def parse_run_args(args: Sequence[str]) -> Dict[str, Any]:
             return config
         i += 1
     raise UsageError("nothing to run: give script.py, -m module or -c code")
+
+
+# python's own command-line options (dhatc's -c, -m, -h and -o aside).
+_PYTHON_FLAGS = frozenset("bBdEiIOPqRsSuvVWxX")
+_PYTHON_LONG_OPTIONS = ("--check-hash-based-pycs", "--version", "--help-env",
+                        "--help-xoptions", "--help-all")
+
+
+def _is_python_option(arg: str) -> bool:
+    """True for an option of the interpreter itself, such as -u, -OO or -Xdev."""
+    if arg.startswith("--"):
+        return arg.partition("=")[0] in _PYTHON_LONG_OPTIONS
+    return len(arg) >= 2 and arg[0] == "-" and arg[1] in _PYTHON_FLAGS
 
 
 def _check_script(path: str) -> None:
@@ -202,9 +234,13 @@ def _child_environment(previous_preload: Optional[str]) -> Dict[str, str]:
 
 def _interpreter_flags() -> List[str]:
     """-X, -W, -O, -B, ... as this interpreter was given them (what
-    multiprocessing passes to its children)."""
+    multiprocessing passes to its children), and -u."""
     flags = getattr(subprocess, "_args_from_interpreter_flags", None)
-    return list(flags()) if flags is not None else []
+    args = list(flags()) if flags is not None else []
+    # -u is not in sys.flags; it shows as standard streams without a buffer.
+    if isinstance(getattr(sys.__stdout__, "buffer", None), io.FileIO):
+        args.append("-u")
+    return args
 
 
 def run(args: Sequence[str]) -> NoReturn:
@@ -283,6 +319,9 @@ class _TargetProfiler(_profiler.Profiler):
         self._is_target = is_target
         self._output_dir = output_dir
         self._previous_trace: Any = None
+        # Set when the target's frame is entered: the target has started,
+        # even if it never runs a line (an empty script).
+        self.target_started = False
 
     def arm(self) -> None:
         """Installs the trace function that starts the profile."""
@@ -295,6 +334,7 @@ class _TargetProfiler(_profiler.Profiler):
 
     def _on_call(self, frame: FrameType, event: str, arg: Any) -> Any:
         if event == "call" and self._is_target(frame):
+            self.target_started = True
             return self._on_first_line
         return None  # no tracing of any other frame
 
@@ -307,7 +347,9 @@ class _TargetProfiler(_profiler.Profiler):
             self._begin()
         return None
 
-    def save(self, file_name: Any = None) -> str:
+    def save(self, file_name: Optional[Union[str, "os.PathLike[str]"]] = None) -> str:
+        """Writes the profile as Profiler.save does, a relative file name taken
+        from the directory dhatc was started in, not the current one."""
         path = os.fspath(file_name) if file_name is not None else self.file_name
         return super().save(os.path.join(self._output_dir, path))
 
@@ -472,10 +514,14 @@ def bootstrap() -> None:
             runpy._run_module_as_main(run_as_module, alter_argv)  # type: ignore[attr-defined]
     finally:
         # Nothing here may allocate once the profile runs (it would be
-        # recorded under the bootstrap's frames): a plain attribute test.
+        # recorded under the bootstrap's frames): plain attribute tests.
         if profiler._phase == "created":
             profiler.disarm()
-            profiler.start()  # the target ran no line: an empty profile all the same
+            if profiler.target_started:
+                profiler.start()  # the target ran no line: an empty profile all the same
+            # Otherwise the target never started (runpy found no module, no
+            # __main__.py): runpy's SystemExit goes on to python, which prints
+            # its message and exits 1, and there is no profile to save.
 
 
 def _is_source_file(path: str) -> bool:

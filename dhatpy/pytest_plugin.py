@@ -8,9 +8,10 @@ off with ``-p no:dhatc``).  It does nothing to a test unless asked to:
   the test's heap use.  Each of ``total_blocks``, ``total_bytes``,
   ``max_blocks``, ``max_bytes``, ``curr_blocks``, ``curr_bytes`` is an upper
   bound (the figures of :class:`dhatc.HeapStats`); byte figures also take
-  strings such as ``"10 MiB"`` or ``"1.5 KB"``.  ``curr_blocks=0`` means "frees
-  everything it allocates".  A test over a limit fails with a message naming
-  each exceeded figure, the top program points for it, and a DHAT file.
+  strings such as ``"10 MiB"`` or ``"1.5 KB"`` (see :func:`parse_size`).
+  ``curr_blocks=0`` means "frees everything it allocates".  A test over a
+  limit fails with a message naming each exceeded figure, the top program
+  points for it, and a DHAT file.
 * The ``dhatc_heap`` fixture runs the test under a testing-mode heap profiler,
   so the test can call :meth:`dhatc.HeapStats.get` and assert exact numbers
   (with ``assert`` or :func:`dhatc.assert_eq`).  Its value is that
@@ -28,13 +29,19 @@ as it returns or raises.  Fixture setup and teardown and pytest's own work are
 outside.  By default only blocks allocated by the test's thread count
 (``--dhatc-all-threads`` counts every thread's).  Every profiled test that fails
 leaves a DHAT file named after its node id in ``--dhatc-dir`` (default
-``.dhatc`` in the rootdir), to open in Valgrind's DHAT viewer.
+``.dhatc`` in the rootdir), to open in Valgrind's DHAT viewer.  In the name,
+``::`` becomes ``__``; a node id with characters a file name should not have
+(such as ``/`` or a space, which become ``_``) also gets a short hash of
+itself at the end, so two tests never share a file
+(``tests_test_a.py__test[x_y]-1a2b3c4d.json``).
 """
 
 from __future__ import annotations
 
 import dataclasses
+import decimal
 import functools
+import hashlib
 import inspect
 import keyword
 import os
@@ -116,6 +123,11 @@ def parse_size(value: object, field: str = "size") -> int:
 
     Units: B, KB/MB/GB/TB (powers of 1000) and KiB/MiB/GiB/TiB (powers of
     1024), case-insensitive.  Raises LimitError for anything else.
+
+    The number is read in decimal, exactly (``"8.2 MB"`` is 8,200,000 bytes).
+    A size that is not a whole number of bytes (``"0.1 KiB"``, 102.4) is
+    rounded down: figures are whole bytes, and ``n <= 102.4`` exactly when
+    ``n <= 102``, so the limit means the same.
     """
     if isinstance(value, int) and not isinstance(value, bool):
         if value < 0:
@@ -129,7 +141,12 @@ def parse_size(value: object, field: str = "size") -> int:
                 f"{field}={value!r} is not a size; write an int or a string like "
                 "\"10 MiB\", \"1.5 KB\" or \"512 B\" (KB = 1000 bytes, KiB = 1024)"
             )
-        return int(float(match.group(1)) * _SIZE_UNITS[unit])
+        number = match.group(1)
+        with decimal.localcontext() as context:
+            context.prec = len(number) + 13  # digits enough for number * 1024**4
+            context.traps[decimal.Inexact] = True
+            size = decimal.Decimal(number) * _SIZE_UNITS[unit]
+        return int(size)  # rounds down (towards zero), see above
     raise LimitError(
         f"{field} must be an int or a size string like \"10 MiB\", not {type(value).__name__}"
     )
@@ -631,15 +648,28 @@ def _innermost_python_frame(frames: Tuple[str, ...]) -> str:
     return f"{match['name']} ({file}:{match['line']})"
 
 
-def _file_name(nodeid: str) -> str:
-    """A file name for a node id: path separators, '::' and other awkward
-    characters become '_'; very long ids are shortened."""
-    name = re.sub(r"[^A-Za-z0-9_.\-\[\]=+,]", "_", nodeid.replace("::", "__"))
-    if len(name) > 180:
-        import hashlib
+# Characters a node id keeps in its file name; any other becomes "_".
+_UNSAFE_FILE_CHARS = re.compile(r"[^A-Za-z0-9_.\-\[\]=+,]")
+# Where "::" -> "__" could make two node ids look alike ("a::_b", "a_::b").
+_AMBIGUOUS_UNDERSCORES = re.compile(r"__|_::|::_")
 
-        digest = hashlib.sha1(nodeid.encode("utf-8")).hexdigest()[:12]
-        name = f"{name[:160]}-{digest}"
+
+def _file_name(nodeid: str) -> str:
+    """A file name for a node id, a different one for each node id.
+
+    '::' becomes '__' and other awkward characters (path separators, spaces,
+    ...) become '_'.  When that could make two node ids give the same name
+    (``test[a b]`` and ``test[a_b]``), and when a very long id is shortened,
+    a hash of the node id goes at the end: then each test still has its own
+    file, which its next run replaces or removes.
+    """
+    readable = nodeid.replace("::", "__")
+    name = _UNSAFE_FILE_CHARS.sub("_", readable)
+    unique = name == readable and not _AMBIGUOUS_UNDERSCORES.search(nodeid)
+    if len(name) > 180:
+        name, unique = name[:160], False
+    if not unique:
+        name += "-" + hashlib.sha1(nodeid.encode("utf-8")).hexdigest()[:8]
     return name + ".json"
 
 

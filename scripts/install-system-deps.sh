@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # System packages dhatc's build, demo and tests need (Debian): a C compiler,
 # Valgrind (DHAT is the tests' oracle, its viewer their client), a headless
-# Chromium to load files into that viewer, libunwind for native frames.
+# Chromium to load files into that viewer.  libunwind is reserved for native
+# (C) frames in stacks: nothing builds against it yet.
 # Skips apt when everything is already there.
 set -euo pipefail
 

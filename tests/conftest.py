@@ -19,6 +19,22 @@ RunPython = Callable[..., "subprocess.CompletedProcess[str]"]
 FIXTURES = Path(__file__).parent / "fixtures"
 
 
+def child_environment() -> Dict[str, str]:
+    """os.environ without what would change the figures a child process
+    reports: a preloaded library (dhatc's own, when the suite runs under
+    ``python -m dhatc run -m pytest`` or with the library exported), another
+    allocator (PYTHONMALLOC), and dhatc's settings (DHATC_*; DHATC_QUIET=1
+    keeps the "dhat: note: ... malloc is not tracked" line out of outputs
+    that tests compare exactly; tests of the note set it themselves)."""
+    env = {
+        name: value
+        for name, value in os.environ.items()
+        if name not in ("LD_PRELOAD", "PYTHONMALLOC") and not name.startswith("DHATC_")
+    }
+    env["DHATC_QUIET"] = "1"
+    return env
+
+
 @pytest.fixture(scope="session")
 def allocmod_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A directory holding the test-only `allocmod` extension, built for this
@@ -39,7 +55,7 @@ def allocmod_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 @pytest.fixture
 def run_python(tmp_path: Path, allocmod_dir: Path) -> RunPython:
     """Runs dedented `code` with this interpreter in `tmp_path` (the default cwd),
-    with `allocmod` importable.
+    with `allocmod` importable, in :func:`child_environment` updated with `env`.
 
     Returns the CompletedProcess (text mode); fails the test with the child's
     output if it exits with a status other than `expect_status`.
@@ -56,11 +72,7 @@ def run_python(tmp_path: Path, allocmod_dir: Path) -> RunPython:
     ) -> "subprocess.CompletedProcess[str]":
         script = tmp_path / "snippet.py"
         script.write_text(textwrap.dedent(code))
-        full_env = dict(os.environ)
-        full_env.pop("PYTHONMALLOC", None)
-        # No "dhat: note: ... malloc is not tracked" line in outputs that tests
-        # compare exactly; tests of the note set DHATC_QUIET themselves.
-        full_env["DHATC_QUIET"] = "1"
+        full_env = child_environment()
         full_env["PYTHONPATH"] = os.pathsep.join(
             [str(allocmod_dir)] + ([full_env["PYTHONPATH"]] if full_env.get("PYTHONPATH") else [])
         )

@@ -9,6 +9,7 @@ import re
 import subprocess
 import sys
 import textwrap
+import zipfile
 from pathlib import Path
 from typing import Dict, List, Optional
 
@@ -259,11 +260,34 @@ def test_missing_script_fails_like_python(tmp_path):
     assert not (tmp_path / "dhat-heap.json").exists()
 
 
-def test_missing_module_fails_like_python(tmp_path):
-    got = dhatc_run(["-m", "no_such_module_here"], tmp_path)
-    expected = plain_python(["-m", "no_such_module_here"], tmp_path)
+@pytest.mark.parametrize(
+    "target",
+    [["-m", "no_such_module_here"], ["-m", "pkg.no_such_module"], ["nomain"], ["nomain.zip"]],
+    ids=["no-module", "no-submodule", "directory-without-main", "zip-without-main"],
+)
+def test_a_target_that_never_starts_fails_like_python_and_saves_nothing(tmp_path, target):
+    write(tmp_path / "pkg" / "__init__.py", "")
+    (tmp_path / "nomain").mkdir()
+    write(tmp_path / "nomain" / "other.py", "")
+    with zipfile.ZipFile(tmp_path / "nomain.zip", "w") as z:
+        z.writestr("other.py", "")
+    expected = plain_python(target, tmp_path)
+    got = dhatc_run(target, tmp_path)
     assert got.returncode == expected.returncode == 1
-    assert non_dhat_lines(got.stderr) == non_dhat_lines(expected.stderr)
+    # python's own message, and nothing else: no summary, no "saved" line.
+    assert got.stderr == expected.stderr
+    assert got.stderr.startswith(f"{sys.executable}: ")
+    assert got.stdout == ""
+    assert not (tmp_path / "dhat-heap.json").exists()
+
+
+def test_a_target_that_never_starts_leaves_an_existing_profile_alone(tmp_path):
+    old = b'{"an earlier profile": true}\n'
+    (tmp_path / "dhat-heap.json").write_bytes(old)
+    got = dhatc_run(["-m", "no_such_module_here"], tmp_path)
+    assert got.returncode == 1
+    assert got.stderr == f"{sys.executable}: No module named no_such_module_here\n"
+    assert (tmp_path / "dhat-heap.json").read_bytes() == old
 
 
 @pytest.mark.parametrize(
@@ -274,6 +298,12 @@ def test_missing_module_fails_like_python(tmp_path):
         (["--trim", "-1", "x.py"], "must be >= 0"),
         (["--trim", "ten", "x.py"], "not an integer"),
         (["--frobnicate", "x.py"], "unrecognized option"),
+        (["-u", "x.py"], "'-u' is an option of python, not of dhatc run; give it to python "
+                         "before '-m dhatc', and the target runs with it: "
+                         "python -u -m dhatc run ..."),
+        (["-OO", "x.py"], "python -OO -m dhatc run ..."),
+        (["-X", "dev", "x.py"], "python -X ... -m dhatc run ..."),
+        (["--check-hash-based-pycs", "always", "x.py"], "is an option of python"),
         (["-m"], "expected one argument"),
         (["-o"], "expected one argument"),
     ],
@@ -283,6 +313,21 @@ def test_usage_errors_exit_2(tmp_path, args, message):
     assert got.returncode == 2
     assert got.stderr.startswith("usage: ")
     assert message in got.stderr.splitlines()[-1]
+
+
+@pytest.mark.parametrize("flag, stream_buffer", [(None, "BufferedWriter"), ("-u", "FileIO")])
+def test_python_options_given_before_dhatc_reach_the_target(tmp_path, flag, stream_buffer):
+    env = {k: v for k, v in os.environ.items()
+           if k not in ("LD_PRELOAD", "PYTHONMALLOC", "PYTHONUNBUFFERED")}
+    code = ("import sys; print(type(sys.stdout.buffer).__name__, sys.flags.optimize, "
+            "sys.flags.dev_mode)")
+    got = subprocess.run(
+        [sys.executable, *([flag] if flag else []), "-O", "-X", "dev", "-m", "dhatc", "run",
+         "-c", code],
+        cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300,
+    )
+    assert got.returncode == 0, got.stderr
+    assert got.stdout.split() == [stream_buffer, "1", "True"]
 
 
 def test_help_and_preload_path(tmp_path):
@@ -380,6 +425,23 @@ def test_multiprocessing_children_are_left_alone(tmp_path, method):
     data = load(tmp_path / "dhat-heap.json")
     natives = {pp["tb"] for pp, fs in zip(data["pps"], frames_of(data)) if fs[0] == "malloc"}
     assert 44_444 in natives and 33_333 not in natives
+
+
+def test_the_suites_own_children_start_without_the_library(run_python, monkeypatch):
+    # As when the suite runs under `python -m dhatc run -m pytest`, or with the
+    # library exported: run_python's children must not inherit either.
+    monkeypatch.setenv("LD_PRELOAD", PRELOAD)
+    monkeypatch.setenv("DHATC_SOMETHING", "1")
+    monkeypatch.setenv("DHATC_QUIET", "0")
+    proc = run_python(
+        """
+        import os
+        from dhatc import _engine
+        print(os.environ.get("LD_PRELOAD"), _engine.native_tracking(),
+              sorted((k, v) for k, v in os.environ.items() if k.startswith("DHATC_")))
+        """
+    )
+    assert proc.stdout.strip() == "None False [('DHATC_QUIET', '1')]"
 
 
 def test_subprocess_children_run_without_the_library(tmp_path):

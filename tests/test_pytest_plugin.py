@@ -8,6 +8,7 @@ n >= 2 is one block of n + 33 bytes.
 
 from __future__ import annotations
 
+import hashlib
 import json
 from pathlib import Path
 from typing import List
@@ -15,6 +16,7 @@ from typing import List
 import pytest
 
 import dh_viewer
+from dhatc.pytest_plugin import LimitError, _file_name, parse_size
 
 TRAMPOLINE_FILE = "<dhatc pytest plugin>"
 
@@ -34,6 +36,11 @@ def lines(result: pytest.RunResult) -> List[str]:
 
 def dhat_files(directory: Path) -> List[str]:
     return sorted(p.name for p in directory.glob("*.json")) if directory.exists() else []
+
+
+def short_hash(nodeid: str) -> str:
+    """What a DHAT file name ends with when its node id had to be changed."""
+    return hashlib.sha1(nodeid.encode("utf-8")).hexdigest()[:8]
 
 
 # ---- registration -------------------------------------------------------------------
@@ -173,12 +180,47 @@ def test_request_getfixturevalue_is_refused(pytester: pytest.Pytester) -> None:
 # ---- limits -------------------------------------------------------------------------
 
 
+@pytest.mark.parametrize(
+    "text, size",
+    [
+        ("8.2 MB", 8_200_000),  # not 8,199,999 (float)
+        ("2.01 KB", 2010),
+        ("0.29 KB", 290),
+        ("4.35 MB", 4_350_000),
+        ("1.1 KB", 1100),
+        ("1.5 KiB", 1536),
+        ("512", 512),
+        (".5 kb", 500),
+        ("3. GB", 3_000_000_000),
+        ("1.000000000000000000000000000001 TiB", 1024**4),
+        ("123456789012345678901234567890 TB", 123456789012345678901234567890 * 1000**4),
+        # Not whole bytes: rounded down, the same bound for whole-byte figures.
+        ("0.1 KiB", 102),
+        ("1.5 B", 1),
+        ("0.0001 KB", 0),
+    ],
+)
+def test_sizes_are_read_exactly(text: str, size: int) -> None:
+    assert parse_size(text) == size
+
+
+@pytest.mark.parametrize("text", ["", "1e3 B", "-1 KB", "1,5 KB", "1.2.3 KB", "nan", "inf KB"])
+def test_sizes_that_are_not_sizes(text: str) -> None:
+    with pytest.raises(LimitError, match="is not a size"):
+        parse_size(text, "max_bytes")
+
+
 def test_limits_are_inclusive_upper_bounds_in_blocks_and_bytes(pytester: pytest.Pytester) -> None:
     pytester.makepyfile(
-        test_bounds="""
+        test_late="""
         import pytest
 
         bytes(10)
+        pytestmark = pytest.mark.limit_heap(total_bytes="1 MB")  # profiled, within it
+
+        @pytest.fixture
+        def late_limits(request, limits):
+            request.node.add_marker(pytest.mark.limit_heap(**limits))  # too late: ignored
 
         @pytest.mark.parametrize("limits", [
             dict(total_bytes=1033), dict(total_bytes="1033 B"), dict(total_bytes="1.1 KB"),
@@ -186,8 +228,7 @@ def test_limits_are_inclusive_upper_bounds_in_blocks_and_bytes(pytester: pytest.
             dict(total_bytes=1032), dict(total_bytes="1 KiB"), dict(total_bytes="1 kb"),
             dict(total_blocks=0), dict(max_blocks=0), dict(max_bytes=1032),
         ])
-        def test_bytes_1000(limits, request):
-            request.node.add_marker(pytest.mark.limit_heap(**limits))  # too late: ignored
+        def test_bytes_1000(late_limits):
             bytes(1000)
         """,
         test_markers="""
@@ -242,8 +283,19 @@ def test_limits_are_inclusive_upper_bounds_in_blocks_and_bytes(pytester: pytest.
             "  max_bytes: 1,033 bytes (1.01 KiB) live at the peak (t-gmax), over the limit of 1,000 bytes",
         ]
     )
-    # A marker added while the test runs is too late to count.
-    run(pytester, "test_bounds.py").assert_outcomes(passed=10)
+    # A marker added once the test is set up (by a fixture; the test body is
+    # later still) is too late to count: the six tests whose late limits they
+    # exceed pass, each profiled under the module's limit all the same.
+    late = run(pytester, "test_late.py", "--dhatc-profile-all")
+    late.assert_outcomes(passed=10)
+    late.stdout.fnmatch_lines(["*= dhatc: 10 of 10 profiled tests, most total_bytes first =*"])
+    late.stdout.fnmatch_lines_random(
+        [
+            "      1,033             1       1,033            1          0           0  "
+            f"test_late.py::test_bytes_1000?limits{i}?"
+            for i in range(10)
+        ]
+    )
 
 
 LEAKY = """\
@@ -684,6 +736,47 @@ def test_unittest_methods_with_limits_fail_rather_than_pass_unchecked(pytester: 
 # ---- where files go ------------------------------------------------------------------
 
 
+@pytest.mark.parametrize(
+    "nodeid, name",
+    [
+        ("test_a.py::test_x", "test_a.py__test_x.json"),
+        ("test_a.py::TestK::test_x[1-b=c,d+e.f]", "test_a.py__TestK__test_x[1-b=c,d+e.f].json"),
+        ("test_a.py::test_x[a b]", f"test_a.py__test_x[a_b]-{short_hash('test_a.py::test_x[a b]')}.json"),
+        ("tests/test_a.py::test_x", f"tests_test_a.py__test_x-{short_hash('tests/test_a.py::test_x')}.json"),
+        # Underscores next to '::' could meet another id's: these get a hash too.
+        ("test_a.py::test__x", f"test_a.py__test__x-{short_hash('test_a.py::test__x')}.json"),
+        ("test_a.py::Test_::x", f"test_a.py__Test___x-{short_hash('test_a.py::Test_::x')}.json"),
+        ("test_a.py::t[" + "x" * 200 + "]",
+         f"test_a.py__t[{'x' * 147}-{short_hash('test_a.py::t[' + 'x' * 200 + ']')}.json"),
+    ],
+)
+def test_file_names_of_node_ids(nodeid: str, name: str) -> None:
+    assert _file_name(nodeid) == name
+
+
+def test_tests_whose_ids_differ_only_in_awkward_characters_get_their_own_files(
+    pytester: pytest.Pytester,
+) -> None:
+    # Before: both were test_p.py__test_it[a_b].json, and the second test's
+    # removal of its stale file took the first test's file away.
+    pytester.makepyfile(
+        test_p="""
+        import pytest
+
+        @pytest.mark.limit_heap(total_blocks=0)
+        @pytest.mark.parametrize("case", ["a b", "a_b", "a/b"])
+        def test_it(case):
+            bytes(100)
+        """
+    )
+    run(pytester).assert_outcomes(failed=3)
+    assert dhat_files(pytester.path / ".dhatc") == sorted([
+        "test_p.py__test_it[a_b].json",
+        f"test_p.py__test_it[a_b]-{short_hash('test_p.py::test_it[a b]')}.json",
+        f"test_p.py__test_it[a_b]-{short_hash('test_p.py::test_it[a/b]')}.json",
+    ])
+
+
 @pytest.mark.parametrize("how", ["option", "ini"])
 def test_dhatc_dir_sets_where_files_go(pytester: pytest.Pytester, how: str) -> None:
     pytester.makepyfile(
@@ -703,7 +796,9 @@ def test_dhatc_dir_sets_where_files_go(pytester: pytest.Pytester, how: str) -> N
     else:
         args = ("--dhatc-dir", "profiles/heap")
     run(pytester, *args).assert_outcomes(failed=1)
-    assert dhat_files(pytester.path / "profiles" / "heap") == ["test_dir.py__TestK__test_it[a_b_c].json"]
+    assert dhat_files(pytester.path / "profiles" / "heap") == [
+        f"test_dir.py__TestK__test_it[a_b_c]-{short_hash('test_dir.py::TestK::test_it[a b/c]')}.json"
+    ]
     assert not (pytester.path / ".dhatc").exists()
 
 

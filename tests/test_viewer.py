@@ -9,7 +9,14 @@ import pytest
 
 import dh_viewer
 
-pytestmark = pytest.mark.skipif(dh_viewer.chromium_path() is None, reason="chromium not installed")
+pytestmark = [
+    pytest.mark.skipif(dh_viewer.chromium_path() is None, reason="chromium not installed"),
+    pytest.mark.skipif(
+        dh_viewer.viewer_dir() is None,
+        reason="Valgrind's DHAT viewer (dh_view.js) not found; install valgrind or set "
+        "DHATC_DH_VIEW_DIR",
+    ),
+]
 
 
 def test_heap_file_renders_with_our_totals(run_python, tmp_path):
