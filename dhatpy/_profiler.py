@@ -170,20 +170,24 @@ class Profiler:
 
         Does nothing if the profiler is not running.  If the file cannot be
         written, raises OSError; the profile stays in :attr:`profile` and can be
-        written again with :meth:`save`.
+        written again with :meth:`save`.  If memory runs out while the results
+        are gathered, raises MemoryError; they are kept, and calling stop()
+        again collects them.
         """
         if self._phase == "asserted":
             self._forget()
             return
         if self._phase != "running":
             return
-        if _engine.running() is None:
+        if _engine.running() is None and not _engine.has_uncollected():
             # The engine stopped under us: this is the child of a fork (made
             # from C, so Python's at-fork hook did not run).  The parent owns
             # the profile; the child neither records into it nor saves it.
             self._forget()
             _engine.abandon()
             return
+        # A MemoryError leaves the phase "running" and the results in the
+        # engine: calling stop() again collects them.
         data = _engine.stop()
         self._forget()
         self.profile = self._profile_from(data)

@@ -169,3 +169,52 @@ def test_importing_dhatc_does_not_import_ctypes(run_python):
         """
     )
     assert proc.stdout.split() == ["False", "False"]
+
+
+def test_results_survive_a_stop_that_runs_out_of_memory(run_python):
+    """stop() raising MemoryError while gathering results loses nothing: the
+    engine keeps them and the next stop() returns them."""
+    proc = run_python(
+        """
+        import _testcapi
+        import dhatc
+
+        def work():
+            return [bytearray(1000) for _ in range(10)]
+
+        profiler = dhatc.Profiler(testing=True).start()
+        kept = work()
+        before = dhatc.HeapStats.get()
+        _testcapi.set_nomemory(0)  # every allocation fails from here
+        try:
+            profiler.stop()
+            outcome = "stopped"
+        except MemoryError:
+            outcome = "MemoryError"
+        finally:
+            _testcapi.remove_mem_hooks()
+        print("first stop:", outcome)
+        try:
+            dhatc.Profiler(testing=True).start()
+        except RuntimeError as e:
+            print("new profiler:", e)
+        profiler.stop()
+        profile = profiler.profile
+        # One block more than the snapshot: the HeapStats object, made after it.
+        print("kept:", (profile.total_blocks - before.total_blocks,
+                        profile.curr_blocks - before.curr_blocks))
+        pps = [pp for pp in profile.pps if any("work" in f for f in pp.frames)]
+        print("work's blocks live at the end:", sum(pp.end_blocks for pp in pps) >= 20)
+        dhatc.Profiler(testing=True).start().stop()
+        print("then a new profile runs")
+        """
+    )
+    lines = [line for line in proc.stdout.splitlines()]
+    assert lines == [
+        "first stop: MemoryError",
+        "new profiler: dhat: creating a profiler while a profiler is already running",
+        "kept: (1, 1)",
+        "work's blocks live at the end: True",
+        "then a new profile runs",
+    ], proc.stdout + proc.stderr
+    assert proc.stderr == ""  # no false "hooks replaced" warning either

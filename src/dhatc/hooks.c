@@ -210,7 +210,9 @@ static bool ours_in_chain(PyMemAllocatorDomain domain)
     void *probe = domain == PYMEM_DOMAIN_RAW   ? PyMem_RawMalloc(1)
                   : domain == PYMEM_DOMAIN_MEM ? PyMem_Malloc(1)
                                                : PyObject_Malloc(1);
-    bool seen = dhatc_in_hook == GUARD_PROBE_SEEN;
+    /* A probe that could not be allocated proves nothing (the allocator on
+     * top may be failing every call): no false alarm then. */
+    bool seen = dhatc_in_hook == GUARD_PROBE_SEEN || probe == NULL;
     dhatc_in_hook = GUARD_PROBE_NONE;
     if (domain == PYMEM_DOMAIN_RAW) {
         PyMem_RawFree(probe);

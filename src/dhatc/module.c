@@ -22,6 +22,15 @@ static const char *const kind_names[] = {
 #undef DHATC_KIND_NAME
 };
 
+/* A stopped profile whose results stop() could not build (out of memory):
+ * kept, so that calling stop() again returns them.  Data collected is never
+ * dropped because building its Python form failed once. */
+static struct {
+    bool pending;
+    dhatc_mode_t mode;
+    int hooks_lost;
+} uncollected;
+
 static PyObject *engine_start(PyObject *module, PyObject *args)
 {
     (void)module;
@@ -34,7 +43,8 @@ static PyObject *engine_start(PyObject *module, PyObject *args)
         PyErr_Format(PyExc_ValueError, "dhatc._engine.start: unknown mode %d", mode);
         return NULL;
     }
-    if (dhatc_phase != DHATC_PHASE_IDLE || dhatc_profile_running() != DHATC_MODE_NONE) {
+    if (dhatc_phase != DHATC_PHASE_IDLE || dhatc_profile_running() != DHATC_MODE_NONE ||
+        uncollected.pending) {
         PyErr_SetString(PyExc_RuntimeError,
                         "dhat: creating a profiler while a profiler is already running");
         return NULL;
@@ -127,15 +137,23 @@ static PyObject *engine_stop(PyObject *module, PyObject *unused)
     (void)module;
     (void)unused;
     dhatc_mode_t mode = dhatc_profile_running();
-    if (mode == DHATC_MODE_NONE) {
+    int lost;
+    if (mode != DHATC_MODE_NONE) {
+        /* Before stopping: a hook removed by someone else means a profile
+         * that silently missed allocations, which the user must be told. */
+        lost = mode == DHATC_MODE_HEAP ? dhatc_hooks_lost() : 0;
+        stop_recording();
+        dhatc_phase = DHATC_PHASE_IDLE;
+        uncollected.pending = true;
+        uncollected.mode = mode;
+        uncollected.hooks_lost = lost;
+    } else if (uncollected.pending) {
+        mode = uncollected.mode;
+        lost = uncollected.hooks_lost;
+    } else {
         PyErr_SetString(PyExc_RuntimeError, "dhatc: no profile is running");
         return NULL;
     }
-    /* Before stopping: a hook removed by someone else means a profile that
-     * silently missed allocations, which the user must be told. */
-    int lost = mode == DHATC_MODE_HEAP ? dhatc_hooks_lost() : 0;
-    stop_recording();
-    dhatc_phase = DHATC_PHASE_IDLE;
 
     dhatc_stats_t stats = dhatc_profile_stats();
     uint32_t count = dhatc_profile_pp_count();
@@ -162,8 +180,19 @@ static PyObject *engine_stop(PyObject *module, PyObject *unused)
                                ULL(dhatc_profile_time_of_end()), "dropped",
                                ULL(dhatc_profile_dropped()), "pps", pps, "hooks_lost", lost);
     }
+    if (result == NULL) {
+        return NULL; /* MemoryError; the results stay for the next stop() */
+    }
+    uncollected.pending = false;
     release_profile();
     return result;
+}
+
+static PyObject *engine_has_uncollected(PyObject *module, PyObject *unused)
+{
+    (void)module;
+    (void)unused;
+    return PyBool_FromLong(uncollected.pending);
 }
 
 static PyObject *engine_abandon(PyObject *module, PyObject *unused)
@@ -172,6 +201,7 @@ static PyObject *engine_abandon(PyObject *module, PyObject *unused)
     (void)unused;
     stop_recording();
     dhatc_phase = DHATC_PHASE_IDLE;
+    uncollected.pending = false;
     release_profile();
     Py_RETURN_NONE;
 }
@@ -276,6 +306,9 @@ static PyMethodDef engine_methods[] = {
      "stop()\n--\n\nStops the running profile and returns its data as a dict."},
     {"abandon", engine_abandon, METH_NOARGS,
      "abandon()\n--\n\nStops the running profile, if any, and discards its data."},
+    {"has_uncollected", engine_has_uncollected, METH_NOARGS,
+     "has_uncollected()\n--\n\nWhether a stopped profile's results wait for stop() to "
+     "be called again (building them ran out of memory)."},
     {"running", engine_running, METH_NOARGS,
      "running()\n--\n\n'heap', 'ad-hoc' or None."},
     {"rehook", engine_rehook, METH_NOARGS,
@@ -297,6 +330,7 @@ static PyMethodDef engine_methods[] = {
 static void after_fork_child(void)
 {
     dhatc_profile_after_fork_child();
+    uncollected.pending = false; /* the parent's, and the tables are forgotten */
 }
 
 static struct PyModuleDef engine_module = {
