@@ -90,12 +90,22 @@ void dhatc_hooks_retain_code_if_gil(bool gil_held)
     }
 }
 
+/* The thread state whose Python stack an allocation of the calling thread
+ * belongs to: this thread's own, or NULL for a thread Python does not know.
+ * Not PyThreadState_Get(): on 3.11 and earlier that is the GIL holder, and
+ * the raw domain runs without the GIL.  From 3.12 the running thread state
+ * is a thread-local, this thread's own when it runs Python (and right where
+ * a thread swapped states), and is read first. */
 static PyThreadState *this_thread(void)
 {
-    /* Not PyThreadState_Get(): on 3.11 and earlier that is the GIL holder,
-     * and the raw domain runs without the GIL.  This is the calling thread's
-     * own state, or NULL for a thread Python does not know. */
-    return PyGILState_GetThisThreadState();
+#if PY_VERSION_HEX >= 0x030D0000
+    PyThreadState *running = PyThreadState_GetUnchecked();
+#elif PY_VERSION_HEX >= 0x030C0000
+    PyThreadState *running = _PyThreadState_UncheckedGet();
+#else
+    PyThreadState *running = NULL;
+#endif
+    return running != NULL ? running : PyGILState_GetThisThreadState();
 }
 
 pthread_t dhatc_hooks_only_thread;
