@@ -16,7 +16,7 @@ from typing import List
 import pytest
 
 import dh_viewer
-from dhatc.pytest_plugin import LimitError, _file_name, parse_size
+from dhatc._pytest_plugin import LimitError, _file_name, parse_size
 
 TRAMPOLINE_FILE = "<dhatc pytest plugin>"
 
@@ -974,4 +974,39 @@ def test_works_under_xdist(pytester: pytest.Pytester) -> None:
     assert dhat_files(pytester.path / ".dhatc") == [
         "test_more.py__test_leak.json",
         "test_session.py__test_c.json",
+    ]
+
+
+def test_the_entry_point_module_exposes_every_hook_and_fixture():
+    """pytest loads dhatc.pytest_plugin; the plugin lives in _pytest_plugin."""
+    import dhatc._pytest_plugin as impl
+    import dhatc.pytest_plugin as entry
+
+    wanted = {name for name in vars(impl) if name.startswith("pytest_")} | {"dhatc_heap"}
+    assert entry.SUPPORTED
+    assert {name: getattr(entry, name, None) for name in wanted} == {
+        name: getattr(impl, name) for name in wanted
+    }
+
+
+def test_under_pytest_before_7_the_plugin_only_warns(run_python):
+    """Installed next to an older pytest, dhatc must not keep pytest from
+    starting: without pytest.StashKey (pytest < 7) the entry point module
+    imports nothing of the plugin and warns once, at configure time."""
+    proc = run_python(
+        """
+        import warnings
+        import pytest
+        del pytest.StashKey  # as in pytest 6
+        import dhatc.pytest_plugin as plugin
+        print(plugin.SUPPORTED, sorted(n for n in vars(plugin) if n.startswith(("pytest_", "dhatc"))))
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            plugin.pytest_configure(None)
+        print([(w.category.__name__, str(w.message).split(";")[0]) for w in caught])
+        """
+    )
+    assert proc.stdout.splitlines() == [
+        "False ['pytest_configure']",
+        f"[('PytestWarning', 'dhatc: the pytest plugin needs pytest >= 7 (this is {pytest.__version__})')]",
     ]
