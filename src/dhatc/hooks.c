@@ -70,16 +70,24 @@ void dhatc_hooks_retain_code(void)
     dhatc_profile_visit_new_pps(take_code_reference);
 }
 
+/* The thread state running Python now, without checks: up to 3.11 the GIL
+ * holder's (whichever thread that is), from 3.12 this thread's own (a
+ * thread-local), NULL when none runs. */
+static inline PyThreadState *running_thread_state(void)
+{
+#if PY_VERSION_HEX >= 0x030D0000
+    return PyThreadState_GetUnchecked();
+#else
+    return _PyThreadState_UncheckedGet();
+#endif
+}
+
 /* Whether the calling thread holds the GIL: its own thread state is the one
  * running.  Not PyGILState_Check(), which answers yes on every thread once
  * a subinterpreter has been created. */
 static bool this_thread_holds_gil(void)
 {
-#if PY_VERSION_HEX >= 0x030D0000
-    PyThreadState *running = PyThreadState_GetUnchecked();
-#else
-    PyThreadState *running = _PyThreadState_UncheckedGet();
-#endif
+    PyThreadState *running = running_thread_state();
     return running != NULL && running == PyGILState_GetThisThreadState();
 }
 
@@ -98,14 +106,13 @@ void dhatc_hooks_retain_code_if_gil(bool gil_held)
  * a thread swapped states), and is read first. */
 static PyThreadState *this_thread(void)
 {
-#if PY_VERSION_HEX >= 0x030D0000
-    PyThreadState *running = PyThreadState_GetUnchecked();
-#elif PY_VERSION_HEX >= 0x030C0000
-    PyThreadState *running = _PyThreadState_UncheckedGet();
-#else
-    PyThreadState *running = NULL;
+#if PY_VERSION_HEX >= 0x030C0000
+    PyThreadState *running = running_thread_state();
+    if (running != NULL) {
+        return running;
+    }
 #endif
-    return running != NULL ? running : PyGILState_GetThisThreadState();
+    return PyGILState_GetThisThreadState();
 }
 
 pthread_t dhatc_hooks_only_thread;
