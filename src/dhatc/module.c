@@ -31,6 +31,10 @@ static struct {
     int hooks_lost;
 } uncollected;
 
+/* Raised, by this module and by the Python half alike, when a profile is
+ * asked for while one runs: callers tell it apart by type, not by text. */
+static PyObject *ProfilerAlreadyRunningError;
+
 static PyObject *engine_start(PyObject *module, PyObject *args)
 {
     (void)module;
@@ -45,7 +49,7 @@ static PyObject *engine_start(PyObject *module, PyObject *args)
     }
     if (dhatc_phase != DHATC_PHASE_IDLE || dhatc_profile_running() != DHATC_MODE_NONE ||
         uncollected.pending) {
-        PyErr_SetString(PyExc_RuntimeError,
+        PyErr_SetString(ProfilerAlreadyRunningError,
                         "dhat: creating a profiler while a profiler is already running");
         return NULL;
     }
@@ -180,12 +184,21 @@ static PyObject *engine_stop(PyObject *module, PyObject *unused)
                                ULL(dhatc_profile_time_of_end()), "dropped",
                                ULL(dhatc_profile_dropped()), "pps", pps, "hooks_lost", lost);
     }
-    if (result == NULL) {
-        return NULL; /* MemoryError; the results stay for the next stop() */
-    }
-    uncollected.pending = false;
-    release_profile();
+    /* The results stay in the engine until release(): if building the
+     * Python profile from them fails (MemoryError, KeyboardInterrupt, a bad
+     * sys.argv), stop() returns them again. */
     return result;
+}
+
+static PyObject *engine_release(PyObject *module, PyObject *unused)
+{
+    (void)module;
+    (void)unused;
+    if (uncollected.pending) {
+        uncollected.pending = false;
+        release_profile();
+    }
+    Py_RETURN_NONE;
 }
 
 static PyObject *engine_has_uncollected(PyObject *module, PyObject *unused)
@@ -303,12 +316,15 @@ static PyMethodDef engine_methods[] = {
      "hoc), keeping at most `trim` Python frames per stack (-1: all) and treating the frame "
      "`skip` levels up as the root; optionally counting only the calling thread."},
     {"stop", engine_stop, METH_NOARGS,
-     "stop()\n--\n\nStops the running profile and returns its data as a dict."},
+     "stop()\n--\n\nStops the running profile and returns its data as a dict.  The data "
+     "stays in the engine (stop() returns it again) until release() is called."},
+    {"release", engine_release, METH_NOARGS,
+     "release()\n--\n\nDiscards a stopped profile's data once its Python form exists."},
     {"abandon", engine_abandon, METH_NOARGS,
      "abandon()\n--\n\nStops the running profile, if any, and discards its data."},
     {"has_uncollected", engine_has_uncollected, METH_NOARGS,
-     "has_uncollected()\n--\n\nWhether a stopped profile's results wait for stop() to "
-     "be called again (building them ran out of memory)."},
+     "has_uncollected()\n--\n\nWhether a stopped profile's results wait in the engine "
+     "for release()."},
     {"running", engine_running, METH_NOARGS,
      "running()\n--\n\n'heap', 'ad-hoc' or None."},
     {"rehook", engine_rehook, METH_NOARGS,
@@ -364,6 +380,23 @@ PyMODINIT_FUNC PyInit__engine(void)
     }
     PyObject *module = PyModule_Create(&engine_module);
     if (module == NULL) {
+        return NULL;
+    }
+    if (ProfilerAlreadyRunningError == NULL) {
+        ProfilerAlreadyRunningError = PyErr_NewExceptionWithDoc(
+            "dhatc.ProfilerAlreadyRunningError",
+            "A profiler was started while another one runs (one runs at a time).",
+            PyExc_RuntimeError, NULL);
+        if (ProfilerAlreadyRunningError == NULL) {
+            Py_DECREF(module);
+            return NULL;
+        }
+    }
+    Py_INCREF(ProfilerAlreadyRunningError);
+    if (PyModule_AddObject(module, "ProfilerAlreadyRunningError", ProfilerAlreadyRunningError) <
+        0) {
+        Py_DECREF(ProfilerAlreadyRunningError);
+        Py_DECREF(module);
         return NULL;
     }
     if (add_type(module, "HeapStats", &dhatc_HeapStats_Type) < 0 ||
