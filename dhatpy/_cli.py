@@ -360,7 +360,8 @@ def _main_namespace() -> Dict[str, Any]:
     keep = {"__name__", "__doc__", "__package__", "__loader__", "__spec__", "__builtins__"}
     for name in [n for n in namespace if n not in keep]:
         del namespace[name]
-    namespace["__annotations__"] = {}
+    if sys.version_info < (3, 14):  # 3.14+ makes module annotations lazily (PEP 649)
+        namespace["__annotations__"] = {}
     return namespace
 
 
