@@ -484,8 +484,9 @@ def bootstrap() -> None:
         _set_path0(os.path.dirname(os.path.realpath(target)))
         from importlib.machinery import SourceFileLoader
 
-        namespace.update(__file__=path, __cached__=None,
-                         __loader__=SourceFileLoader("__main__", path))
+        namespace.update(__file__=path, __loader__=SourceFileLoader("__main__", path))
+        if sys.version_info < (3, 15):  # 3.15 no longer sets __cached__ on __main__
+            namespace["__cached__"] = None
         code = _compile_script(path)
 
     def is_target(frame: FrameType) -> bool:
