@@ -29,6 +29,7 @@ ENGINE_SOURCES = [
     "src/dhatc/stats_types.c",  # HeapStats, AdHocStats
     "src/dhatc/hooks.c",  # PyMem allocator hooks
     "src/dhatc/frames.c",  # per-version frame walker
+    "src/dhatc/linetable.c",  # a code object's line table, decoded once
     "src/dhatc/layout.c",  # the frame walker's layout checked against the interpreter's
     "src/dhatc/profile.c",  # program points, figures, peak tracking
     "src/dhatc/stacktable.c",  # distinct stacks -> program points

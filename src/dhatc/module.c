@@ -10,6 +10,7 @@
 #include "guard.h"
 #include "hooks.h"
 #include "layout.h"
+#include "linetable.h"
 #include "native.h"
 #include "profile.h"
 #include "stats_types.h"
@@ -356,6 +357,40 @@ static PyObject *engine_set_test_layout(PyObject *module, PyObject *arg)
     Py_RETURN_NONE;
 }
 
+static PyObject *engine_check_lines(PyObject *module, PyObject *arg)
+{
+    (void)module;
+    if (!PyCode_Check(arg)) {
+        PyErr_SetString(PyExc_TypeError, "_check_lines() takes a code object");
+        return NULL;
+    }
+    PyCodeObject *code = (PyCodeObject *)arg;
+    uint32_t room = dhatc_linetable_max_ranges(code);
+    dhatc_line_range_t *ranges = PyMem_Malloc(room * sizeof *ranges);
+    if (ranges == NULL) {
+        return PyErr_NoMemory();
+    }
+    uint32_t count = dhatc_linetable_decode(code, ranges);
+    PyObject *result = NULL;
+    Py_ssize_t size = dhatc_linetable_code_bytes(code);
+    for (Py_ssize_t offset = -4; offset < size + 6 && result == NULL; offset += 2) {
+        /* PyCode_Addr2Line's own range (3.10+ asserts 0 <= offset < size). */
+        if (offset >= size && PY_VERSION_HEX >= 0x030A0000) {
+            break;
+        }
+        int expected = PyCode_Addr2Line(code, (int)offset);
+        int32_t got = dhatc_linetable_line(ranges, count, (int32_t)offset);
+        if (expected != got || count > room) {
+            result = Py_BuildValue("(nii)", offset, expected, (int)got);
+        }
+    }
+    PyMem_Free(ranges);
+    if (result == NULL && !PyErr_Occurred()) {
+        Py_RETURN_NONE;
+    }
+    return result;
+}
+
 static PyMethodDef engine_methods[] = {
     {"start", engine_start, METH_VARARGS,
      "start(mode, trim, skip, this_thread_only=False)\n--\n\nStarts a profile (1 heap, 2 ad "
@@ -394,6 +429,10 @@ static PyMethodDef engine_methods[] = {
     {"_set_test_layout", engine_set_test_layout, METH_O,
      "_set_test_layout(offsets)\n--\n\nMakes start() check these offsets instead of the "
      "interpreter's own (None: its own again).  For tests."},
+    {"_check_lines", engine_check_lines, METH_O,
+     "_check_lines(code)\n--\n\nCompares the engine's decoded line table of `code` with "
+     "PyCode_Addr2Line at every offset: None, or the first (offset, expected, got) that "
+     "differs.  For tests."},
     {NULL, NULL, 0, NULL},
 };
 
