@@ -358,9 +358,11 @@
   function resize() {
     const t = tree();
     const dpr = window.devicePixelRatio || 1;
-    cssWidth = Math.max(canvas.parentElement.clientWidth, 200);
     const rows = Math.min(t.maxDepth + 1, Math.floor(kMaxCanvasPixels / (kRowHeight * dpr)));
+    // The height first: it decides whether the page has a scroll bar, and so the width.
     canvas.style.height = `${rows * kRowHeight}px`;
+    cssWidth = Math.max(canvas.parentElement.clientWidth, 200);
+    canvas.style.width = `${cssWidth}px`;
     canvas.width = Math.round(cssWidth * dpr);
     canvas.height = Math.round(rows * kRowHeight * dpr);
     ctx.setTransform(dpr, 0, 0, dpr, 0, 0);
@@ -610,10 +612,17 @@
     }
   });
 
-  window.addEventListener("resize", () => {
-    resize();
-    draw();
-  });
+  // The width changes with the window, and when a scroll bar comes or goes.
+  function onResize() {
+    if (canvas.parentElement.clientWidth !== cssWidth) {
+      resize();
+      draw();
+    }
+  }
+  window.addEventListener("resize", onResize);
+  if (window.ResizeObserver) {
+    new ResizeObserver(onResize).observe(canvas.parentElement);
+  }
 
   window.addEventListener("hashchange", () => {
     readHash();
