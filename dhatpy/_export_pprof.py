@@ -7,8 +7,9 @@ first, as DHAT's ``fs``).  Sample types for a heap file, in Go's heap-profile
 names: ``alloc_objects``/``alloc_space`` (total blocks/bytes), ``inuse_objects``/
 ``inuse_space`` (live at t-end), and ``gmax_objects``/``gmax_space`` (live at
 t-gmax, the global peak).  An ad hoc file has its events and units.  Each
-distinct frame string is one Location, with one Line naming a Function (name
-and file taken from the frame string) and the line number.
+distinct frame string is one Location (with Valgrind's or the crate's address),
+with one Line naming a Function (name and file taken from the frame string),
+the line number and column.
 """
 
 from __future__ import annotations
@@ -33,7 +34,7 @@ _PROFILE_DEFAULT_SAMPLE_TYPE = 14
 _VALUE_TYPE_TYPE, _VALUE_TYPE_UNIT = 1, 2
 _SAMPLE_LOCATION_ID, _SAMPLE_VALUE = 1, 2
 _LOCATION_ID, _LOCATION_ADDRESS, _LOCATION_LINE = 1, 3, 4
-_LINE_FUNCTION_ID, _LINE_LINE = 1, 2
+_LINE_FUNCTION_ID, _LINE_LINE, _LINE_COLUMN = 1, 2, 3
 _FUNCTION_ID, _FUNCTION_NAME, _FUNCTION_SYSTEM_NAME, _FUNCTION_FILENAME = 1, 2, 3, 4
 
 
@@ -98,6 +99,7 @@ def pprof_bytes(file: DhatFile, default: Metric) -> bytes:
         line = bytearray()
         put_int(line, _LINE_FUNCTION_ID, function_id)
         put_int(line, _LINE_LINE, parts.line or 0)
+        put_int(line, _LINE_COLUMN, parts.column or 0)  # the Rust crate's frames have one
         location = bytearray()
         put_int(location, _LOCATION_ID, new_id)
         put_int(location, _LOCATION_ADDRESS, parts.address or 0)

@@ -21,7 +21,7 @@ from typing import Optional
 
 _ADDRESS = re.compile(r"0x([0-9A-Fa-f]+): ")
 # The first " (" starts the location, so that a path with parentheses stays whole.
-_SOURCE = re.compile(r"(?P<name>.*?) \((?P<file>.+):(?P<line>\d+|\?)(?::(?P<col>\d+))?\)")
+_SOURCE = re.compile(r"(?P<name>.*?) \((?P<file>.+?):(?P<line>\d+|\?)(?::(?P<col>\d+))?\)")
 _OBJECT = re.compile(r"(?P<name>.*?) \(in (?P<object>.+)\)")
 
 

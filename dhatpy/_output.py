@@ -2,7 +2,8 @@
 
 A file is written whole or not at all: into a temporary file beside it, then
 renamed over it, so an error or Ctrl-C half way never leaves half a file nor
-destroys the previous one.  Every failure is a CommandError of one line
+destroys the previous one.  What exists and is not a regular file (a device,
+a FIFO, ``/dev/stdout``) is written to in place.  Every failure is a CommandError of one line
 naming the path.  ``-`` means standard output, where a reader that goes away
 (``| head -1``) ends the output quietly.
 """
@@ -50,6 +51,9 @@ def write_output(path: str, write: Callable[[BinaryIO], None]) -> None:
         _write_stdout(write)
         return
     check_output_path(path)
+    if os.path.exists(path) and not os.path.isfile(path):
+        _write_in_place(path, write)
+        return
     directory = os.path.dirname(os.path.abspath(path))
     try:
         fd, tmp = tempfile.mkstemp(prefix=".dhatc-", suffix=".tmp", dir=directory)
@@ -68,6 +72,15 @@ def write_output(path: str, write: Callable[[BinaryIO], None]) -> None:
         if isinstance(e, OSError):
             raise CommandError(f"cannot write {path}: {e.strerror}") from None
         raise
+
+
+def _write_in_place(path: str, write: Callable[[BinaryIO], None]) -> None:
+    """A device, a FIFO, /dev/stdout: written to as it is, never renamed over."""
+    try:
+        with open(path, "wb") as out:
+            write(out)
+    except OSError as e:
+        raise CommandError(f"cannot write {path}: {e.strerror}") from None
 
 
 def _write_stdout(write: Callable[[BinaryIO], None]) -> None:
