@@ -89,7 +89,7 @@ def profile_class() -> Any:
             if type_name:
                 added.type_name = f".perftools.profiles.{type_name}"
     pool = descriptor_pool.DescriptorPool()
-    pool.Add(proto)
+    pool.AddSerializedFile(proto.SerializeToString())
     descriptor = pool.FindMessageTypeByName("perftools.profiles.Profile")
     if hasattr(message_factory, "GetMessageClass"):
         return message_factory.GetMessageClass(descriptor)

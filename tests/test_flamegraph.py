@@ -262,17 +262,24 @@ def test_frames_that_look_like_markup_or_placeholders(tmp_path: Path) -> None:
 
 
 def test_100000_program_points_are_drawn_pruned(tmp_path: Path) -> None:
+    # Written as JSON directly: 100,000 ProgramPoint objects take longer than the test.
     rng = random.Random(14)
-    modules = [f"mod{i}.py" for i in range(40)]
-    pps = []
+    ftbl = ["[root]", "main (main.py:1)"]
+    ftbl += [f"f{i % 31} (mod{i % 40}.py:{i % 50 + 1})" for i in range(2000)]
+    lines = []
+    total_bytes = total_blocks = 0
     for i in range(100_000):
-        depth = rng.randint(3, 9)
-        stack = [f"f{rng.randint(0, 30)} ({rng.choice(modules)}:{rng.randint(1, 50)})"
-                 for _ in range(depth)]
-        stack.insert(0, f"site{i} (alloc.py:{i})")
-        stack.append("main (main.py:1)")
-        pps.append(pp(stack, 100 + i % 7, 1 + i % 3, gb=i % 5, gbk=i % 5 and 1))
-    write_profile(tmp_path / "big.json", pps)
+        ftbl.append(f"site{i} (alloc.py:{i})")
+        middle = [rng.randrange(2, 2002) for _ in range(rng.randint(3, 9))]
+        tb, tbk, gb = 100 + i % 7, 1 + i % 3, i % 5
+        total_bytes += tb
+        total_blocks += tbk
+        lines.append(f'{{"tb":{tb},"tbk":{tbk},"tl":0,"mb":{tb},"mbk":{tbk},"gb":{gb},'
+                     f'"gbk":{min(gb, 1)},"eb":0,"ebk":0,"fs":{[len(ftbl) - 1, *middle, 1]}}}')
+    (tmp_path / "big.json").write_text(
+        '{"dhatFileVersion":2,"mode":"heap","verb":"Allocated","bklt":true,"bkacc":false,'
+        '"tu":"allocs","Mtu":"Mallocs","tuth":10,"cmd":"big","pid":1,"tg":1,"te":2,'
+        f'"pps":[{",".join(lines)}],"ftbl":{json.dumps(ftbl)}}}')
     proc = dhatc("flamegraph", "big.json", "-o", "big.html", cwd=tmp_path)
     assert proc.returncode == 0, proc.stderr
     out = drive(tmp_path / "big.html", """
@@ -280,8 +287,6 @@ def test_100000_program_points_are_drawn_pruned(tmp_path: Path) -> None:
       type("mod7.py"); out.searched = snapshot();
       click(["main (main.py:1)"]); out.zoomed = snapshot();
     """)
-    total_bytes = sum(p.total_bytes for p in pps)
-    total_blocks = sum(p.total_blocks for p in pps)
     start = out["start"]
     assert start["summary"].splitlines()[0] == f"Total:     {total_bytes:,} bytes in {total_blocks:,} blocks"
     assert start["nodes"] > 500_000
