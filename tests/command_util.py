@@ -35,9 +35,10 @@ except CommandError as e:
 """
 
 
-def dhatc_command(*args: str) -> List[str]:
-    """The argv that runs ``python -m dhatc ARGS``."""
-    return [sys.executable, "-c", _SHIM, *args]
+def dhatc_command(*args: str, prelude: str = "") -> List[str]:
+    """The argv that runs ``python -m dhatc ARGS``, after the Python statements
+    of `prelude` (which can change a module of dhatc before the command runs)."""
+    return [sys.executable, "-c", prelude + "\n" + _SHIM, *args]
 
 
 def dhatc(*args: str, cwd: Optional[Path] = None, env: Optional[Dict[str, str]] = None,
