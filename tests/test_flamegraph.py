@@ -256,9 +256,14 @@ def test_frames_that_look_like_markup_or_placeholders(tmp_path: Path) -> None:
     out = drive(tmp_path / "odd.html", """
       type("<\\/script>"); out.s = snapshot();
       out.frames = fg.pathOf(fg.findPath(fg.pathOf(2)));
+      choose("fg-metric", "end_bytes"); out.end = snapshot();
+      out.empty = document.getElementById("fg-empty").hidden ? null : text("fg-empty");
     """)
     assert out["s"]["match"] == 'Matched "</script>": 10 bytes (100% of the total).'
     assert out["frames"] == [odd[1], odd[0]]
+    # Nothing live at t-end: said, not drawn as an empty canvas.
+    assert out["empty"] == "Nothing to draw: the total At t-end (bytes) is 0."
+    assert out["end"]["drawn"] == 0
 
 
 def test_100000_program_points_are_drawn_pruned(tmp_path: Path) -> None:
@@ -332,3 +337,11 @@ def test_bad_input_is_one_line(tmp_path: Path, content: Any) -> None:
     proc = dhatc("flamegraph", "bad.json", "-o", "out.html", cwd=tmp_path)
     assert_one_line_error(proc, "flamegraph", "bad.json")
     assert not (tmp_path / "out.html").exists()
+
+
+def test_page_assets_are_installed() -> None:
+    import dhatc
+
+    assets = Path(dhatc.__file__).parent / "flamegraph"
+    assert sorted(p.name for p in assets.iterdir() if not p.name.startswith(".")) == [
+        "flamegraph.css", "flamegraph.html", "flamegraph.js"]
