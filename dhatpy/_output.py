@@ -3,9 +3,9 @@
 A file is written whole or not at all: into a temporary file beside it, then
 renamed over it, so an error or Ctrl-C half way never leaves half a file nor
 destroys the previous one.  What exists and is not a regular file (a device,
-a FIFO, ``/dev/stdout``) is written to in place.  Every failure is a CommandError of one line
-naming the path.  ``-`` means standard output, where a reader that goes away
-(``| head -1``) ends the output quietly.
+a FIFO, ``/dev/stdout``) is written to in place, never renamed over.  Every
+failure is a CommandError of one line naming the path.  ``-`` means standard
+output.
 """
 
 from __future__ import annotations
@@ -84,13 +84,8 @@ def _write_in_place(path: str, write: Callable[[BinaryIO], None]) -> None:
 
 
 def _write_stdout(write: Callable[[BinaryIO], None]) -> None:
+    # A reader that goes away (`| head -1`) raises BrokenPipeError here, which
+    # the CLI turns into a quiet exit, as for every command.
     sys.stdout.flush()
-    try:
-        write(sys.stdout.buffer)
-        sys.stdout.buffer.flush()
-    except BrokenPipeError:
-        # The reader has gone (`| head`): nothing more to say, and Python must
-        # not complain again when it flushes stdout at exit.
-        devnull = os.open(os.devnull, os.O_WRONLY)
-        os.dup2(devnull, sys.stdout.fileno())
-        os.close(devnull)
+    write(sys.stdout.buffer)
+    sys.stdout.buffer.flush()

@@ -28,10 +28,16 @@ parser = argparse.ArgumentParser(prog="dhatc " + name)
 module.add_arguments(parser)
 args = parser.parse_args(sys.argv[2:])
 try:
-    sys.exit(module.run(args))
+    status = module.run(args)
+    sys.stdout.flush()
+    sys.exit(status)
 except CommandError as e:
     print(f"dhatc {name}: error: {e}", file=sys.stderr)
     sys.exit(2)
+except BrokenPipeError:
+    import os
+    os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+    sys.exit(1)
 """
 
 

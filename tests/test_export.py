@@ -308,7 +308,8 @@ def test_broken_pipe_ends_quietly(tmp_path: Path) -> None:
     command = " ".join(f"'{a}'" for a in dhatc_command("export", "many.json", "-f", "collapsed"))
     proc = subprocess.run(["bash", "-c", f"{command} | head -1; echo status=${{PIPESTATUS[0]}}"],
                           cwd=tmp_path, capture_output=True, text=True, timeout=300)
-    assert proc.stdout == "main (m.py:1);f0 (m.py:0) 1\nstatus=0\n"
+    # Status 1, as python's own on a broken pipe, and nothing on stderr.
+    assert proc.stdout == "main (m.py:1);f0 (m.py:0) 1\nstatus=1\n"
     assert proc.stderr == ""
 
 
