@@ -17,34 +17,13 @@ import pytest
 from dh_viewer import chromium_path
 from dhatc._dhat_file import Profile, ProgramPoint, write_json
 
-# Until the argparse CLI lands, run a command module as it will: parse with its
-# add_arguments, call run(), one line and status 2 for a CommandError.
-_SHIM = """\
-import argparse, importlib, sys
-from dhatc._errors import CommandError
-name = sys.argv[1]
-module = importlib.import_module("dhatc._cmd_" + name)
-parser = argparse.ArgumentParser(prog="dhatc " + name)
-module.add_arguments(parser)
-args = parser.parse_args(sys.argv[2:])
-try:
-    status = module.run(args)
-    sys.stdout.flush()
-    sys.exit(status)
-except CommandError as e:
-    print(f"dhatc {name}: error: {e}", file=sys.stderr)
-    sys.exit(2)
-except BrokenPipeError:
-    import os
-    os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
-    sys.exit(1)
-"""
-
-
 def dhatc_command(*args: str, prelude: str = "") -> List[str]:
-    """The argv that runs ``python -m dhatc ARGS``, after the Python statements
-    of `prelude` (which can change a module of dhatc before the command runs)."""
-    return [sys.executable, "-c", prelude + "\n" + _SHIM, *args]
+    """The argv that runs ``python -m dhatc ARGS``; with `prelude`, Python
+    statements run first (to change a module of dhatc before the command runs)."""
+    if not prelude:
+        return [sys.executable, "-m", "dhatc", *args]
+    code = f"{prelude}\nimport sys\nfrom dhatc._cli import main\nsys.exit(main(sys.argv[1:]))"
+    return [sys.executable, "-c", code, *args]
 
 
 def dhatc(*args: str, cwd: Optional[Path] = None, env: Optional[Dict[str, str]] = None,

@@ -356,3 +356,14 @@ def test_frame_strings_of_every_writer(text: str, parts: Tuple[Any, ...]) -> Non
 
     got = parse_frame(text)
     assert (got.name, got.address, got.file, got.line, got.column, got.object) == parts
+
+
+def test_commands_are_listed_in_help(tmp_path: Path) -> None:
+    proc = dhatc("--help", cwd=tmp_path)
+    assert proc.returncode == 0
+    listed = " ".join(proc.stdout.split())
+    for line in ["view open a DHAT file in DHAT's viewer and the flame graph, served on 127.0.0.1",
+                 "flamegraph write a flame graph of a DHAT file as one self-contained HTML page",
+                 "export convert a DHAT file for speedscope, flamegraph.pl (folded stacks) or pprof",
+                 "merge merge the DHAT files of several processes into one (t-gmax: the sum of their peaks)"]:
+        assert line in listed
