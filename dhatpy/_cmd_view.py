@@ -30,7 +30,7 @@ import sys
 import threading
 import webbrowser
 from pathlib import Path
-from typing import Dict, Optional, Sequence, Tuple
+from typing import Dict, Optional, Tuple
 from urllib.parse import quote
 
 from . import _dhat_reader
@@ -232,7 +232,7 @@ def _bind(port: int) -> _Server:
 
 
 def serve(file_path: str, port: int = 0, *, viewer_dir: Optional[str] = None,
-          open_browser: bool = True, argv: Sequence[str] = ()) -> int:
+          open_browser: bool = True) -> int:
     """Serves until Ctrl-C; returns the exit status."""
     file = _dhat_reader.load(file_path)
     viewer = find_viewer(viewer_dir)
