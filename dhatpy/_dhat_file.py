@@ -62,6 +62,8 @@ class Profile:
     time_of_peak: int = 0
     time_of_end: int = 0
     dropped: int = 0
+    #: Ad hoc events whose weights the totals could not hold (capped at 2**64 - 1).
+    saturated: int = 0
     #: Domains whose hooks another allocator hook removed mid-profile (bits 1<<domain).
     hooks_lost: int = 0
     cmd: str = ""
@@ -101,6 +103,7 @@ def profile_from_engine(data: Dict[str, Any], *, cmd: str, pid: int) -> Profile:
         time_of_peak=data["time_of_peak"],
         time_of_end=data["time_of_end"],
         dropped=data["dropped"],
+        saturated=data.get("saturated", 0),
         hooks_lost=data.get("hooks_lost", 0),
         cmd=cmd,
         pid=pid,
@@ -112,7 +115,11 @@ def profile_from_engine(data: Dict[str, Any], *, cmd: str, pid: int) -> Profile:
     by_frames: Dict[Tuple[str, ...], ProgramPoint] = {}
     for kind, frames, tb, tbk, tl, mb, mbk, gb, gbk, eb, ebk in data["pps"]:
         resolved: List[str] = [] if kind is None else [kind]
-        for code, line in frames:
+        for frame in frames:
+            if isinstance(frame, str):  # stands for frames the engine does not keep
+                resolved.append(frame)
+                continue
+            code, line = frame
             text = strings.get((id(code), line))
             if text is None:
                 text = strings[(id(code), line)] = frame_string(code, line)
@@ -122,8 +129,11 @@ def profile_from_engine(data: Dict[str, Any], *, cmd: str, pid: int) -> Profile:
         if pp is None:
             pp = by_frames[key] = ProgramPoint(frames=key, total_bytes=0, total_blocks=0)
             profile.pps.append(pp)
-        # Equal strings from distinct code objects (the same source compiled
-        # twice) are rare; their max figures add up to an upper bound.
+        # The engine keys program points by what they show (code objects
+        # with one file and name stand for one another), so equal strings
+        # meet here only where a code object died before the engine could
+        # keep it ("[code object destroyed ...]"): their max figures add up
+        # to an upper bound.
         pp.total_bytes += tb
         pp.total_blocks += tbk
         pp.total_lifetime += tl
@@ -247,6 +257,11 @@ def warning_lines(profile: Profile) -> List[str]:
         lines.append(
             f"dhat: warning: {profile.dropped:,} events were not recorded "
             "because the engine ran out of memory"
+        )
+    if profile.saturated:
+        lines.append(
+            f"dhat: warning: the weights of {profile.saturated:,} ad hoc events took the "
+            "totals past 2**64 - 1 units; those totals are shown as 2**64 - 1"
         )
     if profile.hooks_lost:
         domains = ", ".join(
