@@ -112,7 +112,8 @@ def _main_namespace() -> Dict[str, Any]:
     keep = {"__name__", "__doc__", "__package__", "__loader__", "__spec__", "__builtins__"}
     for name in [n for n in namespace if n not in keep]:
         del namespace[name]
-    namespace["__annotations__"] = {}
+    if sys.version_info < (3, 14):  # 3.14+ makes module annotations lazily (PEP 649)
+        namespace["__annotations__"] = {}
     return namespace
 
 
@@ -162,8 +163,9 @@ def _prepare_target(config: RunConfig, args: List[str],
     _set_path0(os.path.dirname(os.path.realpath(target)))
     from importlib.machinery import SourceFileLoader
 
-    namespace.update(__file__=path, __cached__=None,
-                     __loader__=SourceFileLoader("__main__", path))
+    namespace.update(__file__=path, __loader__=SourceFileLoader("__main__", path))
+    if sys.version_info < (3, 15):  # 3.15 no longer sets __cached__ on __main__
+        namespace["__cached__"] = None
     return _compile_script(path), None
 
 

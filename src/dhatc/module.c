@@ -9,6 +9,8 @@
 #include "frames.h"
 #include "guard.h"
 #include "hooks.h"
+#include "layout.h"
+#include "linetable.h"
 #include "native.h"
 #include "profile.h"
 #include "stats_types.h"
@@ -35,6 +37,9 @@ static struct {
  * asked for while one runs: callers tell it apart by type, not by text. */
 static PyObject *ProfilerAlreadyRunningError;
 
+/* Offsets start() checks instead of the interpreter's own (tests only). */
+static PyObject *test_layout;
+
 static PyObject *engine_start(PyObject *module, PyObject *args)
 {
     (void)module;
@@ -51,6 +56,12 @@ static PyObject *engine_start(PyObject *module, PyObject *args)
         uncollected.pending) {
         PyErr_SetString(ProfilerAlreadyRunningError,
                         "dhat: creating a profiler while a profiler is already running");
+        return NULL;
+    }
+    /* Checked at every start, cheaply: a mismatch must never become a crash
+     * or garbage frames inside an allocator hook. */
+    if (dhatc_layout_check(test_layout == NULL ? NULL : PyBytes_AS_STRING(test_layout),
+                           test_layout == NULL ? 0 : (size_t)PyBytes_GET_SIZE(test_layout)) < 0) {
         return NULL;
     }
     __atomic_store_n(&dhatc_frames_limit,
@@ -310,6 +321,76 @@ static PyObject *engine_native_tracking(PyObject *module, PyObject *unused)
     return PyBool_FromLong(dhatc_native_available());
 }
 
+static PyObject *engine_layout_offsets(PyObject *module, PyObject *unused)
+{
+    (void)module;
+    (void)unused;
+    return dhatc_layout_published();
+}
+
+static PyObject *engine_check_layout(PyObject *module, PyObject *arg)
+{
+    (void)module;
+    Py_buffer view;
+    if (PyObject_GetBuffer(arg, &view, PyBUF_SIMPLE) < 0) {
+        return NULL;
+    }
+    int status = dhatc_layout_check(view.buf, (size_t)view.len);
+    PyBuffer_Release(&view);
+    if (status < 0) {
+        return NULL;
+    }
+    Py_RETURN_NONE;
+}
+
+static PyObject *engine_set_test_layout(PyObject *module, PyObject *arg)
+{
+    (void)module;
+    if (arg != Py_None && !PyBytes_Check(arg)) {
+        PyErr_SetString(PyExc_TypeError, "_set_test_layout() takes bytes or None");
+        return NULL;
+    }
+    if (arg != Py_None) {
+        Py_INCREF(arg);
+    }
+    Py_XSETREF(test_layout, arg == Py_None ? NULL : arg);
+    Py_RETURN_NONE;
+}
+
+static PyObject *engine_check_lines(PyObject *module, PyObject *arg)
+{
+    (void)module;
+    if (!PyCode_Check(arg)) {
+        PyErr_SetString(PyExc_TypeError, "_check_lines() takes a code object");
+        return NULL;
+    }
+    PyCodeObject *code = (PyCodeObject *)arg;
+    uint32_t room = dhatc_linetable_max_ranges(code);
+    dhatc_line_range_t *ranges = PyMem_Malloc(room * sizeof *ranges);
+    if (ranges == NULL) {
+        return PyErr_NoMemory();
+    }
+    uint32_t count = dhatc_linetable_decode(code, ranges);
+    PyObject *result = NULL;
+    Py_ssize_t size = dhatc_linetable_code_bytes(code);
+    for (Py_ssize_t offset = -4; offset < size + 6 && result == NULL; offset += 2) {
+        /* PyCode_Addr2Line's own range (3.10+ asserts 0 <= offset < size). */
+        if (offset >= size && PY_VERSION_HEX >= 0x030A0000) {
+            break;
+        }
+        int expected = PyCode_Addr2Line(code, (int)offset);
+        int32_t got = dhatc_linetable_line(ranges, count, (int32_t)offset);
+        if (expected != got || count > room) {
+            result = Py_BuildValue("(nii)", offset, expected, (int)got);
+        }
+    }
+    PyMem_Free(ranges);
+    if (result == NULL && !PyErr_Occurred()) {
+        Py_RETURN_NONE;
+    }
+    return result;
+}
+
 static PyMethodDef engine_methods[] = {
     {"start", engine_start, METH_VARARGS,
      "start(mode, trim, skip, this_thread_only=False)\n--\n\nStarts a profile (1 heap, 2 ad "
@@ -339,6 +420,19 @@ static PyMethodDef engine_methods[] = {
     {"native_tracking", engine_native_tracking, METH_NOARGS,
      "native_tracking()\n--\n\nWhether heap profiles also record blocks from malloc & co. "
      "(the process runs with dhatc's preload library)."},
+    {"_layout_offsets", engine_layout_offsets, METH_NOARGS,
+     "_layout_offsets()\n--\n\nA copy of the running interpreter's published debug offsets "
+     "(bytes; CPython 3.13+), or None."},
+    {"_check_layout", engine_check_layout, METH_O,
+     "_check_layout(offsets)\n--\n\nThe check start() makes, on a given copy of the "
+     "offsets (for tests): raises RuntimeError on a mismatch."},
+    {"_set_test_layout", engine_set_test_layout, METH_O,
+     "_set_test_layout(offsets)\n--\n\nMakes start() check these offsets instead of the "
+     "interpreter's own (None: its own again).  For tests."},
+    {"_check_lines", engine_check_lines, METH_O,
+     "_check_lines(code)\n--\n\nCompares the engine's decoded line table of `code` with "
+     "PyCode_Addr2Line at every offset: None, or the first (offset, expected, got) that "
+     "differs.  For tests."},
     {NULL, NULL, 0, NULL},
 };
 
