@@ -125,6 +125,11 @@ static void release_profile(void)
     PyErr_Restore(error_type, error_value, error_traceback);
 }
 
+/* One program point as dhatpy/_engine_data.py's RawProgramPoint, the fields
+ * in EngineProgramPoint's order: (kind, frames, tb, tbk, tl, mb, mbk, gb, gbk,
+ * eb, ebk), kind the allocator entry's name or None for an ad hoc event,
+ * frames ((code or None, line), ...) innermost first.  Change both together
+ * (tests/test_engine_data.py checks them against each other). */
 static PyObject *pp_as_tuple(const dhatc_pp_figures_t *pp)
 {
     PyObject *frames = PyTuple_New(pp->depth);
@@ -147,6 +152,8 @@ static PyObject *pp_as_tuple(const dhatc_pp_figures_t *pp)
                          ULL(pp->end_bytes), ULL(pp->end_blocks));
 }
 
+/* stop(): the dict dhatpy/_engine_data.py's StopData describes (its keys,
+ * each figure an unsigned 64-bit int, "pps" a list of pp_as_tuple's). */
 static PyObject *engine_stop(PyObject *module, PyObject *unused)
 {
     (void)module;
