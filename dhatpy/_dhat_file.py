@@ -1,7 +1,7 @@
 """The DHAT file (format version 2) and the summary lines, built from the engine's data.
 
 The engine hands over program points as (allocator entry, ((code, line), ...),
-figures...).  This module turns each frame into the string the viewer shows,
+figures...), see :mod:`dhatc._engine_data`.  This module turns each frame into the string the viewer shows,
 merges program points whose strings are equal (the viewer rejects repeated
 locations), and writes the JSON in one place that mirrors the format.  First-
 seen order everywhere, so two runs of the same program give the same file but
@@ -12,11 +12,14 @@ from __future__ import annotations
 
 import json
 import os
+import stat
 import sys
 import tempfile
 from dataclasses import dataclass, field
 from types import CodeType
 from typing import Any, Dict, List, Optional, Sequence, TextIO, Tuple
+
+from ._engine_data import EngineProgramPoint, StopData
 
 # The engine's clock counts allocations (reallocations included), so times and
 # lifetimes are in allocations: reproducible from run to run, and free to read.
@@ -90,7 +93,7 @@ def frame_string(code: Optional[CodeType], line: Optional[int]) -> str:
     return f"{name} ({code.co_filename}:{line if line is not None and line >= 0 else '?'})"
 
 
-def profile_from_engine(data: Dict[str, Any], *, cmd: str, pid: int) -> Profile:
+def profile_from_engine(data: StopData, *, cmd: str, pid: int) -> Profile:
     """Resolves the engine's raw program points into a Profile, merging equal ones."""
     profile = Profile(
         mode=data["mode"],
@@ -103,8 +106,8 @@ def profile_from_engine(data: Dict[str, Any], *, cmd: str, pid: int) -> Profile:
         time_of_peak=data["time_of_peak"],
         time_of_end=data["time_of_end"],
         dropped=data["dropped"],
-        saturated=data.get("saturated", 0),
-        hooks_lost=data.get("hooks_lost", 0),
+        saturated=data["saturated"],
+        hooks_lost=data["hooks_lost"],
         cmd=cmd,
         pid=pid,
     )
@@ -113,9 +116,10 @@ def profile_from_engine(data: Dict[str, Any], *, cmd: str, pid: int) -> Profile:
     # would share one string.  `data` keeps every code object alive meanwhile.
     strings: Dict[Tuple[int, int], str] = {}
     by_frames: Dict[Tuple[str, ...], ProgramPoint] = {}
-    for kind, frames, tb, tbk, tl, mb, mbk, gb, gbk, eb, ebk in data["pps"]:
-        resolved: List[str] = [] if kind is None else [kind]
-        for frame in frames:
+    for raw in data["pps"]:
+        engine_pp = EngineProgramPoint(*raw)
+        resolved: List[str] = [] if engine_pp.kind is None else [engine_pp.kind]
+        for frame in engine_pp.frames:
             if isinstance(frame, str):  # stands for frames the engine does not keep
                 resolved.append(frame)
                 continue
@@ -134,16 +138,22 @@ def profile_from_engine(data: Dict[str, Any], *, cmd: str, pid: int) -> Profile:
         # meet here only where a code object died before the engine could
         # keep it ("[code object destroyed ...]"): their max figures add up
         # to an upper bound.
-        pp.total_bytes += tb
-        pp.total_blocks += tbk
-        pp.total_lifetime += tl
-        pp.max_bytes += mb
-        pp.max_blocks += mbk
-        pp.gmax_bytes += gb
-        pp.gmax_blocks += gbk
-        pp.end_bytes += eb
-        pp.end_blocks += ebk
+        _add_figures(pp, engine_pp)
     return profile
+
+
+def _add_figures(pp: ProgramPoint, engine_pp: EngineProgramPoint) -> None:
+    # Equal strings from distinct code objects (the same source compiled
+    # twice) are rare; their max figures add up to an upper bound.
+    pp.total_bytes += engine_pp.total_bytes
+    pp.total_blocks += engine_pp.total_blocks
+    pp.total_lifetime += engine_pp.total_lifetime
+    pp.max_bytes += engine_pp.max_bytes
+    pp.max_blocks += engine_pp.max_blocks
+    pp.gmax_bytes += engine_pp.gmax_bytes
+    pp.gmax_blocks += engine_pp.gmax_blocks
+    pp.end_bytes += engine_pp.end_bytes
+    pp.end_blocks += engine_pp.end_blocks
 
 
 def _pp_json(pp: ProgramPoint, fs: Sequence[int], heap: bool) -> str:
@@ -211,29 +221,74 @@ def _current_umask() -> int:
 
 
 def save(profile: Profile, path: str) -> None:
-    """Writes the file atomically: a temporary file beside `path`, renamed into place,
-    so an interrupted save (KeyboardInterrupt included) never leaves half a profile nor
-    the temporary file.  Raises OSError naming `path`."""
-    directory = os.path.dirname(os.path.abspath(path))
+    """Writes the file.  A regular file is written atomically: a temporary file
+    beside it, renamed into place, so an interrupted save (KeyboardInterrupt
+    included) never leaves half a profile nor the temporary file; through a
+    symbolic link, the file it points to is replaced and the link stays.
+    Anything else (a FIFO, a device such as /dev/null, /dev/stdout) is written
+    in place.  Raises OSError naming `path`."""
     try:
-        fd, tmp = tempfile.mkstemp(prefix=".dhatc-", suffix=".json.tmp", dir=directory)
+        if _written_in_place(path):
+            _write_in_place(profile, path)
+        else:
+            _replace_atomically(profile, os.path.realpath(path))
     except OSError as e:
-        raise OSError(e.errno, f"dhatc: cannot write the profile to {path!r}: {e.strerror}") from e
+        raise OSError(
+            e.errno, f"dhatc: cannot write the profile to {path!r}: {e.strerror or e}"
+        ) from e
+
+
+def _written_in_place(path: str) -> bool:
+    """True for what is not a regular file, and for the files that /dev and
+    /proc name (/dev/stdout, /dev/fd/3): they stand for a descriptor that
+    someone holds open, which a new file would cut off."""
+    try:
+        mode = os.stat(path).st_mode
+    except OSError:
+        return False  # not there (yet): created as a regular file
+    if not stat.S_ISREG(mode):
+        return True
+    return os.path.abspath(path).startswith(("/dev/", "/proc/"))
+
+
+def _write_in_place(profile: Profile, path: str) -> None:
+    # Appending to a regular file: /dev/stdout redirected to a file has
+    # the program's own output before the profile.
+    regular = os.path.isfile(path)
+    flags = os.O_WRONLY | os.O_CLOEXEC | (os.O_APPEND if regular else 0)
+    with os.fdopen(os.open(path, flags), "w", encoding="utf-8") as out:
+        write_json(profile, out)
+
+
+def _replace_atomically(profile: Profile, path: str) -> None:
+    directory = os.path.dirname(path)
+    fd, tmp = tempfile.mkstemp(prefix=".dhatc-", suffix=".json.tmp", dir=directory)
     try:
         with os.fdopen(fd, "w", encoding="utf-8") as out:
             write_json(profile, out)
         os.chmod(tmp, 0o666 & ~_current_umask())  # mkstemp makes it 0600
         os.replace(tmp, path)
-    except BaseException as e:  # KeyboardInterrupt included: no temporary file left behind
+    except BaseException:  # KeyboardInterrupt included: no temporary file left behind
         try:
             os.unlink(tmp)
         except OSError:
             pass
-        if isinstance(e, OSError):
-            raise OSError(
-                e.errno, f"dhatc: cannot write the profile to {path!r}: {e.strerror}"
-            ) from e
         raise
+
+
+def writable_problem(path: str) -> Optional[str]:
+    """Why :func:`save` could not write `path`, as far as can be told without
+    writing; None when it looks writable."""
+    if _written_in_place(path):
+        if os.path.isdir(path):
+            return "it is a directory"
+        return None if os.access(path, os.W_OK) else "permission denied"
+    directory = os.path.dirname(os.path.realpath(path))
+    if not os.path.isdir(directory):
+        return f"there is no directory {directory!r}"
+    if not os.access(directory, os.W_OK | os.X_OK):
+        return f"the directory {directory!r} is not writable"
+    return None
 
 
 def summary_lines(profile: Profile) -> List[str]:
@@ -280,4 +335,41 @@ def saved_line(path: str) -> str:
 
 
 def eprint(line: str) -> None:
-    print(line, file=sys.stderr, flush=True)
+    """Prints a line to stderr, if it can: a closed or broken stderr, or none
+    at all (``sys.stderr = None``), must not stop what dhatc was doing."""
+    stream = sys.stderr
+    if stream is None:
+        return
+    try:
+        print(line, file=stream, flush=True)
+    except Exception:
+        pass
+
+
+def eprint_error(line: str) -> None:
+    """Prints an error to stderr, or where sys.stderr cannot take it, straight
+    to file descriptor 2: an error must not be lost with the stream."""
+    stream = sys.stderr
+    if stream is not None:
+        try:
+            print(line, file=stream, flush=True)
+            return
+        except Exception:
+            pass
+    try:
+        os.write(2, (line + "\n").encode("utf-8", "backslashreplace"))
+    except OSError:
+        pass
+
+
+def print_json(profile: Profile) -> None:
+    """Writes the JSON to stderr (``eprint_json=True``).  Raises OSError if
+    stderr cannot take it; the profile is then still the caller's."""
+    stream = sys.stderr
+    try:
+        if stream is None:
+            raise OSError("sys.stderr is None")
+        write_json(profile, stream)
+        stream.flush()
+    except (OSError, ValueError) as e:  # ValueError: a closed stream
+        raise OSError(f"dhatc: cannot write the profile to stderr: {e}") from e

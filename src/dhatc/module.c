@@ -65,9 +65,11 @@ static PyObject *frame_as_object(const dhatc_frame_t *frame)
     return Py_BuildValue("(Oi)", code, frame->where);
 }
 
-/* A program point as _dhat_file.py reads it (the engine's "pps" entries):
- * (allocator entry or None for ad hoc, (frame, ...) innermost first,
- *  tb, tbk, tl, mb, mbk, gb, gbk, eb, ebk). */
+/* One program point as dhatpy/_engine_data.py's RawProgramPoint, the fields
+ * in EngineProgramPoint's order: (kind, frames, tb, tbk, tl, mb, mbk, gb, gbk,
+ * eb, ebk), kind the allocator entry's name or None for an ad hoc event,
+ * frames innermost first, each as frame_as_object() makes it.  Change both
+ * together (tests/test_engine_data.py checks them against each other). */
 static PyObject *pp_as_tuple(const dhatc_pp_figures_t *pp)
 {
     PyObject *frames = PyTuple_New(pp->depth);
@@ -89,6 +91,8 @@ static PyObject *pp_as_tuple(const dhatc_pp_figures_t *pp)
                          ULL(pp->end_bytes), ULL(pp->end_blocks));
 }
 
+/* stop(): the dict dhatpy/_engine_data.py's StopData describes (its keys,
+ * each figure an unsigned 64-bit int, "pps" a list of pp_as_tuple's). */
 static PyObject *engine_stop(PyObject *module, PyObject *unused)
 {
     (void)module;
