@@ -22,7 +22,7 @@ from ._report_common import figures_json, file_json, header_lines, read_table, t
 from ._report_format import Formatter, emit_node
 from ._report_metrics import Metric
 from ._report_tree import (AGGREGATE, LEAF, SIG_SELF, arrow, build, frame_strings,
-                           layout, mark_significance, pp_figures, title)
+                           layout, mark_significance, pp_accesses, pp_figures, title)
 from ._terminal import Output, add_output_arguments, wrap
 
 HELP = "show a DHAT file's top program points (or its tree) in the terminal"
@@ -174,7 +174,7 @@ def _flat(out: Output, table: DhatTable, metric: Metric, top: int, as_json: bool
         out.text()
         lines = fmt.node_lines(pp_figures(table, i), title=f"PP {rank}/{matching} ",
                                significant=True, bolds=metric.bolds, leaf=True,
-                               frames=table.frames(i))
+                               frames=table.frames(i), accesses=pp_accesses(table, i))
         emit_node(out, lines, [], [])
 
 
@@ -183,14 +183,15 @@ def _flat(out: Output, table: DhatTable, metric: Metric, top: int, as_json: bool
 
 def _tree(out: Output, table: DhatTable, metric: Metric, fraction: Optional[float],
           as_json: bool) -> None:
-    root_node = build(table)
-    mark_significance(root_node, metric, table, fraction)
-    fmt = Formatter(table.header, root_node.v)
-    threshold = metric.threshold_label(fmt, root_node.v, fraction)
+    tree = build(table)
+    mark_significance(tree, metric, fraction)
+    root_v = tree.figures(tree.root)
+    fmt = Formatter(table.header, root_v)
+    threshold = metric.threshold_label(fmt, root_v, fraction)
     share = metric.fraction if fraction is None else fraction
     if as_json:
         nodes = []
-        for shown in layout(root_node, metric):
+        for shown in layout(tree, metric):
             node = shown.node
             entry: Dict[str, Any] = {
                 "id": shown.id,
@@ -199,16 +200,15 @@ def _tree(out: Output, table: DhatTable, metric: Metric, fraction: Optional[floa
                 "significant": node.sig == SIG_SELF,
                 "children": len(shown.kids) if shown.kids is not None else 0,
                 "frames": [node.label] if node.kind == AGGREGATE
-                else frame_strings(table, node.frames[1:] if shown.parent is None
-                                   else node.frames),
+                else frame_strings(table, tree.frames(node)[1 if shown.parent is None else 0:]),
             }
-            entry.update(figures_json(table, node.v, leaf=node.kind == LEAF
-                                      and shown.parent is not None))
+            entry.update(figures_json(table, tree.figures(node),
+                                      leaf=node.kind == LEAF and shown.parent is not None))
             nodes.append(entry)
         document = {
             "format": "dhatc-report-tree", "version": 1,
             "file": file_json(table),
-            "totals": figures_json(table, root_node.v, leaf=False),
+            "totals": figures_json(table, root_v, leaf=False),
             "sort": {"metric": metric.name, "label": metric.title(table.header)},
             "threshold": {"percent": share * 100, "text": threshold},
             "nodes": nodes,
@@ -218,20 +218,22 @@ def _tree(out: Output, table: DhatTable, metric: Metric, fraction: Optional[floa
     for line in header_lines(fmt, table):
         out.text(line)
     out.text()
-    for shown in layout(root_node, metric):
+    for shown in layout(tree, metric):
         node = shown.node
         is_root = shown.parent is None
         if node.kind == AGGREGATE:
             frames, ancestors = [node.label], []
         else:
-            frames = frame_strings(table, node.frames)
-            ancestors = frame_strings(table, shown.ancestor_frames()[1:])
-        lines = fmt.node_lines(node.v, title=title(shown), significant=node.sig == SIG_SELF,
+            frames = frame_strings(table, tree.frames(node))
+            ancestors = frame_strings(table, tree.ancestor_frames(node))
+        significant = node.sig == SIG_SELF
+        lines = fmt.node_lines(tree.figures(node), title=title(shown), significant=significant,
                                bolds=metric.bolds, leaf=node.kind == LEAF and not is_root,
                                frames=frames, ancestors=ancestors,
                                first_number=0 if is_root else 1,
-                               aggregate=node.kind == AGGREGATE)
+                               aggregate=node.kind == AGGREGATE,
+                               accesses=tree.accesses(node) if significant else None)
         first = [(shown.tl_first, "dim"), (arrow(shown), "dim")]
-        emit_node(out, lines, first, [(shown.tl_rest, "dim")], dim=node.sig != SIG_SELF)
+        emit_node(out, lines, first, [(shown.tl_rest, "dim")], dim=not significant)
     out.text()
     out.text(f"PP significance threshold: {threshold}")

@@ -123,7 +123,8 @@ class Formatter:
     def node_lines(self, v: Sequence[float], *, title: str, significant: bool,
                    bolds: AbstractSet[str], leaf: bool, frames: Sequence[str],
                    ancestors: Sequence[str] = (), first_number: int = 1,
-                   aggregate: bool = False) -> List[Tuple[Line, int]]:
+                   aggregate: bool = False,
+                   accesses: Optional[Sequence[float]] = None) -> List[Tuple[Line, int]]:
         """A node's lines as appendTreeInner builds them, each with the column
         its continuation lines start at when wrapped.
 
@@ -184,6 +185,18 @@ class Formatter:
                 fr(", ", f"{name}Bytes" in bolds and f"{name}AvgPerByte" in bolds, False)
                 fr(self.per_byte(div(v[index], v[TB])), f"{name}AvgPerByte" in bolds)
                 nl(f"{name}Title" in bolds)
+            if accesses:  # significant nodes only, 32 counts a line
+                row = "  Accesses: {"
+                previous: Optional[float] = None
+                for i, n in enumerate(accesses):
+                    if i % 32 == 0:
+                        out.text_line(row, 11)  # wrapped rows go on under the counts
+                        row = f"    [{i:>3}]  {_access(n)} "
+                    else:
+                        row += "〃 " if n == previous and n != 0 else f"{_access(n)} "
+                    previous = n
+                out.text_line(row, 11)
+                out.text_line("  }", 0)
 
         fr(f"  {h.verb} at {{", True, False)
         nl(True)
@@ -203,6 +216,13 @@ class Formatter:
         fr("}", True, False)
         nl(True)
         return out.lines
+
+
+def _access(n: float) -> str:
+    """The viewer's `accesses`: "-" for none, "∞" for the latched count."""
+    if n == 0:
+        return "-"
+    return "∞" if math.isinf(n) else str(int(n))
 
 
 class _NodeText:
@@ -230,6 +250,11 @@ class _NodeText:
             return
         self.lines.append((self.current, self.indent))
         self.current = []
+
+    def text_line(self, text: str, indent: int) -> None:
+        """A line of its own that significant nodes show (continued under `indent`)."""
+        if self.significant:
+            self.lines.append(([(text, "")], indent))
 
     def frame(self, label: str, show_if_insignificant: bool, frame: str = "") -> None:
         """A frame line; the frame is its own fragment, so it can be shortened."""
