@@ -219,12 +219,13 @@ def run(args: argparse.Namespace) -> int:
             _write_json(out, cmp, figure, changes, counts, verdicts)
         else:
             _write_text(out, cmp, figure, changes, counts)
-    finally:
         out.close()
-    for verdict in verdicts:
-        if verdict.exceeded:
-            for line in _verdict_lines(cmp, verdict):
-                print(line, file=sys.stderr)
+    finally:
+        # Said even when stdout's reader went away: the verdict is the point.
+        for verdict in verdicts:
+            if verdict.exceeded:
+                for line in _verdict_lines(cmp, verdict):
+                    print(line, file=sys.stderr)
     return status
 
 

@@ -83,13 +83,11 @@ def run(args: argparse.Namespace) -> int:
     metric = metrics.find(args.sort, table.header, tree=args.tree)
     fraction = None if args.threshold is None else args.threshold / 100
     out = Output(args.output, args.color, args.wide)
-    try:
-        if args.tree:
-            _tree(out, table, metric, fraction, args.json)
-        else:
-            _flat(out, table, metric, args.top, args.json)
-    finally:
-        out.close()
+    if args.tree:
+        _tree(out, table, metric, fraction, args.json)
+    else:
+        _flat(out, table, metric, args.top, args.json)
+    out.close()
     return 0
 
 

@@ -1,10 +1,11 @@
-"""Text for a terminal: styled lines, width, wrapping, shortened frames, colour, broken pipes.
+"""Text for a terminal: styled lines, width, wrapping, shortened frames, colour.
 
 A line is a list of fragments ``(text, style)``; style is "" or one of
 :data:`STYLES`.  :class:`Output` writes lines to stdout or a file, with ANSI
-colour only when asked or on a terminal (``--color auto``, ``NO_COLOR``), and
-stops quietly when the reader goes away (``| head -1``).  Nothing here knows
-about DHAT files; the report and diff commands, and others, build on it.
+colour only when asked or on a terminal (``--color auto``, ``NO_COLOR``).  A
+reader that goes away (``| head -1``) raises BrokenPipeError, which the CLI
+turns into a quiet exit, as for every command.  Nothing here knows about DHAT
+files; the report and diff commands, and others, build on it.
 """
 
 from __future__ import annotations
@@ -243,12 +244,7 @@ def wrap(first: Sequence[Fragment], body: Sequence[Fragment], rest: Sequence[Fra
 
 
 class Output:
-    """Where a command writes its lines: stdout (or ``-o FILE``), styled or not.
-
-    A reader that goes away (``| head -1``) ends the output quietly: ``closed``
-    turns True, later lines are dropped, and stdout is pointed at /dev/null so
-    that the interpreter's last flush does not complain either.
-    """
+    """Where a command writes its lines: stdout (or ``-o FILE``), styled or not."""
 
     def __init__(self, path: Optional[str], color: str, wide: bool,
                  stream: Optional[IO[str]] = None) -> None:
@@ -290,7 +286,7 @@ class Output:
         try:
             self.stream.write(text)
         except BrokenPipeError:
-            self._reader_gone()
+            raise  # the CLI ends the command quietly
         except OSError as e:
             raise CommandError(f"cannot write {self.path or 'the output'}: "
                                f"{e.strerror or e}") from None
@@ -298,23 +294,13 @@ class Output:
     def close(self) -> None:
         if self.closed:
             return
+        self.closed = True
         try:
             self.stream.flush()
             if self.owned:
                 self.stream.close()
         except BrokenPipeError:
-            self._reader_gone()
+            raise
         except OSError as e:
             raise CommandError(f"cannot write {self.path or 'the output'}: "
                                f"{e.strerror or e}") from None
-        self.closed = True
-
-    def _reader_gone(self) -> None:
-        self.closed = True
-        if self.stream is sys.stdout:
-            try:
-                devnull = os.open(os.devnull, os.O_WRONLY)
-                os.dup2(devnull, sys.stdout.fileno())
-                os.close(devnull)
-            except (OSError, ValueError):
-                pass
