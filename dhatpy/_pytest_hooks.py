@@ -1,0 +1,353 @@
+"""dhatc's pytest plugin: heap limits per test, exact heap figures inside tests,
+and a session summary of the tests that allocate most.
+
+Loaded automatically when dhatc is installed (entry point ``pytest11``, module
+:mod:`dhatc.pytest_plugin`; turn it off with ``-p no:dhatc``).  It does nothing
+to a test unless asked to:
+
+* ``@pytest.mark.limit_heap(max_bytes="10 MiB", curr_blocks=0, ...)`` bounds
+  the test's heap use.  Each of ``total_blocks``, ``total_bytes``,
+  ``max_blocks``, ``max_bytes``, ``curr_blocks``, ``curr_bytes`` is an upper
+  bound (the figures of :class:`dhatc.HeapStats`); byte figures also take
+  strings such as ``"10 MiB"`` or ``"1.5 KB"`` (see
+  :func:`dhatc._pytest_limits.parse_size`).  ``curr_blocks=0`` means "frees
+  everything it allocates".  A test over a limit fails with a message naming
+  each exceeded figure, the top program points for it, and a DHAT file.
+* The ``dhatc_heap`` fixture runs the test under a testing-mode heap profiler,
+  so the test can call :meth:`dhatc.HeapStats.get` and assert exact numbers
+  (with ``assert`` or :func:`dhatc.assert_eq`).  Its value is that
+  :class:`dhatc.Profiler`.
+* ``--dhatc-profile-all`` profiles every test and prints the tests that
+  allocate most at the end of the session (``--dhatc-top``, ``--dhatc-sort``).
+* ``--dhatc-limit "max_bytes=100 MiB"`` (or the ``dhatc_limit`` ini option)
+  gives every test default limits; a marker overrides them figure by figure.
+* ``@pytest.mark.no_heap_profile`` keeps a test out of all of this (needed by
+  tests that start a dhatc.Profiler themselves: one runs at a time).
+
+What is measured is the call of the test function and nothing else: the
+profiler starts just before the function's first line runs and stops as soon
+as it returns or raises.  Fixture setup and teardown and pytest's own work are
+outside.  By default only blocks allocated by the test's thread count
+(``--dhatc-all-threads`` counts every thread's).  Every profiled test that fails
+leaves a DHAT file named after its node id in ``--dhatc-dir`` (default
+``.dhatc`` in the rootdir), to open in Valgrind's DHAT viewer.
+
+The parts: this module (pytest's hooks, the options, the fixture),
+:mod:`._pytest_limits` (figures, sizes, limits), :mod:`._pytest_run` (one
+profiled test and its file), :mod:`._pytest_kinds` (the profiled call of each
+kind of test), :mod:`._pytest_call` (the zero-allocation trampoline) and
+:mod:`._pytest_messages` (what the plugin says).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import inspect
+from pathlib import Path
+from typing import Any, Dict, Generator, List, Optional, Tuple
+
+import pytest
+
+from ._profiler import Profiler
+from ._pytest_kinds import profiled_function
+from ._pytest_limits import (
+    LIMIT_FIELDS,
+    MARKER,
+    NO_PROFILE_MARKER,
+    HeapLimitExceeded,
+    LimitError,
+    figures_of,
+    limit_markers,
+    limits_of,
+    parse_limit_option,
+)
+from ._pytest_messages import (
+    failed_test_section,
+    not_profiled_message,
+    plugin_could_not_start,
+    summary_table,
+    summary_title,
+    test_started_a_profiler,
+)
+from ._pytest_run import HeapRun
+
+__all__ = ["FIXTURE", "dhatc_heap"]
+
+FIXTURE = "dhatc_heap"
+
+_RUN = pytest.StashKey[Optional[HeapRun]]()
+
+
+@dataclasses.dataclass
+class _Settings:
+    directory: Path
+    all_threads: bool
+    profile_all: bool
+    top: int
+    sort: str
+    default_limits: Dict[str, int]
+
+
+_SETTINGS = pytest.StashKey[_Settings]()
+
+
+# ---- options and markers ----------------------------------------------------
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    group = parser.getgroup("dhatc", "dhatc heap profiling (limit_heap marker, dhatc_heap fixture)")
+    group.addoption(
+        "--dhatc-dir",
+        metavar="DIR",
+        default=None,
+        help="where the DHAT files of failing profiled tests go, one per test named "
+        "after its node id (default: .dhatc in the rootdir; ini: dhatc_dir)",
+    )
+    group.addoption(
+        "--dhatc-all-threads",
+        action="store_true",
+        default=None,
+        help="count blocks allocated by every thread during a profiled test, not only "
+        "the test's own thread (ini: dhatc_all_threads)",
+    )
+    group.addoption(
+        "--dhatc-profile-all",
+        action="store_true",
+        default=False,
+        help="profile every test and print the tests that allocate most at the end",
+    )
+    group.addoption(
+        "--dhatc-top",
+        metavar="N",
+        type=int,
+        default=10,
+        help="how many tests --dhatc-profile-all lists (default: 10)",
+    )
+    group.addoption(
+        "--dhatc-sort",
+        metavar="FIGURE",
+        default="total_bytes",
+        choices=LIMIT_FIELDS,
+        help="the figure --dhatc-profile-all sorts by (default: total_bytes)",
+    )
+    group.addoption(
+        "--dhatc-limit",
+        metavar="LIMITS",
+        default=None,
+        help="default heap limits for every test, e.g. \"max_bytes=100 MiB, curr_blocks=0\"; "
+        f"a @pytest.mark.{MARKER} overrides them figure by figure (ini: dhatc_limit)",
+    )
+    parser.addini("dhatc_dir", "default for --dhatc-dir (relative to the rootdir)", default=None)
+    parser.addini("dhatc_all_threads", "default for --dhatc-all-threads", type="bool", default=False)
+    parser.addini("dhatc_limit", "default for --dhatc-limit", default=None)
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line(
+        "markers",
+        f"{MARKER}(total_blocks=, total_bytes=, max_blocks=, max_bytes=, curr_blocks=, "
+        "curr_bytes=): fail the test if its call exceeds any of these heap figures (upper "
+        "bounds; byte figures also take strings like \"10 MiB\"; curr_blocks=0: frees "
+        "everything it allocates).  dhatc plugin.",
+    )
+    config.addinivalue_line(
+        "markers",
+        f"{NO_PROFILE_MARKER}: never heap-profile this test (e.g. it starts its own "
+        "dhatc.Profiler).  dhatc plugin.",
+    )
+    limit_text = config.getoption("--dhatc-limit")
+    where = "--dhatc-limit"
+    if limit_text is None:
+        limit_text, where = config.getini("dhatc_limit"), "the dhatc_limit ini option"
+    try:
+        default_limits = parse_limit_option(limit_text or "", where)
+    except LimitError as e:
+        raise pytest.UsageError(f"dhatc: {e}") from None
+    all_threads = config.getoption("--dhatc-all-threads")
+    if all_threads is None:
+        all_threads = config.getini("dhatc_all_threads")
+    settings = config.stash[_SETTINGS] = _Settings(
+        directory=_directory(config),
+        all_threads=bool(all_threads),
+        profile_all=config.getoption("--dhatc-profile-all"),
+        top=config.getoption("--dhatc-top"),
+        sort=config.getoption("--dhatc-sort"),
+        default_limits=default_limits,
+    )
+    if settings.profile_all:
+        config.pluginmanager.register(_SessionSummary(settings), "dhatc-session-summary")
+
+
+def _directory(config: pytest.Config) -> Path:
+    option: Optional[str] = config.getoption("--dhatc-dir")
+    if option:
+        return (config.invocation_params.dir / option).resolve()
+    ini: Optional[str] = config.getini("dhatc_dir")
+    base = config.inipath.parent if config.inipath is not None else config.rootpath
+    return (base / ini).resolve() if ini else (config.rootpath / ".dhatc").resolve()
+
+
+# ---- which tests are profiled, with which limits ----------------------------
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_runtest_setup(item: pytest.Item) -> None:
+    """Decides whether the test is profiled and checks its limits, before any
+    fixture runs (the dhatc_heap fixture needs the profiler)."""
+    item.stash[_RUN] = None
+    settings = item.config.stash[_SETTINGS]
+    markers = limit_markers(item)
+    wants_fixture = FIXTURE in getattr(item, "fixturenames", ())
+    if item.get_closest_marker(NO_PROFILE_MARKER) is not None:
+        if markers or wants_fixture:
+            pytest.fail(
+                f"dhatc: {item.nodeid} is marked {NO_PROFILE_MARKER} but also uses "
+                f"{'@pytest.mark.' + MARKER if markers else 'the ' + FIXTURE + ' fixture'}; "
+                "remove one of them",
+                pytrace=False,
+            )
+        return
+    explicit = bool(markers) or wants_fixture or bool(settings.default_limits)
+    if not explicit and not settings.profile_all:
+        return
+    problem: Optional[str] = None
+    try:
+        limits = limits_of(markers, settings.default_limits)
+    except LimitError as e:
+        problem = str(e)
+    if problem is not None:  # (outside the except: no chained traceback)
+        pytest.fail(f"dhatc: {item.nodeid}: {problem}", pytrace=False)
+    item.stash[_RUN] = HeapRun.create(
+        item.nodeid,
+        settings.directory,
+        limits,
+        explicit=explicit,
+        all_threads=settings.all_threads,
+    )
+
+
+@pytest.fixture
+def dhatc_heap(request: pytest.FixtureRequest) -> Profiler:
+    """Runs the test function under a testing-mode heap profiler; the value is
+    that :class:`dhatc.Profiler`.
+
+    Inside the test, :meth:`dhatc.HeapStats.get` gives the figures of the test
+    so far, exactly: only the test function's own call is measured (not
+    fixtures, not pytest), and by default only its own thread.  Assert on them
+    with ``assert`` or with :func:`dhatc.assert_eq` (which, on failure, also
+    saves the profile and prints the summary).  A failing test leaves a DHAT
+    file in ``--dhatc-dir``.
+    """
+    run: Optional[HeapRun] = request.node.stash.get(_RUN, None)
+    if run is None:
+        pytest.fail(
+            f"dhatc: the {FIXTURE} fixture must be a parameter of the test function "
+            "(it cannot be requested with request.getfixturevalue), and works only on "
+            "test functions",
+            pytrace=False,
+        )
+    # A failing dhatc.assert_* saves the profile there while the test runs.
+    run.path.parent.mkdir(parents=True, exist_ok=True)
+    return run.profiler
+
+
+# ---- measuring exactly the test call ----------------------------------------
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_pyfunc_call(pyfuncitem: pytest.Function) -> Generator[None, Any, None]:
+    """Swaps the test function for one that profiles exactly its call."""
+    run = pyfuncitem.stash.get(_RUN, None)
+    function = pyfuncitem.obj
+    if run is None or inspect.iscoroutinefunction(function):
+        yield
+        return
+    pyfuncitem.obj = profiled_function(function, run)
+    try:
+        yield
+    finally:
+        pyfuncitem.obj = function
+
+
+# ---- reports ----------------------------------------------------------------
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(
+    item: pytest.Item, call: pytest.CallInfo[None]
+) -> Generator[None, Any, None]:
+    """Attaches the test's figures to its report; for a profiled test that
+    failed, saves its DHAT file and adds a "dhatc heap profile" section."""
+    outcome = yield
+    if call.when != "call":
+        return
+    run = item.stash.get(_RUN, None)
+    if run is None:
+        return
+    item.stash[_RUN] = None  # the profile goes with the report, not the item
+    report: pytest.TestReport = outcome.get_result()
+    if not run.called:
+        if run.explicit and report.passed:
+            report.outcome = "failed"
+            report.longrepr = not_profiled_message(item.nodeid)
+        return
+    conflict = _profiler_conflict(call, run)
+    if conflict is not None:
+        report.sections.append(("dhatc heap profile", conflict))
+        return
+    if run.profile is None:
+        return
+    # Read by pytest_runtest_logreport, in this process or the xdist controller.
+    report.dhatc_heap = figures_of(run.profile)  # type: ignore[attr-defined]
+    if not report.failed or _is_limit_failure(call):
+        return  # the limit message already names the file
+    # (A failed dhatc.assert_* saved the profile there already, with the
+    # trampoline's frame: this rewrites it without.)
+    run.save()
+    report.sections.append(("dhatc heap profile", failed_test_section(run)))
+
+
+def _profiler_conflict(call: pytest.CallInfo[None], run: HeapRun) -> Optional[str]:
+    """What to do when the test failed because two dhatc profilers met."""
+    excinfo = call.excinfo
+    if excinfo is None or not excinfo.errisinstance(RuntimeError):
+        return None
+    # TODO(plugin): tell this error by its type, dhatc.ProfilerAlreadyRunningError,
+    # once the engine raises it; its text is all there is today.
+    if "a profiler is already running" not in str(excinfo.value):
+        return None
+    if run.profile is None:  # the plugin's profiler could not start
+        return plugin_could_not_start()
+    return test_started_a_profiler()
+
+
+def _is_limit_failure(call: pytest.CallInfo[None]) -> bool:
+    return call.excinfo is not None and call.excinfo.errisinstance(HeapLimitExceeded)
+
+
+class _SessionSummary:
+    """Collects every profiled test's figures (from the reports, so that it
+    works in the xdist controller too) and prints the tests that allocate most.
+    Registered only with --dhatc-profile-all."""
+
+    def __init__(self, settings: _Settings) -> None:
+        self.settings = settings
+        self.results: List[Tuple[str, Dict[str, int]]] = []
+
+    def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
+        figures = getattr(report, "dhatc_heap", None)
+        if report.when == "call" and isinstance(figures, dict):
+            self.results.append((report.nodeid, figures))
+
+    def pytest_terminal_summary(self, terminalreporter: Any, config: pytest.Config) -> None:
+        if hasattr(config, "workerinput"):  # an xdist worker: the controller prints
+            return
+        sort = self.settings.sort
+        results = sorted(self.results, key=lambda r: r[1][sort], reverse=True)
+        shown = results[: max(self.settings.top, 0)]
+        if not results:
+            terminalreporter.write_sep("=", "dhatc: no test was heap-profiled to the end")
+            return
+        terminalreporter.write_sep("=", summary_title(len(shown), len(results), sort))
+        for line in summary_table(shown):
+            terminalreporter.write_line(line)

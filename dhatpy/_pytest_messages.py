@@ -1,0 +1,180 @@
+"""What the plugin says: failure messages, report sections, the session summary.
+
+Texts only: each function takes the results it describes and returns lines.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from typing import Dict, List, Sequence, Tuple
+
+from ._dhat_file import Profile
+from ._pytest_limits import FIGURE, MARKER, NO_PROFILE_MARKER, SUMMARY_COLUMNS, same_moment
+from ._pytest_run import HeapRun
+
+#: Program points listed per exceeded figure in a failure message.
+TOP_PROGRAM_POINTS = 5
+
+
+def amount(value: int, unit: str) -> str:
+    """``1 block``, ``3 blocks``, ``1,033 bytes (1.01 KiB)``."""
+    if unit == "blocks":
+        return f"{value:,} block" + ("" if value == 1 else "s")
+    text = f"{value:,} byte" + ("" if value == 1 else "s")
+    return f"{text} ({_human(value)})" if value >= 1024 else text
+
+
+def _human(value: float) -> str:
+    for unit in ("B", "KiB", "MiB", "GiB"):
+        if value < 1024:
+            return f"{value:.3g} {unit}" if unit != "B" else f"{int(value)} B"
+        value /= 1024
+    return f"{value:.3g} TiB"
+
+
+# ---- a test over its limits -----------------------------------------------------
+
+
+def limit_message(run: HeapRun) -> str:
+    """The failure of a test that exceeded its limits (and did not fail otherwise)."""
+    lines = [f"dhatc: {run.nodeid} exceeded its heap limits:"]
+    lines.extend(describe_exceeded(run))
+    lines.append(saved_line(run))
+    return "\n".join(lines)
+
+
+def failed_test_section(run: HeapRun) -> str:
+    """The "dhatc heap profile" section of a profiled test that failed on its own."""
+    section: List[str] = []
+    if run.exceeded:
+        section += ["The test also exceeded its heap limits:", *describe_exceeded(run)]
+    section.append(saved_line(run).lstrip())
+    return "\n".join(section)
+
+
+def describe_exceeded(run: HeapRun) -> List[str]:
+    """Per exceeded figure: the figure, its value and limit, and where it came from."""
+    assert run.profile is not None
+    lines: List[str] = []
+    for name in run.exceeded:
+        figure = FIGURE[name]
+        actual = getattr(run.profile, name)
+        lines.append(
+            f"  {name}: {amount(actual, figure.unit)} {figure.meaning}, "
+            f"over the limit of {amount(run.limits[name], figure.unit)}"
+        )
+        top = top_sites(run.profile, name)
+        if top:
+            lines.append("    top program points (innermost Python frame):")
+            lines.extend(f"      {line}" for line in top)
+    return lines
+
+
+def saved_line(run: HeapRun) -> str:
+    """Where the test's DHAT file is, and how to look at it."""
+    if run.save_error is not None:
+        return f"  the DHAT file could not be written: {run.save_error}"
+    if not run.saved:
+        return "  (no DHAT file was written)"
+    sorts = list(dict.fromkeys(FIGURE[name].viewer_sort for name in run.exceeded))
+    hint = f"; sort by {' / '.join(repr(s) for s in sorts)}" if sorts else ""
+    return (
+        f"  DHAT file: {run.path}\n"
+        f"  (open it in Valgrind's DHAT viewer, dh_view.html{hint})"
+    )
+
+
+def top_sites(profile: Profile, name: str) -> List[str]:
+    """The program points with most of a figure, grouped by innermost Python
+    frame, each with its bytes and blocks of that figure's moment."""
+    figure = FIGURE[name]
+    bytes_field = same_moment(figure, "bytes").pp_field
+    blocks_field = same_moment(figure, "blocks").pp_field
+    sites: Dict[str, List[int]] = {}
+    for pp in profile.pps:
+        b, k = getattr(pp, bytes_field), getattr(pp, blocks_field)
+        if b == 0 and k == 0:
+            continue
+        site = sites.setdefault(innermost_python_frame(pp.frames), [0, 0])
+        site[0] += b
+        site[1] += k
+    by_blocks = figure.unit == "blocks"
+    ranked = sorted(
+        sites.items(),
+        key=lambda site: (site[1][1], site[1][0]) if by_blocks else (site[1][0], site[1][1]),
+        reverse=True,
+    )[:TOP_PROGRAM_POINTS]
+    amounts = [
+        f"{amount(k, 'blocks')}, {b:,} bytes" if by_blocks else f"{b:,} bytes, {amount(k, 'blocks')}"
+        for _, (b, k) in ranked
+    ]
+    width = max((len(a) for a in amounts), default=0)
+    return [f"{a.ljust(width)}  {where}" for a, (where, _) in zip(amounts, ranked)]
+
+
+_FRAME_RE = re.compile(r"^(?P<name>.*) \((?P<file>.*):(?P<line>\d+|\?)\)$")
+
+
+def innermost_python_frame(frames: Tuple[str, ...]) -> str:
+    """`name (file:line)` of the innermost Python frame, the file relative to the
+    working directory when it is below it."""
+    python = frames[1:]  # frames[0] is the allocator entry (PyObject_Malloc, ...)
+    if not python:
+        return f"[no Python frame] ({frames[0] if frames else '?'})"
+    match = _FRAME_RE.match(python[0])
+    if match is None:
+        return python[0]
+    file = match["file"]
+    try:
+        relative = os.path.relpath(file)
+        if not relative.startswith(".."):
+            file = relative
+    except ValueError:
+        pass
+    return f"{match['name']} ({file}:{match['line']})"
+
+
+# ---- tests the plugin could not measure ----------------------------------------------
+
+
+def not_profiled_message(nodeid: str) -> str:
+    return (
+        f"dhatc: {nodeid} was not heap-profiled: only plain (not async) test "
+        "functions can be, not unittest.TestCase methods or other kinds of items; "
+        f"its {MARKER} limits were not checked"
+    )
+
+
+def plugin_could_not_start() -> str:
+    return (
+        "The dhatc pytest plugin could not profile this test: another dhatc.Profiler "
+        "was already running (only one runs at a time).  Stop it before the test, or "
+        f"mark the test @pytest.mark.{NO_PROFILE_MARKER}."
+    )
+
+
+def test_started_a_profiler() -> str:
+    return (
+        "This test starts a dhatc.Profiler while the dhatc pytest plugin profiles it "
+        "(only one runs at a time).  Mark it "
+        f"@pytest.mark.{NO_PROFILE_MARKER} to keep the plugin away from it."
+    )
+
+
+# ---- the --dhatc-profile-all summary ------------------------------------------------
+
+
+def summary_title(shown: int, profiled: int, sort: str) -> str:
+    return f"dhatc: {shown} of {profiled} profiled tests, most {sort} first"
+
+
+def summary_table(shown: Sequence[Tuple[str, Dict[str, int]]]) -> List[str]:
+    """The figures of each test (node id, figures), one line each, under a header."""
+    headers = [f.column for f in SUMMARY_COLUMNS]
+    cells = [[f"{figures[f.name]:,}" for f in SUMMARY_COLUMNS] for _, figures in shown]
+    widths = [max([len(h)] + [len(row[i]) for row in cells]) for i, h in enumerate(headers)]
+    lines = ["  ".join(h.rjust(w) for h, w in zip(headers, widths)) + "  test"]
+    for (nodeid, _), row in zip(shown, cells):
+        lines.append("  ".join(c.rjust(w) for c, w in zip(row, widths)) + f"  {nodeid}")
+    return lines
