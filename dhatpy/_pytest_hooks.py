@@ -69,7 +69,7 @@ from ._pytest_messages import (
     summary_title,
     test_started_a_profiler,
 )
-from ._pytest_run import HeapRun
+from ._pytest_run import HeapRun, directory_problem, make_directory
 
 __all__ = ["FIXTURE", "dhatc_heap"]
 
@@ -179,12 +179,25 @@ def pytest_configure(config: pytest.Config) -> None:
 
 
 def _directory(config: pytest.Config) -> Path:
+    """Where DHAT files go.  One the user named must be usable: a bad one is a
+    usage error now rather than an error in every test that needs it."""
     option: Optional[str] = config.getoption("--dhatc-dir")
-    if option:
-        return (config.invocation_params.dir / option).resolve()
     ini: Optional[str] = config.getini("dhatc_dir")
-    base = config.inipath.parent if config.inipath is not None else config.rootpath
-    return (base / ini).resolve() if ini else (config.rootpath / ".dhatc").resolve()
+    if option:
+        directory = (config.invocation_params.dir / option).resolve()
+        where = f"--dhatc-dir {option}"
+    elif ini:
+        base = config.inipath.parent if config.inipath is not None else config.rootpath
+        directory = (base / ini).resolve()
+        where = f"the dhatc_dir ini option ({ini})"
+    else:  # the default, used only if a test fails or uses the fixture
+        return (config.rootpath / ".dhatc").resolve()
+    problem = directory_problem(directory)
+    if problem is not None:
+        raise pytest.UsageError(
+            f"dhatc: {where}: {problem}; name a directory the DHAT files can be written to"
+        )
+    return directory
 
 
 # ---- which tests are profiled, with which limits ----------------------------
@@ -247,7 +260,10 @@ def dhatc_heap(request: pytest.FixtureRequest) -> Profiler:
             pytrace=False,
         )
     # A failing dhatc.assert_* saves the profile there while the test runs.
-    run.path.parent.mkdir(parents=True, exist_ok=True)
+    problem = make_directory(run.path.parent)
+    if problem is not None:
+        pytest.fail(f"dhatc: {problem}; set --dhatc-dir to a directory dhatc can write to",
+                    pytrace=False)
     return run.profiler
 
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
+import os
 import re
 from pathlib import Path
 from typing import Dict, List, Optional
@@ -118,3 +119,27 @@ def file_name(nodeid: str) -> str:
     if not unique:
         name += "-" + hashlib.sha1(nodeid.encode("utf-8")).hexdigest()[:8]
     return name + ".json"
+
+
+def directory_problem(directory: Path) -> Optional[str]:
+    """Why DHAT files could not be written in `directory` (created when first
+    needed), or None.  Checked without creating anything."""
+    existing = directory
+    while not os.path.lexists(existing) and existing != existing.parent:
+        existing = existing.parent
+    if not existing.is_dir():
+        return f"{existing} is not a directory"
+    if not os.access(existing, os.W_OK | os.X_OK):
+        if existing == directory:
+            return f"{directory} is not writable"
+        return f"{directory} cannot be created: {existing} is not writable"
+    return None
+
+
+def make_directory(directory: Path) -> Optional[str]:
+    """Creates `directory` if needed; why it could not be, or None."""
+    try:
+        directory.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        return f"cannot create the directory {directory} ({e.strerror or e})"
+    return None

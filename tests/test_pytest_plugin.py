@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 from pathlib import Path
 from typing import List
 
@@ -823,6 +824,88 @@ def test_dhatc_dir_sets_where_files_go(inner: Inner, how: str) -> None:
         f"test_dir.py__TestK__test_it[a_b_c]-{short_hash('test_dir.py::TestK::test_it[a b/c]')}.json"
     ]
     assert not (inner.path / ".dhatc").exists()
+
+
+USES_THE_DIRECTORY = """
+import pytest
+
+def test_fixture(dhatc_heap):
+    pass
+
+@pytest.mark.limit_heap(total_blocks=0)
+def test_over():
+    bytes(100)
+"""
+
+
+@pytest.mark.parametrize(
+    "how, given, problem",
+    [
+        ("option", "/dev/null/x", "/dev/null is not a directory"),
+        ("option", "a_file", "{path}/a_file is not a directory"),
+        ("option", "a_file/sub", "{path}/a_file is not a directory"),
+        # Not writable, even by root.
+        ("option", "/proc/self/x", "/proc/*/x cannot be created: /proc/* is not writable"),
+        ("ini", "a_file/sub", "{path}/a_file is not a directory"),
+    ],
+)
+def test_a_directory_that_cannot_hold_files_is_a_usage_error(
+    inner: Inner, given: str, problem: str, how: str
+) -> None:
+    # Before: tests using the fixture errored at setup with a NotADirectoryError
+    # traceback from the fixture, and the others ran on.
+    (inner.path / "a_file").write_text("not a directory\n")
+    inner.makepyfile(test_dir=USES_THE_DIRECTORY)
+    if how == "ini":
+        inner.makeini(f"[pytest]\ndhatc_dir = {given}\n")
+        where = f"the dhatc_dir ini option ({given})"
+        result = inner.run()
+    else:
+        where = f"--dhatc-dir {given}"
+        result = inner.run("--dhatc-dir", given)
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    result.stderr.fnmatch_lines(
+        [f"ERROR: dhatc: {where}: {problem.format(path=inner.path)}; name a directory "
+         "the DHAT files can be written to"]
+    )
+    assert "Traceback" not in result.stderr.str() + result.stdout.str()
+    assert (inner.path / "a_file").read_text() == "not a directory\n"
+
+
+def test_an_unwritable_directory_is_a_usage_error(inner: Inner) -> None:
+    if os.geteuid() == 0:
+        pytest.skip("root may write in a directory without write permission")
+    locked = inner.path / "locked"
+    locked.mkdir(mode=0o555)
+    inner.makepyfile(test_dir=USES_THE_DIRECTORY)
+    for given, problem in [
+        ("locked", f"{locked} is not writable"),
+        ("locked/sub", f"{locked}/sub cannot be created: {locked} is not writable"),
+    ]:
+        result = inner.run("--dhatc-dir", given)
+        assert result.ret == pytest.ExitCode.USAGE_ERROR
+        result.stderr.fnmatch_lines([f"ERROR: dhatc: --dhatc-dir {given}: {problem}; *"])
+
+
+def test_a_default_directory_that_cannot_be_made_fails_only_the_tests_that_need_it(
+    inner: Inner,
+) -> None:
+    # The default (.dhatc) is not checked up front: a session that never
+    # needs it must run wherever it is started.
+    (inner.path / ".dhatc").write_text("a file where the directory would go\n")
+    inner.makepyfile(test_dir=USES_THE_DIRECTORY + "\ndef test_plain():\n    bytes(100)\n")
+    result = inner.run("-rA")
+    result.assert_outcomes(passed=1, failed=1, errors=1)
+    result.stdout.fnmatch_lines_random(
+        [
+            f"dhatc: cannot create the directory {inner.path}/.dhatc (File exists); "
+            "set --dhatc-dir to a directory dhatc can write to",
+            "ERROR test_dir.py::test_fixture - Failed: dhatc: cannot create the directory *",
+            "  the DHAT file could not be written: *",
+            "PASSED test_dir.py::test_plain",
+        ]
+    )
+    assert "Traceback" not in result.stdout.str()
 
 
 # ---- default limits, opting out ---------------------------------------------------------
