@@ -7,6 +7,12 @@ trampoline is generated for the test's keyword names: a call with constant
 keyword names builds no dict and no tuple.  Its frame is the root of every
 stack (the frame that started the profiler); :func:`without_trampoline`
 removes it again, so that stacks end at the test.
+
+A coroutine's trampoline (:func:`coroutine_trampoline`) is a coroutine: it
+creates the test's coroutine first, then starts the profiler and awaits it,
+so the profile runs from the test coroutine's first step to its return.  Its
+frame is the root of the stacks of everything that runs under the test's
+coroutine (the coroutine's frame lives as long as it does).
 """
 
 from __future__ import annotations
@@ -14,7 +20,8 @@ from __future__ import annotations
 import dataclasses
 import functools
 import keyword
-from typing import Any, Callable, Dict, List, Optional, Tuple
+import types
+from typing import Any, Awaitable, Callable, Dict, List, Optional, Tuple
 
 from ._dhat_file import Profile, ProgramPoint
 from ._profiler import Profiler
@@ -67,6 +74,70 @@ def zero_allocation_call(
     # first time: without a spare frame each would allocate one in the profile.
     give_spare_frames(function, Profiler.stop)
     return _trampoline_factory(names)(function, profiler.start, profiler.stop, *kwargs.values())
+
+
+@functools.lru_cache(maxsize=None)
+def _coroutine_trampoline_factory() -> Callable[..., Callable[..., Awaitable[Any]]]:
+    source = (
+        "def make(_function, _start, _stop, _begin, _warm_ups):\n"
+        "    async def call_test(*args, **kwargs):\n"
+        "        for _ in range(_warm_ups):\n"
+        "            await _function(*args, **kwargs)\n"
+        "        _coroutine = _function(*args, **kwargs)\n"
+        "        _begin()\n"
+        "        _start()\n"
+        "        try:\n"
+        "            return await _coroutine\n"
+        "        finally:\n"
+        "            _stop()\n"
+        "    return call_test\n"
+    )
+    namespace: Dict[str, Any] = {}
+    exec(compile(source, TRAMPOLINE_FILE, "exec"), namespace)
+    return namespace["make"]  # type: ignore[no-any-return]
+
+
+def coroutine_trampoline(
+    function: Callable[..., Awaitable[Any]],
+    profiler: Profiler,
+    begin: Callable[[], None],
+    warm_ups: int = 0,
+) -> Callable[..., Awaitable[Any]]:
+    """A coroutine function standing for the coroutine function `function`:
+    its coroutine awaits `function(*args, **kwargs)` `warm_ups` times, then
+    calls `begin`, starts `profiler` and awaits the coroutine of one more call,
+    and stops `profiler` when that coroutine returns or raises.
+
+    Creating the coroutine allocates, before the start; awaiting it and its
+    return (None) allocate nothing.  It looks like `function` (name, module,
+    docstring), so the runner of async tests treats it as the test.
+    """
+    give_spare_frames(Profiler.stop)  # 3.9/3.10: see zero_allocation_call
+    call_test = _coroutine_trampoline_factory()(
+        function, profiler.start, profiler.stop, begin, warm_ups
+    )
+    return functools.wraps(function)(call_test)
+
+
+def bound_like(method: Any, call: Callable[[], Any], is_async: bool) -> Any:
+    """A method bound to `method`'s instance and named as `method` (so that its
+    repr is the same, in unittest's warnings), whose call is ``call()``: a
+    coroutine function's when `is_async`."""
+    function = getattr(method, "__func__", method)
+
+    async def unbound_async(self: Any) -> Any:
+        return await call()
+
+    def unbound_sync(self: Any) -> Any:
+        return call()
+
+    unbound: Callable[[Any], Any] = unbound_async if is_async else unbound_sync
+    for name in ("__module__", "__name__", "__qualname__", "__doc__"):
+        try:
+            setattr(unbound, name, getattr(function, name))
+        except (AttributeError, TypeError):
+            pass
+    return types.MethodType(unbound, getattr(method, "__self__", None))
 
 
 def without_trampoline(profile: Optional[Profile]) -> Optional[Profile]:

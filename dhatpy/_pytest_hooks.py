@@ -49,7 +49,7 @@ from typing import Any, Dict, Generator, List, Optional, Tuple
 import pytest
 
 from ._profiler import Profiler
-from ._pytest_kinds import profiled_function
+from ._pytest_kinds import Kind, kind_of, measured_runtest, profiled_function
 from ._pytest_limits import (
     LIMIT_FIELDS,
     MARKER,
@@ -62,8 +62,12 @@ from ._pytest_limits import (
     parse_limit_option,
 )
 from ._pytest_messages import (
+    NOT_PROFILED_DOCTEST,
+    NOT_PROFILED_MARKED,
     failed_test_section,
-    not_profiled_message,
+    not_called_message,
+    not_measurable_message,
+    not_profiled_line,
     plugin_could_not_start,
     summary_table,
     summary_title,
@@ -76,6 +80,9 @@ __all__ = ["FIXTURE", "dhatc_heap"]
 FIXTURE = "dhatc_heap"
 
 _RUN = pytest.StashKey[Optional[HeapRun]]()
+_KIND = pytest.StashKey[Kind]()
+# Why a test was not profiled when profiling was asked for (see not_profiled_line).
+_NOT_PROFILED = pytest.StashKey[Optional[str]]()
 
 
 @dataclasses.dataclass
@@ -174,7 +181,7 @@ def pytest_configure(config: pytest.Config) -> None:
         sort=config.getoption("--dhatc-sort"),
         default_limits=default_limits,
     )
-    if settings.profile_all:
+    if settings.profile_all or settings.default_limits:
         config.pluginmanager.register(_SessionSummary(settings), "dhatc-session-summary")
 
 
@@ -208,7 +215,10 @@ def pytest_runtest_setup(item: pytest.Item) -> None:
     """Decides whether the test is profiled and checks its limits, before any
     fixture runs (the dhatc_heap fixture needs the profiler)."""
     item.stash[_RUN] = None
+    item.stash[_NOT_PROFILED] = None
     settings = item.config.stash[_SETTINGS]
+    kind = item.stash[_KIND] = kind_of(item)
+    asked_for_all = settings.profile_all or bool(settings.default_limits)
     markers = limit_markers(item)
     wants_fixture = FIXTURE in getattr(item, "fixturenames", ())
     if item.get_closest_marker(NO_PROFILE_MARKER) is not None:
@@ -219,13 +229,30 @@ def pytest_runtest_setup(item: pytest.Item) -> None:
                 "remove one of them",
                 pytrace=False,
             )
+        if asked_for_all:
+            item.stash[_NOT_PROFILED] = NOT_PROFILED_MARKED
         return
-    explicit = bool(markers) or wants_fixture or bool(settings.default_limits)
+    explicit = bool(markers) or wants_fixture
+    if kind is Kind.DOCTEST:  # measured as a whole, by --dhatc-profile-all only
+        if not settings.profile_all:
+            if settings.default_limits:
+                item.stash[_NOT_PROFILED] = NOT_PROFILED_DOCTEST
+            return
+        limits_from: Dict[str, int] = {}
+    elif kind is Kind.OTHER:
+        if not explicit:  # a marked one runs, and fails as not profiled
+            if asked_for_all:
+                item.stash[_NOT_PROFILED] = type(item).__name__
+            return
+        limits_from = settings.default_limits
+    else:
+        explicit = explicit or bool(settings.default_limits)
+        limits_from = settings.default_limits
     if not explicit and not settings.profile_all:
         return
     problem: Optional[str] = None
     try:
-        limits = limits_of(markers, settings.default_limits)
+        limits = limits_of(markers, limits_from)
     except LimitError as e:
         problem = str(e)
     if problem is not None:  # (outside the except: no chained traceback)
@@ -272,17 +299,32 @@ def dhatc_heap(request: pytest.FixtureRequest) -> Profiler:
 
 @pytest.hookimpl(hookwrapper=True)
 def pytest_pyfunc_call(pyfuncitem: pytest.Function) -> Generator[None, Any, None]:
-    """Swaps the test function for one that profiles exactly its call."""
+    """A test function: swaps it for one that profiles exactly its call."""
     run = pyfuncitem.stash.get(_RUN, None)
-    function = pyfuncitem.obj
-    if run is None or inspect.iscoroutinefunction(function):
+    if run is None or pyfuncitem.stash.get(_KIND, None) is not Kind.FUNCTION:
         yield
         return
+    function = pyfuncitem.obj
     pyfuncitem.obj = profiled_function(function, run)
     try:
         yield
     finally:
         pyfuncitem.obj = function
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_call(item: pytest.Item) -> Generator[None, Any, None]:
+    """The other kinds: the item's runtest with the profiled call in place."""
+    run = item.stash.get(_RUN, None)
+    kind = item.stash.get(_KIND, None)
+    if run is None or kind not in (Kind.COROUTINE, Kind.UNITTEST, Kind.DOCTEST):
+        yield
+        return
+    item.runtest = measured_runtest(item, kind, run)  # type: ignore[method-assign]
+    try:
+        yield
+    finally:
+        vars(item).pop("runtest", None)
 
 
 # ---- reports ----------------------------------------------------------------
@@ -295,17 +337,29 @@ def pytest_runtest_makereport(
     """Attaches the test's figures to its report; for a profiled test that
     failed, saves its DHAT file and adds a "dhatc heap profile" section."""
     outcome = yield
+    if call.when == "setup":
+        reason = item.stash.get(_NOT_PROFILED, None)
+        if reason is not None:  # read by _SessionSummary, here or in the xdist controller
+            outcome.get_result().dhatc_not_profiled = reason
+        return
     if call.when != "call":
         return
     run = item.stash.get(_RUN, None)
     if run is None:
         return
+    if run.called and not run.finished:
+        return  # a report made while the test runs: a subtest's (pytest 9, unittest)
     item.stash[_RUN] = None  # the profile goes with the report, not the item
     report: pytest.TestReport = outcome.get_result()
     if not run.called:
         if run.explicit and report.passed:
             report.outcome = "failed"
-            report.longrepr = not_profiled_message(item.nodeid)
+            kind = item.stash.get(_KIND, Kind.OTHER)
+            report.longrepr = (
+                not_measurable_message(item.nodeid, type(item).__name__)
+                if kind is Kind.OTHER
+                else not_called_message(item.nodeid)
+            )
         return
     conflict = _profiler_conflict(call, run)
     if conflict is not None:
@@ -342,22 +396,35 @@ def _is_limit_failure(call: pytest.CallInfo[None]) -> bool:
 
 
 class _SessionSummary:
-    """Collects every profiled test's figures (from the reports, so that it
-    works in the xdist controller too) and prints the tests that allocate most.
-    Registered only with --dhatc-profile-all."""
+    """Collects every profiled test's figures, and why tests were not
+    profiled, from the reports (so that it works in the xdist controller too),
+    and prints the tests that allocate most (--dhatc-profile-all) and how many
+    were not profiled.  Registered with --dhatc-profile-all or default limits."""
 
     def __init__(self, settings: _Settings) -> None:
         self.settings = settings
         self.results: List[Tuple[str, Dict[str, int]]] = []
+        self.not_profiled: Dict[str, int] = {}
 
     def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
         figures = getattr(report, "dhatc_heap", None)
         if report.when == "call" and isinstance(figures, dict):
             self.results.append((report.nodeid, figures))
+        reason = getattr(report, "dhatc_not_profiled", None)
+        if report.when == "setup" and isinstance(reason, str):
+            self.not_profiled[reason] = self.not_profiled.get(reason, 0) + 1
 
     def pytest_terminal_summary(self, terminalreporter: Any, config: pytest.Config) -> None:
         if hasattr(config, "workerinput"):  # an xdist worker: the controller prints
             return
+        if self.settings.profile_all:
+            self._print_table(terminalreporter)
+        if self.not_profiled:
+            if not self.settings.profile_all:
+                terminalreporter.write_sep("=", "dhatc")
+            terminalreporter.write_line(not_profiled_line(self.not_profiled))
+
+    def _print_table(self, terminalreporter: Any) -> None:
         sort = self.settings.sort
         results = sorted(self.results, key=lambda r: r[1][sort], reverse=True)
         shown = results[: max(self.settings.top, 0)]

@@ -138,12 +138,47 @@ def innermost_python_frame(frames: Tuple[str, ...]) -> str:
 # ---- tests the plugin could not measure ----------------------------------------------
 
 
-def not_profiled_message(nodeid: str) -> str:
+def not_measurable_message(nodeid: str, item_type: str) -> str:
+    """The failure of a test of a kind dhatc cannot measure that asked for limits."""
     return (
-        f"dhatc: {nodeid} was not heap-profiled: only plain (not async) test "
-        "functions can be, not unittest.TestCase methods or other kinds of items; "
+        f"dhatc: {nodeid} was not heap-profiled: dhatc measures test functions (plain or "
+        f"async), unittest.TestCase methods and doctests, not {item_type} items; "
         f"its {MARKER} limits were not checked"
     )
+
+
+def not_called_message(nodeid: str) -> str:
+    """The failure of a test whose runner never made the call dhatc measures."""
+    return (
+        f"dhatc: {nodeid} was not heap-profiled: it passed without calling the test the "
+        f"way dhatc measures it (a plugin ran it in its own way); its {MARKER} limits were "
+        "not checked"
+    )
+
+
+#: Why a test was not profiled, as the session summary says it (for the
+#: reasons that are not an item type).
+NOT_PROFILED_MARKED = "marked"
+NOT_PROFILED_DOCTEST = "doctest"
+
+
+def not_profiled_line(reasons: Dict[str, int]) -> str:
+    """One line: how many tests were not profiled, and why.  `reasons` counts
+    tests by NOT_PROFILED_* or by the type of item dhatc cannot measure."""
+    parts: List[str] = []
+    kinds = {r: n for r, n in reasons.items() if r not in (NOT_PROFILED_MARKED, NOT_PROFILED_DOCTEST)}
+    if kinds:
+        names = ", ".join(sorted(kinds))
+        parts.append(f"{sum(kinds.values())} of a kind dhatc does not measure ({names})")
+    if reasons.get(NOT_PROFILED_DOCTEST):
+        parts.append(
+            f"{reasons[NOT_PROFILED_DOCTEST]} doctest{'s' if reasons[NOT_PROFILED_DOCTEST] != 1 else ''}"
+            " (--dhatc-limit does not apply to doctests; --dhatc-profile-all measures them)"
+        )
+    if reasons.get(NOT_PROFILED_MARKED):
+        parts.append(f"{reasons[NOT_PROFILED_MARKED]} marked {NO_PROFILE_MARKER}")
+    total = sum(reasons.values())
+    return f"dhatc: {total} test{'s' if total != 1 else ''} not profiled: {', '.join(parts)}"
 
 
 def plugin_could_not_start() -> str:

@@ -35,7 +35,10 @@ class HeapRun:
     path: Path  # where the DHAT file goes if the test fails
     limits: Dict[str, int]
     explicit: bool  # asked for by a marker, the fixture or a default limit
+    repeat: int = 1  # runs of the test body; the last one is measured
     called: bool = False  # the zero-allocation call path ran
+    raised: bool = False  # the measured call raised (for kinds that do not say otherwise)
+    finished: bool = False
     profile: Optional[Profile] = None
     saved: bool = False  # the DHAT file was written to `path`
     save_error: Optional[str] = None  # why it could not be
@@ -78,7 +81,10 @@ class HeapRun:
     def finish(self) -> None:
         """Called once the profiled call is over (it stops the profiler
         itself; this covers a start that failed): takes the profile and
-        checks it against the limits."""
+        checks it against the limits.  Once."""
+        if self.finished or not self.called:
+            return
+        self.finished = True
         self.profiler.stop()
         self.profile = without_trampoline(self.profiler.profile)
         if self.profile is not None:

@@ -23,6 +23,7 @@ if SUPPORTED:
         pytest_addoption,
         pytest_configure,
         pytest_pyfunc_call,
+        pytest_runtest_call,
         pytest_runtest_makereport,
         pytest_runtest_setup,
     )

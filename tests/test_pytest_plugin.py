@@ -11,55 +11,15 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-from pathlib import Path
-from typing import List
 
 import pytest
 
 import dh_viewer
 from dhatc._pytest_limits import LimitError, parse_size
 from dhatc._pytest_run import file_name
+from plugin_sessions import Inner, dhat_files, inner, line_of, lines  # noqa: F401 (fixture)
 
 TRAMPOLINE_FILE = "<dhatc pytest plugin>"
-
-
-class Inner:
-    """Inner pytest sessions in a directory of their own (pytester's), each
-    run in a fresh interpreter with dhatc's plugin loaded as users get it."""
-
-    def __init__(self, pytester: pytest.Pytester) -> None:
-        self.pytester = pytester
-        self.path: Path = pytester.path
-
-    def makepyfile(self, *args: str, **modules: str) -> Path:
-        return self.pytester.makepyfile(*args, **modules)
-
-    def makeconftest(self, source: str) -> Path:
-        return self.pytester.makeconftest(source)
-
-    def makeini(self, source: str) -> Path:
-        return self.pytester.makeini(source)
-
-    def run(self, *args: str) -> pytest.RunResult:
-        return self.pytester.runpytest_subprocess("-p", "no:cacheprovider", *args)
-
-    def dhat_files(self, directory: str = ".dhatc") -> List[str]:
-        """The DHAT files the sessions left in `directory`, sorted."""
-        return dhat_files(self.path / directory)
-
-
-@pytest.fixture
-def inner(pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch) -> Inner:
-    monkeypatch.delenv("PYTHONMALLOC", raising=False)  # figures of the plain allocator
-    return Inner(pytester)
-
-
-def lines(result: pytest.RunResult) -> List[str]:
-    return result.stdout.str().splitlines()
-
-
-def dhat_files(directory: Path) -> List[str]:
-    return sorted(p.name for p in directory.glob("*.json")) if directory.exists() else []
 
 
 def short_hash(nodeid: str) -> str:
@@ -345,10 +305,6 @@ def test_leaky():
     churn()  # CALL-CHURN
     leak(5000)  # CALL-LEAK
 """
-
-
-def line_of(source: str, marker: str) -> int:
-    return next(n for n, text in enumerate(source.splitlines(), 1) if text.endswith(f"# {marker}"))
 
 
 def test_failure_message_names_each_figure_its_top_program_points_and_the_file(
@@ -735,26 +691,6 @@ def test_a_file_from_an_earlier_failure_goes_when_the_test_passes(inner: Inner) 
     test_file.write_text(test_file.read_text().replace("bytes(100)", "pass"))
     inner.run().assert_outcomes(passed=1)
     assert inner.dhat_files() == []
-
-
-def test_unittest_methods_with_limits_fail_rather_than_pass_unchecked(inner: Inner) -> None:
-    inner.makepyfile(
-        test_unit="""
-        import unittest
-        import pytest
-
-        class TestU(unittest.TestCase):
-            @pytest.mark.limit_heap(total_blocks=0)
-            def test_u(self):
-                bytes(100)
-        """
-    )
-    result = inner.run()
-    result.assert_outcomes(failed=1)
-    result.stdout.fnmatch_lines(
-        ["dhatc: test_unit.py::TestU::test_u was not heap-profiled: only plain (not async) test "
-         "functions can be, *; its limit_heap limits were not checked"]
-    )
 
 
 # ---- where files go ------------------------------------------------------------------
