@@ -24,10 +24,11 @@ to a test unless asked to:
 * ``@pytest.mark.no_heap_profile`` keeps a test out of all of this (needed by
   tests that start a dhatc.Profiler themselves: one runs at a time).
 
-What is measured is the call of the test function and nothing else: the
-profiler starts just before the function's first line runs and stops as soon
-as it returns or raises.  Fixture setup and teardown and pytest's own work are
-outside.  By default only blocks allocated by the test's thread count
+What is measured is the test's own call and nothing else: for a test
+function, the profiler starts just before its first line runs and stops as
+soon as it returns or raises; unittest.TestCase methods, async tests and
+doctests are measured as :mod:`._pytest_kinds` says.  Fixture setup and
+teardown and pytest's own work are outside.  By default only blocks allocated by the test's thread count
 (``--dhatc-all-threads`` counts every thread's).  Every profiled test that fails
 leaves a DHAT file named after its node id in ``--dhatc-dir`` (default
 ``.dhatc`` in the rootdir), to open in Valgrind's DHAT viewer.

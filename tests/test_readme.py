@@ -64,3 +64,15 @@ def test_plugin_example_fails_as_shown(tmp_path):
         assert line in proc.stdout
         assert line in README
     assert (tmp_path / ".dhatc" / "test_cache.py__test_lookup_does_not_leak.json").is_file()
+
+
+@needs_311
+def test_kinds_of_tests_example_passes(tmp_path):
+    pytest.importorskip("pytest_asyncio")
+    (tmp_path / "test_kinds.py").write_text(example("test_kinds.py"))
+    proc = run(["-m", "pytest", "-q", "-p", "no:cacheprovider", "-o",
+                "asyncio_default_fixture_loop_scope=function", "--dhatc-profile-all",
+                "test_kinds.py"], tmp_path)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert "3 passed" in proc.stdout
+    assert "dhatc: 3 of 3 profiled tests, most total_bytes first" in proc.stdout
