@@ -13,7 +13,7 @@
 """
 
 from ._dhat_file import Profile, ProgramPoint
-from ._engine import AdHocStats, HeapStats, ad_hoc_event
+from ._engine import AdHocStats, HeapStats, ProfilerAlreadyRunningError, ad_hoc_event
 from ._profiler import Profiler
 from ._testing import assert_, assert_eq, assert_ne
 
@@ -22,6 +22,7 @@ __all__ = [
     "HeapStats",
     "Profile",
     "Profiler",
+    "ProfilerAlreadyRunningError",
     "ProgramPoint",
     "ad_hoc_event",
     "assert_",

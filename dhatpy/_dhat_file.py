@@ -67,6 +67,12 @@ class Profile:
     cmd: str = ""
     pid: int = 0
     pps: List[ProgramPoint] = field(default_factory=list)
+    #: The time unit, its million and the short-lived threshold, for a profile
+    #: that did not come from dhatc's clock (a merge of Valgrind's or the Rust
+    #: crate's files keeps theirs); None: dhatc's own.
+    time_unit: Optional[str] = None
+    time_unit_million: Optional[str] = None
+    short_lived_threshold: Optional[int] = None
 
     @property
     def is_heap(self) -> bool:
@@ -160,11 +166,14 @@ def write_json(profile: Profile, out: TextIO) -> None:
         "bkacc": False,  # block accesses never recorded
     }
     if heap:
-        header.update(tu=TIME_UNIT, Mtu=TIME_UNIT_MILLION)
+        header.update(tu=profile.time_unit or TIME_UNIT,
+                      Mtu=profile.time_unit_million or TIME_UNIT_MILLION)
     else:  # units of the events' weights; the clock counts events
-        header.update(bu="unit", bsu="units", bksu="events", tu="events", Mtu="Mevents")
+        header.update(bu="unit", bsu="units", bksu="events", tu=profile.time_unit or "events",
+                      Mtu=profile.time_unit_million or "Mevents")
     if heap:
-        header["tuth"] = SHORT_LIVED_THRESHOLD
+        header["tuth"] = (SHORT_LIVED_THRESHOLD if profile.short_lived_threshold is None
+                          else profile.short_lived_threshold)
     header.update(cmd=profile.cmd, pid=profile.pid)
     if heap:
         header["tg"] = profile.time_of_peak  # time of the global peak

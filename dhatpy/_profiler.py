@@ -146,7 +146,9 @@ class Profiler:
                 "dhatc: this Profiler has already been started; create a new Profiler"
             )
         if running_profiler() is not None:
-            raise RuntimeError("dhat: creating a profiler while a profiler is already running")
+            raise _engine.ProfilerAlreadyRunningError(
+                "dhat: creating a profiler while a profiler is already running"
+            )
         if self.mode == "heap" and not self.testing:
             _note_native_tracking()  # before start: printing allocates
         if self.mode == "heap":
@@ -191,6 +193,7 @@ class Profiler:
         data = _engine.stop()
         self._forget()
         self.profile = self._profile_from(data)
+        _engine.release()  # only now: until the profile exists, stop() can build it again
         for line in _dhat_file.warning_lines(self.profile):
             _dhat_file.eprint(line)
         if not self.testing:
@@ -229,6 +232,7 @@ class Profiler:
         _engine.set_asserted(True)  # HeapStats/AdHocStats.get now raise
         self._phase = "asserted"
         self.profile = self._profile_from(data)
+        _engine.release()
         self._report()
 
     def _profile_from(self, data: Dict[str, Any]) -> Profile:

@@ -59,7 +59,8 @@ def test_second_profiler_is_refused(run_python):
         expect_status=1,
     )
     assert proc.stdout.strip() == "dhat: creating a profiler while a profiler is already running"
-    assert "RuntimeError: dhat: creating a profiler while a profiler is already running" in proc.stderr
+    # A RuntimeError (caught above as one), of its own class so callers can tell it apart.
+    assert "dhatc.ProfilerAlreadyRunningError: dhat: creating a profiler while a profiler is already running" in proc.stderr
 
 
 def test_a_profiler_starts_once(run_python):
@@ -157,3 +158,40 @@ def test_huge_trim_backtraces_keeps_every_frame_like_none(run_python, tmp_path):
         pp = next(pp for pp in data["pps"] if pp["tb"] == 100 + slot)
         lengths.append(len(pp["fs"]))
     assert lengths == [1 + 512, 1 + 512]
+
+
+def test_already_running_is_one_class_from_c_and_python(run_python):
+    # Python refuses a second Profiler; the engine refuses a second start: same class.
+    proc = run_python(
+        """
+        import dhatc, dhatc._engine as engine
+        with dhatc.Profiler(testing=True):
+            for attempt in (dhatc.Profiler(testing=True).start, lambda: engine.start(1, 10, 0)):
+                try:
+                    attempt()
+                except dhatc.ProfilerAlreadyRunningError as e:
+                    print(type(e) is engine.ProfilerAlreadyRunningError, isinstance(e, RuntimeError))
+        """
+    )
+    assert proc.stdout.split() == ["True", "True", "True", "True"]
+
+
+def test_engine_keeps_a_stopped_profile_until_released(run_python):
+    # Until the Python profile is built, stop() hands the same data out again.
+    proc = run_python(
+        """
+        import dhatc._engine as engine
+        engine.start(1, 10, 0)
+        x = [bytes(100) for _ in range(10)]
+        first = engine.stop()
+        again = engine.stop()
+        print(engine.has_uncollected(), first == again, len(first["pps"]) > 0)
+        engine.release()
+        print(engine.has_uncollected())
+        try:
+            engine.stop()
+        except RuntimeError as e:
+            print(e)
+        """
+    )
+    assert proc.stdout.splitlines() == ["True True True", "False", "dhatc: no profile is running"]

@@ -914,7 +914,7 @@ def test_a_test_with_its_own_profiler_is_told_to_opt_out(inner: Inner) -> None:
     result.assert_outcomes(failed=1)
     result.stdout.fnmatch_lines(
         [
-            "E*RuntimeError: dhat: creating a profiler while a profiler is already running",
+            "E*ProfilerAlreadyRunningError: dhat: creating a profiler while a profiler is already running",
             "*- dhatc heap profile -*",
             "This test starts a dhatc.Profiler while the dhatc pytest plugin profiles it (only one "
             "runs at a time).  Mark it @pytest.mark.no_heap_profile to keep the plugin away from it.",

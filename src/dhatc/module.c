@@ -9,6 +9,8 @@
 #include "frames.h"
 #include "guard.h"
 #include "hooks.h"
+#include "layout.h"
+#include "linetable.h"
 #include "native.h"
 #include "profile.h"
 #include "stats_types.h"
@@ -31,6 +33,13 @@ static struct {
     int hooks_lost;
 } uncollected;
 
+/* Raised, by this module and by the Python half alike, when a profile is
+ * asked for while one runs: callers tell it apart by type, not by text. */
+static PyObject *ProfilerAlreadyRunningError;
+
+/* Offsets start() checks instead of the interpreter's own (tests only). */
+static PyObject *test_layout;
+
 static PyObject *engine_start(PyObject *module, PyObject *args)
 {
     (void)module;
@@ -45,8 +54,14 @@ static PyObject *engine_start(PyObject *module, PyObject *args)
     }
     if (dhatc_phase != DHATC_PHASE_IDLE || dhatc_profile_running() != DHATC_MODE_NONE ||
         uncollected.pending) {
-        PyErr_SetString(PyExc_RuntimeError,
+        PyErr_SetString(ProfilerAlreadyRunningError,
                         "dhat: creating a profiler while a profiler is already running");
+        return NULL;
+    }
+    /* Checked at every start, cheaply: a mismatch must never become a crash
+     * or garbage frames inside an allocator hook. */
+    if (dhatc_layout_check(test_layout == NULL ? NULL : PyBytes_AS_STRING(test_layout),
+                           test_layout == NULL ? 0 : (size_t)PyBytes_GET_SIZE(test_layout)) < 0) {
         return NULL;
     }
     __atomic_store_n(&dhatc_frames_limit,
@@ -180,12 +195,21 @@ static PyObject *engine_stop(PyObject *module, PyObject *unused)
                                ULL(dhatc_profile_time_of_end()), "dropped",
                                ULL(dhatc_profile_dropped()), "pps", pps, "hooks_lost", lost);
     }
-    if (result == NULL) {
-        return NULL; /* MemoryError; the results stay for the next stop() */
-    }
-    uncollected.pending = false;
-    release_profile();
+    /* The results stay in the engine until release(): if building the
+     * Python profile from them fails (MemoryError, KeyboardInterrupt, a bad
+     * sys.argv), stop() returns them again. */
     return result;
+}
+
+static PyObject *engine_release(PyObject *module, PyObject *unused)
+{
+    (void)module;
+    (void)unused;
+    if (uncollected.pending) {
+        uncollected.pending = false;
+        release_profile();
+    }
+    Py_RETURN_NONE;
 }
 
 static PyObject *engine_has_uncollected(PyObject *module, PyObject *unused)
@@ -297,18 +321,91 @@ static PyObject *engine_native_tracking(PyObject *module, PyObject *unused)
     return PyBool_FromLong(dhatc_native_available());
 }
 
+static PyObject *engine_layout_offsets(PyObject *module, PyObject *unused)
+{
+    (void)module;
+    (void)unused;
+    return dhatc_layout_published();
+}
+
+static PyObject *engine_check_layout(PyObject *module, PyObject *arg)
+{
+    (void)module;
+    Py_buffer view;
+    if (PyObject_GetBuffer(arg, &view, PyBUF_SIMPLE) < 0) {
+        return NULL;
+    }
+    int status = dhatc_layout_check(view.buf, (size_t)view.len);
+    PyBuffer_Release(&view);
+    if (status < 0) {
+        return NULL;
+    }
+    Py_RETURN_NONE;
+}
+
+static PyObject *engine_set_test_layout(PyObject *module, PyObject *arg)
+{
+    (void)module;
+    if (arg != Py_None && !PyBytes_Check(arg)) {
+        PyErr_SetString(PyExc_TypeError, "_set_test_layout() takes bytes or None");
+        return NULL;
+    }
+    if (arg != Py_None) {
+        Py_INCREF(arg);
+    }
+    Py_XSETREF(test_layout, arg == Py_None ? NULL : arg);
+    Py_RETURN_NONE;
+}
+
+static PyObject *engine_check_lines(PyObject *module, PyObject *arg)
+{
+    (void)module;
+    if (!PyCode_Check(arg)) {
+        PyErr_SetString(PyExc_TypeError, "_check_lines() takes a code object");
+        return NULL;
+    }
+    PyCodeObject *code = (PyCodeObject *)arg;
+    uint32_t room = dhatc_linetable_max_ranges(code);
+    dhatc_line_range_t *ranges = PyMem_Malloc(room * sizeof *ranges);
+    if (ranges == NULL) {
+        return PyErr_NoMemory();
+    }
+    uint32_t count = dhatc_linetable_decode(code, ranges);
+    PyObject *result = NULL;
+    Py_ssize_t size = dhatc_linetable_code_bytes(code);
+    for (Py_ssize_t offset = -4; offset < size + 6 && result == NULL; offset += 2) {
+        /* PyCode_Addr2Line's own range (3.10+ asserts 0 <= offset < size). */
+        if (offset >= size && PY_VERSION_HEX >= 0x030A0000) {
+            break;
+        }
+        int expected = PyCode_Addr2Line(code, (int)offset);
+        int32_t got = dhatc_linetable_line(ranges, count, (int32_t)offset);
+        if (expected != got || count > room) {
+            result = Py_BuildValue("(nii)", offset, expected, (int)got);
+        }
+    }
+    PyMem_Free(ranges);
+    if (result == NULL && !PyErr_Occurred()) {
+        Py_RETURN_NONE;
+    }
+    return result;
+}
+
 static PyMethodDef engine_methods[] = {
     {"start", engine_start, METH_VARARGS,
      "start(mode, trim, skip, this_thread_only=False)\n--\n\nStarts a profile (1 heap, 2 ad "
      "hoc), keeping at most `trim` Python frames per stack (-1: all) and treating the frame "
      "`skip` levels up as the root; optionally counting only the calling thread."},
     {"stop", engine_stop, METH_NOARGS,
-     "stop()\n--\n\nStops the running profile and returns its data as a dict."},
+     "stop()\n--\n\nStops the running profile and returns its data as a dict.  The data "
+     "stays in the engine (stop() returns it again) until release() is called."},
+    {"release", engine_release, METH_NOARGS,
+     "release()\n--\n\nDiscards a stopped profile's data once its Python form exists."},
     {"abandon", engine_abandon, METH_NOARGS,
      "abandon()\n--\n\nStops the running profile, if any, and discards its data."},
     {"has_uncollected", engine_has_uncollected, METH_NOARGS,
-     "has_uncollected()\n--\n\nWhether a stopped profile's results wait for stop() to "
-     "be called again (building them ran out of memory)."},
+     "has_uncollected()\n--\n\nWhether a stopped profile's results wait in the engine "
+     "for release()."},
     {"running", engine_running, METH_NOARGS,
      "running()\n--\n\n'heap', 'ad-hoc' or None."},
     {"rehook", engine_rehook, METH_NOARGS,
@@ -323,6 +420,19 @@ static PyMethodDef engine_methods[] = {
     {"native_tracking", engine_native_tracking, METH_NOARGS,
      "native_tracking()\n--\n\nWhether heap profiles also record blocks from malloc & co. "
      "(the process runs with dhatc's preload library)."},
+    {"_layout_offsets", engine_layout_offsets, METH_NOARGS,
+     "_layout_offsets()\n--\n\nA copy of the running interpreter's published debug offsets "
+     "(bytes; CPython 3.13+), or None."},
+    {"_check_layout", engine_check_layout, METH_O,
+     "_check_layout(offsets)\n--\n\nThe check start() makes, on a given copy of the "
+     "offsets (for tests): raises RuntimeError on a mismatch."},
+    {"_set_test_layout", engine_set_test_layout, METH_O,
+     "_set_test_layout(offsets)\n--\n\nMakes start() check these offsets instead of the "
+     "interpreter's own (None: its own again).  For tests."},
+    {"_check_lines", engine_check_lines, METH_O,
+     "_check_lines(code)\n--\n\nCompares the engine's decoded line table of `code` with "
+     "PyCode_Addr2Line at every offset: None, or the first (offset, expected, got) that "
+     "differs.  For tests."},
     {NULL, NULL, 0, NULL},
 };
 
@@ -364,6 +474,23 @@ PyMODINIT_FUNC PyInit__engine(void)
     }
     PyObject *module = PyModule_Create(&engine_module);
     if (module == NULL) {
+        return NULL;
+    }
+    if (ProfilerAlreadyRunningError == NULL) {
+        ProfilerAlreadyRunningError = PyErr_NewExceptionWithDoc(
+            "dhatc.ProfilerAlreadyRunningError",
+            "A profiler was started while another one runs (one runs at a time).",
+            PyExc_RuntimeError, NULL);
+        if (ProfilerAlreadyRunningError == NULL) {
+            Py_DECREF(module);
+            return NULL;
+        }
+    }
+    Py_INCREF(ProfilerAlreadyRunningError);
+    if (PyModule_AddObject(module, "ProfilerAlreadyRunningError", ProfilerAlreadyRunningError) <
+        0) {
+        Py_DECREF(ProfilerAlreadyRunningError);
+        Py_DECREF(module);
         return NULL;
     }
     if (add_type(module, "HeapStats", &dhatc_HeapStats_Type) < 0 ||
