@@ -49,6 +49,7 @@ from typing import Any, Dict, Generator, List, Optional, Tuple
 
 import pytest
 
+from ._engine import ProfilerAlreadyRunningError
 from ._profiler import Profiler
 from ._pytest_kinds import Kind, kind_of, measured_runtest, profiled_function
 from ._pytest_limits import (
@@ -381,11 +382,7 @@ def pytest_runtest_makereport(
 def _profiler_conflict(call: pytest.CallInfo[None], run: HeapRun) -> Optional[str]:
     """What to do when the test failed because two dhatc profilers met."""
     excinfo = call.excinfo
-    if excinfo is None or not excinfo.errisinstance(RuntimeError):
-        return None
-    # TODO(plugin): tell this error by its type, dhatc.ProfilerAlreadyRunningError,
-    # once the engine raises it; its text is all there is today.
-    if "a profiler is already running" not in str(excinfo.value):
+    if excinfo is None or not excinfo.errisinstance(ProfilerAlreadyRunningError):
         return None
     if run.profile is None:  # the plugin's profiler could not start
         return plugin_could_not_start()

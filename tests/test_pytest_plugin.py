@@ -923,6 +923,44 @@ def test_a_test_with_its_own_profiler_is_told_to_opt_out(inner: Inner) -> None:
     inner.run().assert_outcomes(passed=1)  # without --dhatc-profile-all: untouched
 
 
+def test_profilers_that_meet_are_told_apart_by_the_error_type_not_its_text(inner: Inner) -> None:
+    inner.makepyfile(
+        test_meet="""
+        import pytest
+        import dhatc
+
+        @pytest.fixture
+        def running_profiler():
+            with dhatc.Profiler(testing=True):
+                yield
+
+        def test_under_a_running_profiler(running_profiler):
+            pass
+
+        def test_same_words_other_error():
+            raise RuntimeError("dhat: creating a profiler while a profiler is already running")
+        """
+    )
+    result = inner.run("--dhatc-profile-all")
+    result.assert_outcomes(failed=2)
+    result.stdout.fnmatch_lines(
+        [
+            "E*ProfilerAlreadyRunningError: dhat: creating a profiler while a profiler is already running",
+            "*- dhatc heap profile -*",
+            "The dhatc pytest plugin could not profile this test: another dhatc.Profiler was already "
+            "running (only one runs at a time).  Stop it before the test, or mark the test "
+            "@pytest.mark.no_heap_profile.",
+        ]
+    )
+    # A RuntimeError that only says the same is the test's own failure.
+    assert result.stdout.str().count("- dhatc heap profile -") == 2
+    result.stdout.fnmatch_lines(
+        ["E       RuntimeError: dhat: creating a profiler while a profiler is already running",
+         "*- dhatc heap profile -*",
+         "DHAT file: */.dhatc/test_meet.py__test_same_words_other_error.json"]
+    )
+
+
 # ---- the session summary and xdist ------------------------------------------------------
 
 
