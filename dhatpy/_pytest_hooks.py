@@ -23,6 +23,11 @@ to a test unless asked to:
   gives every test default limits; a marker overrides them figure by figure.
 * ``@pytest.mark.no_heap_profile`` keeps a test out of all of this (needed by
   tests that start a dhatc.Profiler themselves: one runs at a time).
+* ``limit_heap(..., repeat=N)`` runs the test body N times and checks the last
+  run, so a cache filled by the first run is not a leak.
+* ``--dhatc-save-baseline DIR`` writes every passing test's profile to DIR;
+  ``--dhatc-baseline DIR`` fails a test that grew past it by more than
+  ``--dhatc-max-increase`` percent (:mod:`._pytest_baseline`).
 
 What is measured is the test's own call and nothing else: for a test
 function, the profiler starts just before its first line runs and stops as
@@ -36,8 +41,9 @@ leaves a DHAT file named after its node id in ``--dhatc-dir`` (default
 The parts: this module (pytest's hooks, the options, the fixture),
 :mod:`._pytest_limits` (figures, sizes, limits), :mod:`._pytest_run` (one
 profiled test and its file), :mod:`._pytest_kinds` (the profiled call of each
-kind of test), :mod:`._pytest_call` (the zero-allocation trampoline) and
-:mod:`._pytest_messages` (what the plugin says).
+kind of test), :mod:`._pytest_call` (the zero-allocation trampoline),
+:mod:`._pytest_baseline` (baselines), :mod:`._pytest_sites` (naming where
+blocks come from) and :mod:`._pytest_messages` (what the plugin says).
 """
 
 from __future__ import annotations
@@ -51,11 +57,13 @@ import pytest
 
 from ._engine import ProfilerAlreadyRunningError
 from ._profiler import Profiler
+from ._pytest_baseline import Baselines, directory_exists, parse_percent
 from ._pytest_kinds import Kind, kind_of, measured_runtest, profiled_function
 from ._pytest_limits import (
     LIMIT_FIELDS,
     MARKER,
     NO_PROFILE_MARKER,
+    REPEAT,
     HeapLimitExceeded,
     LimitError,
     figures_of,
@@ -65,6 +73,7 @@ from ._pytest_limits import (
 )
 from ._pytest_messages import (
     NOT_PROFILED_DOCTEST,
+    baseline_lines,
     NOT_PROFILED_MARKED,
     failed_test_section,
     not_called_message,
@@ -95,6 +104,12 @@ class _Settings:
     top: int
     sort: str
     default_limits: Dict[str, int]
+    baselines: Optional[Baselines] = None
+
+    @property
+    def profile_every_test(self) -> bool:
+        """--dhatc-profile-all, or a baseline to compare with or to write."""
+        return self.profile_all or self.baselines is not None
 
 
 _SETTINGS = pytest.StashKey[_Settings]()
@@ -146,6 +161,27 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         help="default heap limits for every test, e.g. \"max_bytes=100 MiB, curr_blocks=0\"; "
         f"a @pytest.mark.{MARKER} overrides them figure by figure (ini: dhatc_limit)",
     )
+    group.addoption(
+        "--dhatc-baseline",
+        metavar="DIR",
+        default=None,
+        help="compare every test's heap figures with its profile in DIR (written by "
+        "--dhatc-save-baseline) and fail a test that grew by more than --dhatc-max-increase",
+    )
+    group.addoption(
+        "--dhatc-max-increase",
+        metavar="PERCENT",
+        default="0",
+        help="how much a figure may grow over its baseline, in percent (default: 0, any "
+        "growth fails)",
+    )
+    group.addoption(
+        "--dhatc-save-baseline",
+        metavar="DIR",
+        default=None,
+        help="write the profile of every test that passes to DIR, a DHAT file per test, "
+        "for --dhatc-baseline (may be the same DIR: a test that grew keeps its old one)",
+    )
     parser.addini("dhatc_dir", "default for --dhatc-dir (relative to the rootdir)", default=None)
     parser.addini("dhatc_all_threads", "default for --dhatc-all-threads", type="bool", default=False)
     parser.addini("dhatc_limit", "default for --dhatc-limit", default=None)
@@ -155,9 +191,10 @@ def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line(
         "markers",
         f"{MARKER}(total_blocks=, total_bytes=, max_blocks=, max_bytes=, curr_blocks=, "
-        "curr_bytes=): fail the test if its call exceeds any of these heap figures (upper "
-        "bounds; byte figures also take strings like \"10 MiB\"; curr_blocks=0: frees "
-        "everything it allocates).  dhatc plugin.",
+        f"curr_bytes=, {REPEAT}=1): fail the test if its call exceeds any of these heap figures "
+        "(upper bounds; byte figures also take strings like \"10 MiB\"; curr_blocks=0: frees "
+        f"everything it allocates; {REPEAT}=N: run the body N times, check the last run).  "
+        "dhatc plugin.",
     )
     config.addinivalue_line(
         "markers",
@@ -176,6 +213,7 @@ def pytest_configure(config: pytest.Config) -> None:
     if all_threads is None:
         all_threads = config.getini("dhatc_all_threads")
     settings = config.stash[_SETTINGS] = _Settings(
+        baselines=_baselines(config),
         directory=_directory(config),
         all_threads=bool(all_threads),
         profile_all=config.getoption("--dhatc-profile-all"),
@@ -183,8 +221,35 @@ def pytest_configure(config: pytest.Config) -> None:
         sort=config.getoption("--dhatc-sort"),
         default_limits=default_limits,
     )
-    if settings.profile_all or settings.default_limits:
+    if settings.profile_every_test or settings.default_limits:
         config.pluginmanager.register(_SessionSummary(settings), "dhatc-session-summary")
+
+
+def _baselines(config: pytest.Config) -> Optional[Baselines]:
+    """The baseline options, checked: a directory to compare with must exist,
+    one to write to must be writable."""
+    compare: Optional[str] = config.getoption("--dhatc-baseline")
+    save: Optional[str] = config.getoption("--dhatc-save-baseline")
+    if compare is None and save is None:
+        return None
+    here = config.invocation_params.dir
+    compare_dir = (here / compare).resolve() if compare is not None else None
+    save_dir = (here / save).resolve() if save is not None else None
+    problem: Optional[str] = None
+    unreadable = directory_exists(compare_dir) if compare_dir is not None else None
+    unwritable = directory_problem(save_dir) if save_dir is not None else None
+    if unreadable is not None:
+        problem = f"--dhatc-baseline {compare}: {unreadable}"
+    elif unwritable is not None:
+        problem = f"--dhatc-save-baseline {save}: {unwritable}"
+    text = config.getoption("--dhatc-max-increase")
+    try:
+        max_increase = parse_percent(text)
+    except ValueError as e:
+        problem = problem or f"--dhatc-max-increase: {e}"
+    if problem is not None:
+        raise pytest.UsageError(f"dhatc: {problem}")
+    return Baselines(config.rootpath, compare_dir, save_dir, max_increase)
 
 
 def _directory(config: pytest.Config) -> Path:
@@ -220,7 +285,7 @@ def pytest_runtest_setup(item: pytest.Item) -> None:
     item.stash[_NOT_PROFILED] = None
     settings = item.config.stash[_SETTINGS]
     kind = item.stash[_KIND] = kind_of(item)
-    asked_for_all = settings.profile_all or bool(settings.default_limits)
+    asked_for_all = settings.profile_every_test or bool(settings.default_limits)
     markers = limit_markers(item)
     wants_fixture = FIXTURE in getattr(item, "fixturenames", ())
     if item.get_closest_marker(NO_PROFILE_MARKER) is not None:
@@ -235,8 +300,8 @@ def pytest_runtest_setup(item: pytest.Item) -> None:
             item.stash[_NOT_PROFILED] = NOT_PROFILED_MARKED
         return
     explicit = bool(markers) or wants_fixture
-    if kind is Kind.DOCTEST:  # measured as a whole, by --dhatc-profile-all only
-        if not settings.profile_all:
+    if kind is Kind.DOCTEST:  # measured as a whole, by --dhatc-profile-all (baselines) only
+        if not settings.profile_every_test:
             if settings.default_limits:
                 item.stash[_NOT_PROFILED] = NOT_PROFILED_DOCTEST
             return
@@ -250,21 +315,29 @@ def pytest_runtest_setup(item: pytest.Item) -> None:
     else:
         explicit = explicit or bool(settings.default_limits)
         limits_from = settings.default_limits
-    if not explicit and not settings.profile_all:
+    if not explicit and not settings.profile_every_test:
         return
     problem: Optional[str] = None
     try:
         limits = limits_of(markers, limits_from)
     except LimitError as e:
         problem = str(e)
+    else:
+        if limits.repeat > 1 and wants_fixture:
+            problem = (
+                f"{REPEAT}= and the {FIXTURE} fixture do not go together: only the last run "
+                "is profiled, so dhatc.HeapStats.get() would fail in the others"
+            )
     if problem is not None:  # (outside the except: no chained traceback)
         pytest.fail(f"dhatc: {item.nodeid}: {problem}", pytrace=False)
     item.stash[_RUN] = HeapRun.create(
         item.nodeid,
         settings.directory,
-        limits,
+        limits.figures,
         explicit=explicit,
         all_threads=settings.all_threads,
+        repeat=limits.repeat,
+        baselines=settings.baselines,
     )
 
 
@@ -371,12 +444,27 @@ def pytest_runtest_makereport(
         return
     # Read by pytest_runtest_logreport, in this process or the xdist controller.
     report.dhatc_heap = figures_of(run.profile)  # type: ignore[attr-defined]
+    if run.baselines is not None:
+        _baseline_report(run, report)
     if not report.failed or _is_limit_failure(call):
         return  # the limit message already names the file
     # (A failed dhatc.assert_* saved the profile there already, with the
     # trampoline's frame: this rewrites it without.)
     run.save()
     report.sections.append(("dhatc heap profile", failed_test_section(run)))
+
+
+def _baseline_report(run: HeapRun, report: pytest.TestReport) -> None:
+    """Notes on the report how the test went with baselines, and writes its
+    baseline if it passed."""
+    assert run.baselines is not None and run.profile is not None
+    if run.baselines.compare_dir is not None:
+        report.dhatc_baseline = run.comparison is not None  # type: ignore[attr-defined]
+    if run.baselines.save_dir is not None:
+        error = run.baselines.save(run.path.name, run.profile) if report.passed else "failed"
+        if report.passed and error is not None:
+            report.sections.append(("dhatc heap profile", f"The baseline could not be written: {error}"))
+        report.dhatc_baseline_saved = error is None  # type: ignore[attr-defined]
 
 
 def _profiler_conflict(call: pytest.CallInfo[None], run: HeapRun) -> Optional[str]:
@@ -396,18 +484,27 @@ def _is_limit_failure(call: pytest.CallInfo[None]) -> bool:
 class _SessionSummary:
     """Collects every profiled test's figures, and why tests were not
     profiled, from the reports (so that it works in the xdist controller too),
-    and prints the tests that allocate most (--dhatc-profile-all) and how many
-    were not profiled.  Registered with --dhatc-profile-all or default limits."""
+    and prints the tests that allocate most (--dhatc-profile-all), how many
+    were not profiled, and what was compared with or written to baselines.
+    Registered when every test is profiled or default limits are set."""
 
     def __init__(self, settings: _Settings) -> None:
         self.settings = settings
         self.results: List[Tuple[str, Dict[str, int]]] = []
         self.not_profiled: Dict[str, int] = {}
+        self.baseline_counts = {"compared": 0, "missing": 0, "saved": 0, "not_saved": 0}
 
     def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
         figures = getattr(report, "dhatc_heap", None)
         if report.when == "call" and isinstance(figures, dict):
             self.results.append((report.nodeid, figures))
+        counts = self.baseline_counts
+        compared = getattr(report, "dhatc_baseline", None)
+        if report.when == "call" and isinstance(compared, bool):
+            counts["compared" if compared else "missing"] += 1
+        saved = getattr(report, "dhatc_baseline_saved", None)
+        if report.when == "call" and isinstance(saved, bool):
+            counts["saved" if saved else "not_saved"] += 1
         reason = getattr(report, "dhatc_not_profiled", None)
         if report.when == "setup" and isinstance(reason, str):
             self.not_profiled[reason] = self.not_profiled.get(reason, 0) + 1
@@ -417,10 +514,18 @@ class _SessionSummary:
             return
         if self.settings.profile_all:
             self._print_table(terminalreporter)
-        if self.not_profiled:
-            if not self.settings.profile_all:
-                terminalreporter.write_sep("=", "dhatc")
-            terminalreporter.write_line(not_profiled_line(self.not_profiled))
+        lines = [not_profiled_line(self.not_profiled)] if self.not_profiled else []
+        baselines = self.settings.baselines
+        if baselines is not None:
+            lines += baseline_lines(
+                **self.baseline_counts,
+                compare_dir=str(baselines.compare_dir) if baselines.compare_dir else None,
+                save_dir=str(baselines.save_dir) if baselines.save_dir else None,
+            )
+        if lines and not self.settings.profile_all:
+            terminalreporter.write_sep("=", "dhatc")
+        for line in lines:
+            terminalreporter.write_line(line)
 
     def _print_table(self, terminalreporter: Any) -> None:
         sort = self.settings.sort

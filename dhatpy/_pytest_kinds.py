@@ -96,7 +96,7 @@ def profiled_function(function: Callable[..., Any], run: HeapRun) -> Callable[..
 
 
 def fail_if_exceeded(run: HeapRun) -> None:
-    if run.exceeded:
+    if run.over:
         run.save()
         raise HeapLimitExceeded(limit_message(run), pytrace=False)
 

@@ -209,10 +209,24 @@ def limit_markers(item: pytest.Item) -> List[pytest.Mark]:
     return farthest_first
 
 
-def limits_of(markers: List[pytest.Mark], defaults: Mapping[str, int]) -> Dict[str, int]:
+@dataclasses.dataclass(frozen=True)
+class TestLimits:
+    """What a test's markers and the default limits ask for."""
+
+    figures: Dict[str, int]  # figure -> inclusive upper bound
+    repeat: int = 1  # runs of the test body; the figures are the last run's
+
+
+#: The marker's keyword that is not a figure.
+REPEAT = "repeat"
+
+
+def limits_of(markers: List[pytest.Mark], defaults: Mapping[str, int]) -> TestLimits:
     """The limits of a test: the defaults, then its markers from the farthest
-    to the closest, each overriding the others figure by figure."""
-    limits = dict(defaults)
+    to the closest, each overriding the others figure by figure (and the
+    closest ``repeat=`` wins)."""
+    figures = dict(defaults)
+    repeat = 1
     for marker in markers:
         if marker.args:
             raise LimitError(
@@ -223,5 +237,22 @@ def limits_of(markers: List[pytest.Mark], defaults: Mapping[str, int]) -> Dict[s
             raise LimitError(
                 f"@pytest.mark.{MARKER} needs at least one limit, any of {', '.join(LIMIT_FIELDS)}"
             )
-        limits.update(parse_limits(marker.kwargs, f"@pytest.mark.{MARKER}"))
-    return limits
+        kwargs = dict(marker.kwargs)
+        if REPEAT in kwargs:
+            repeat = _repeat(kwargs.pop(REPEAT))
+        figures.update(parse_limits(kwargs, f"@pytest.mark.{MARKER}"))
+    if repeat != 1 and not figures:
+        raise LimitError(
+            f"@pytest.mark.{MARKER}({REPEAT}={repeat}) needs a limit to check on the last run, "
+            f"any of {', '.join(LIMIT_FIELDS)}"
+        )
+    return TestLimits(figures, repeat)
+
+
+def _repeat(value: object) -> int:
+    if isinstance(value, int) and not isinstance(value, bool) and value >= 1:
+        return value
+    raise LimitError(
+        f"@pytest.mark.{MARKER}: {REPEAT} must be an int >= 1 (how many times the test body "
+        f"runs; the last run is measured), got {value!r}"
+    )

@@ -5,13 +5,13 @@ Texts only: each function takes the results it describes and returns lines.
 
 from __future__ import annotations
 
-import os
-import re
-from typing import Dict, List, Sequence, Tuple
+from decimal import Decimal
+from typing import Dict, List, Optional, Sequence, Tuple, Union
 
 from ._dhat_file import Profile
 from ._pytest_limits import FIGURE, MARKER, NO_PROFILE_MARKER, SUMMARY_COLUMNS, same_moment
 from ._pytest_run import HeapRun
+from ._pytest_sites import innermost_python_frame
 
 #: Program points listed per exceeded figure in a failure message.
 TOP_PROGRAM_POINTS = 5
@@ -37,9 +37,13 @@ def _human(value: float) -> str:
 
 
 def limit_message(run: HeapRun) -> str:
-    """The failure of a test that exceeded its limits (and did not fail otherwise)."""
-    lines = [f"dhatc: {run.nodeid} exceeded its heap limits:"]
-    lines.extend(describe_exceeded(run))
+    """The failure of a test that exceeded its limits or grew past its
+    baseline (and did not fail otherwise)."""
+    lines: List[str] = []
+    if run.exceeded:
+        lines.append(f"dhatc: {run.nodeid} exceeded its heap limits:")
+        lines.extend(describe_exceeded(run))
+    lines.extend(describe_growth(run, f"dhatc: {run.nodeid} "))
     lines.append(saved_line(run))
     return "\n".join(lines)
 
@@ -49,6 +53,7 @@ def failed_test_section(run: HeapRun) -> str:
     section: List[str] = []
     if run.exceeded:
         section += ["The test also exceeded its heap limits:", *describe_exceeded(run)]
+    section += describe_growth(run, "The test also ")
     section.append(saved_line(run).lstrip())
     return "\n".join(section)
 
@@ -71,13 +76,64 @@ def describe_exceeded(run: HeapRun) -> List[str]:
     return lines
 
 
+def describe_growth(run: HeapRun, subject: str) -> List[str]:
+    """Per figure that grew past the baseline: its value and the baseline's,
+    and the sites that grew most.  `subject` starts the first line."""
+    comparison = run.comparison
+    if comparison is None:
+        return []
+    if comparison.problem is not None:
+        return [
+            f"{subject}could not be compared with its baseline: {comparison.problem}; "
+            "write it again with --dhatc-save-baseline"
+        ]
+    if not comparison.grew:
+        return []
+    assert run.baselines is not None
+    lines = [
+        f"{subject}grew past its baseline "
+        f"(--dhatc-max-increase {_percent(run.baselines.max_increase)}):"
+    ]
+    for growth in comparison.grew:
+        figure = growth.figure
+        if growth.old:
+            change = f"{_percent((growth.new - growth.old) * 100 / growth.old, sign=True)}"
+        else:
+            change = "none before"
+        lines.append(
+            f"  {figure.name}: {amount(growth.new, figure.unit)} {figure.meaning}, "
+            f"{amount(growth.old, figure.unit)} in the baseline ({change})"
+        )
+        if growth.sites:
+            lines.append("    program points that grew most (innermost Python frame):")
+            by_blocks = figure.unit == "blocks"
+            amounts = [
+                f"+{amount(k, 'blocks')}, {b:+,} bytes" if by_blocks
+                else f"+{b:,} bytes, {k:+,} block{'' if abs(k) == 1 else 's'}"
+                for _, b, k in growth.sites
+            ]
+            width = max(len(a) for a in amounts)
+            lines.extend(
+                f"      {a.ljust(width)}  {site}" for a, (site, _, _) in zip(amounts, growth.sites)
+            )
+    lines.append(f"  baseline: {comparison.path}")
+    return lines
+
+
+def _percent(value: Union[float, Decimal], sign: bool = False) -> str:
+    """``10%``, ``+2.5%``: one decimal, none when it is 0."""
+    text = f"{value:+.1f}" if sign else f"{value:.1f}"
+    return (text[:-2] if text.endswith(".0") else text) + "%"
+
+
 def saved_line(run: HeapRun) -> str:
     """Where the test's DHAT file is, and how to look at it."""
     if run.save_error is not None:
         return f"  the DHAT file could not be written: {run.save_error}"
     if not run.saved:
         return "  (no DHAT file was written)"
-    sorts = list(dict.fromkeys(FIGURE[name].viewer_sort for name in run.exceeded))
+    grew = [g.figure.name for g in run.comparison.grew] if run.comparison else []
+    sorts = list(dict.fromkeys(FIGURE[name].viewer_sort for name in [*run.exceeded, *grew]))
     hint = f"; sort by {' / '.join(repr(s) for s in sorts)}" if sorts else ""
     return (
         f"  DHAT file: {run.path}\n"
@@ -111,28 +167,6 @@ def top_sites(profile: Profile, name: str) -> List[str]:
     ]
     width = max((len(a) for a in amounts), default=0)
     return [f"{a.ljust(width)}  {where}" for a, (where, _) in zip(amounts, ranked)]
-
-
-_FRAME_RE = re.compile(r"^(?P<name>.*) \((?P<file>.*):(?P<line>\d+|\?)\)$")
-
-
-def innermost_python_frame(frames: Tuple[str, ...]) -> str:
-    """`name (file:line)` of the innermost Python frame, the file relative to the
-    working directory when it is below it."""
-    python = frames[1:]  # frames[0] is the allocator entry (PyObject_Malloc, ...)
-    if not python:
-        return f"[no Python frame] ({frames[0] if frames else '?'})"
-    match = _FRAME_RE.match(python[0])
-    if match is None:
-        return python[0]
-    file = match["file"]
-    try:
-        relative = os.path.relpath(file)
-        if not relative.startswith(".."):
-            file = relative
-    except ValueError:
-        pass
-    return f"{match['name']} ({file}:{match['line']})"
 
 
 # ---- tests the plugin could not measure ----------------------------------------------
@@ -212,4 +246,24 @@ def summary_table(shown: Sequence[Tuple[str, Dict[str, int]]]) -> List[str]:
     lines = ["  ".join(h.rjust(w) for h, w in zip(headers, widths)) + "  test"]
     for (nodeid, _), row in zip(shown, cells):
         lines.append("  ".join(c.rjust(w) for c, w in zip(row, widths)) + f"  {nodeid}")
+    return lines
+
+
+# ---- baselines -------------------------------------------------------------------
+
+
+def baseline_lines(compared: int, missing: int, saved: int, not_saved: int,
+                   compare_dir: Optional[str], save_dir: Optional[str]) -> List[str]:
+    """What the session did with baselines, a line for reading and one for writing."""
+    lines: List[str] = []
+    if compare_dir is not None:
+        line = f"dhatc: {compared} test{'s' if compared != 1 else ''} compared with the baseline in {compare_dir}"
+        if missing:
+            line += f"; {missing} had none there"
+        lines.append(line)
+    if save_dir is not None:
+        line = f"dhatc: baseline of {saved} test{'s' if saved != 1 else ''} written to {save_dir}"
+        if not_saved:
+            line += f"; not that of {not_saved} that did not pass"
+        lines.append(line)
     return lines

@@ -19,6 +19,7 @@ from typing import Dict, List, Optional
 from . import _dhat_file
 from ._dhat_file import Profile
 from ._profiler import Profiler
+from ._pytest_baseline import Baselines, Comparison
 from ._pytest_call import without_trampoline
 from ._pytest_limits import exceeded, figures_of
 
@@ -43,6 +44,8 @@ class HeapRun:
     saved: bool = False  # the DHAT file was written to `path`
     save_error: Optional[str] = None  # why it could not be
     exceeded: List[str] = dataclasses.field(default_factory=list)
+    baselines: Optional[Baselines] = None
+    comparison: Optional[Comparison] = None  # with the test's baseline, if it has one
 
     @classmethod
     def create(
@@ -53,6 +56,8 @@ class HeapRun:
         *,
         explicit: bool,
         all_threads: bool,
+        repeat: int = 1,
+        baselines: Optional[Baselines] = None,
     ) -> "HeapRun":
         profiler = Profiler(
             mode="heap",
@@ -67,6 +72,8 @@ class HeapRun:
             path=Path(profiler.file_name),
             limits=limits,
             explicit=explicit,
+            repeat=repeat,
+            baselines=baselines,
         )
 
     def begin(self) -> None:
@@ -89,6 +96,17 @@ class HeapRun:
         self.profile = without_trampoline(self.profiler.profile)
         if self.profile is not None:
             self.exceeded = exceeded(figures_of(self.profile), self.limits)
+            if self.baselines is not None:
+                self.comparison = self.baselines.compare(self.path.name, self.profile)
+
+    @property
+    def over(self) -> bool:
+        """Whether the test exceeded a limit or grew past its baseline (or its
+        baseline could not be read)."""
+        comparison = self.comparison
+        return bool(self.exceeded) or (
+            comparison is not None and (bool(comparison.grew) or comparison.problem is not None)
+        )
 
     def save(self) -> None:
         """Writes the test's profile to `path`, once."""

@@ -39,7 +39,8 @@ class Inner:
         return self.pytester.makeini(source)
 
     def run(self, *args: str) -> pytest.RunResult:
-        return self.pytester.runpytest_subprocess("-p", "no:cacheprovider", *_QUIET_ASYNCIO, *args)
+        quiet = _QUIET_ASYNCIO if "no:asyncio" not in args else ()
+        return self.pytester.runpytest_subprocess("-p", "no:cacheprovider", *quiet, *args)
 
     def dhat_files(self, directory: str = ".dhatc") -> List[str]:
         """The DHAT files the sessions left in `directory`, sorted."""

@@ -35,7 +35,7 @@ def test_plugin_is_loaded_by_its_entry_point(inner: Inner) -> None:
     markers.stdout.fnmatch_lines(
         [
             "@pytest.mark.limit_heap(total_blocks=, total_bytes=, max_blocks=, max_bytes=, "
-            "curr_blocks=, curr_bytes=): fail the test if its call exceeds *",
+            "curr_blocks=, curr_bytes=, repeat=1): fail the test if its call exceeds *",
             "@pytest.mark.no_heap_profile: never heap-profile this test *",
         ]
     )
@@ -49,6 +49,9 @@ def test_plugin_is_loaded_by_its_entry_point(inner: Inner) -> None:
             "  --dhatc-top=N *",
             "  --dhatc-sort=FIGURE *",
             "  --dhatc-limit=LIMITS*",
+            "  --dhatc-baseline=DIR*",
+            "  --dhatc-max-increase=PERCENT*",
+            "  --dhatc-save-baseline=DIR*",
         ]
     )
     fixtures = inner.run("--fixtures")
