@@ -12,9 +12,9 @@ of the test's own.
 * A ``unittest.TestCase`` method: unittest's ``TestCase.run`` calls setUp,
   then ``self._callTestMethod(method)``, then tearDown.  The instance's
   ``_callTestMethod`` is replaced for the test, to call the original with a
-  method that measures exactly the test method's call.  Subtest results that
-  unittest 3.11+ hands to pytest while the method runs are kept until the
-  method has returned, so that pytest's reporting of them is not measured.
+  method that measures exactly the test method's call.  What pytest does when
+  unittest 3.11+ hands it a subtest's result while the method runs is kept
+  out of the profile (:class:`_SubtestReporting`).
 * A doctest: its ``runtest`` (parsing, running and checking the examples) is
   measured as a whole.
 * Anything else is not measured.
@@ -49,11 +49,6 @@ class Kind(enum.Enum):
     UNITTEST = "unittest.TestCase method"
     DOCTEST = "doctest"
     OTHER = "other"
-
-    @property
-    def takes_limits(self) -> bool:
-        """Whether limit_heap markers, --dhatc-limit and dhatc_heap apply to it."""
-        return self in (Kind.FUNCTION, Kind.COROUTINE, Kind.UNITTEST)
 
 
 def kind_of(item: pytest.Item) -> Kind:
@@ -219,12 +214,17 @@ class _SubtestReporting:
         self.result = result
         self.kept: List[Tuple[Any, ...]] = []
         self.replaced: List[str] = []
-        helper = _helper_thread() if hand_over else None
-        for name, count in self._METHODS.items():
-            original = getattr(result, name, None)
-            if callable(original) and name not in vars(result):
-                setattr(result, name, self._stand_in(original, count, helper))
-                self.replaced.append(name)
+        if sys.version_info < (3, 11):
+            return  # unittest tells the result after the method
+        names = [
+            name for name in self._METHODS
+            if callable(getattr(result, name, None)) and name not in vars(result)
+        ]
+        helper = _helper_thread() if hand_over and names else None
+        for name in names:
+            original = getattr(result, name)
+            setattr(result, name, self._stand_in(original, self._METHODS[name], helper))
+            self.replaced.append(name)
 
     def _stand_in(
         self, original: Callable[..., Any], count: int, helper: Optional["_HelperThread"]
@@ -260,6 +260,7 @@ class _HelperThread:
     turns through two locks."""
 
     def __init__(self) -> None:
+        self._turn = threading.Lock()  # one caller at a time (tests may have threads)
         self._go = threading.Lock()
         self._done = threading.Lock()
         self._go.acquire()
@@ -277,17 +278,21 @@ class _HelperThread:
     def call(self, callee: Callable[..., Any], count: int, a: Any, b: Any, c: Any) -> None:
         """``callee(a, b, c)`` (or ``callee(a, b)`` when `count` is 2), made by
         the helper thread; what it raises is raised here."""
-        slots = self._slots
-        slots[0] = callee
-        slots[1] = count
-        slots[2] = a
-        slots[3] = b
-        slots[4] = c
-        self._go.release()
-        self._done.acquire()
-        error = self._error[0]
-        if error is not None:
+        self._turn.acquire()  # (not `with`: looking up __enter__ allocates)
+        try:
+            slots = self._slots
+            slots[0] = callee
+            slots[1] = count
+            slots[2] = a
+            slots[3] = b
+            slots[4] = c
+            self._go.release()
+            self._done.acquire()
+            error = self._error[0]
             self._error[0] = None
+        finally:
+            self._turn.release()
+        if error is not None:
             raise error
 
     def _serve(self) -> None:
