@@ -404,7 +404,10 @@ def markdown_report(res: Results) -> str:
     for tool in tools:
         med = tool_summary(res, tool, "median")
         best = tool_summary(res, tool, "min")
-        high = ", ".join(f"{b} {r:.2f}" for b, r in above(res, tool, 2.0)) or "none"
+        over = above(res, tool, 2.0)
+        high = ", ".join(f"{b} {r:.2f}" for b, r in over[:8]) or "none"
+        if len(over) > 8:
+            high += f" and {len(over) - 8} more"
         count = "" if med.count == len(res.items) else f" ({med.count} of {len(res.items)})"
         lines.append(
             f"| {TOOLS[tool].description}{count} | "
@@ -617,6 +620,9 @@ def main(argv: list[str] | None = None) -> int:
         print(markdown_report(res))
         print()
         print(f"{load_line}.")
+        if whole:
+            print()
+            print(f"{whole}.")
         if extra:
             print()
             print("\n".join(f"- {line}" for line in extra.splitlines()))
