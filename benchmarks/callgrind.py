@@ -39,6 +39,7 @@ sys.path.insert(0, str(BENCH_DIR))
 
 import realcode  # noqa: E402  (needs the path above)
 import run as workloads_runner  # noqa: E402
+from workloads import WORKLOADS  # noqa: E402
 from harness import BASELINE, Tool, child_env, tail, unavailable_reason  # noqa: E402
 
 # The C function behind sys.getswitchinterval: callgrind dumps before each call.
@@ -64,7 +65,7 @@ class CallgrindError(Exception):
 
 def child_script(target: str, tool: Tool, scale: float) -> str:
     """The child for ``target`` under ``tool``, its region bracketed by the marker."""
-    if target in workloads_runner.WORKLOADS:
+    if target in WORKLOADS:
         script = workloads_runner.child_script(target, tool)
     else:
         bench = realcode.scaled(realcode.BENCHMARKS[target], scale)
@@ -135,7 +136,7 @@ def main(argv: list[str] | None = None) -> int:
     if "dhatc" not in tools:
         tools.append("dhatc")  # its file gives the blocks per region
     for target in args.targets:
-        if target not in workloads_runner.WORKLOADS and target not in realcode.BENCHMARKS:
+        if target not in WORKLOADS and target not in realcode.BENCHMARKS:
             parser.error(f"unknown target: {target} (a realcode.py benchmark or a run.py workload)")
     if args.scale <= 0:
         parser.error("--scale must be positive")

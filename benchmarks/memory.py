@@ -237,6 +237,13 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if args.rounds < 1:
         parser.error("--rounds must be at least 1")
+    if args.json:
+        # Fail now, not after the measurements: the samples are saved first.
+        try:
+            Path(args.json).write_text("")
+        except OSError as exc:
+            print(f"memory.py: error: cannot write --json {args.json}: {exc.strerror}", file=sys.stderr)
+            return 2
     if any(t.startswith("realcode:") for t in args.targets):
         try:
             realcode.catalogue()
@@ -287,8 +294,8 @@ def main(argv: list[str] | None = None) -> int:
     print(machine_line())
     print()
     print(report(rows, args.targets, tools, args.markdown))
-    for key, error in errors.items():
-        print(f"{key}: {error.strip().splitlines()[-1]}")
+    for pair, error in errors.items():
+        print(f"{pair}: {error.strip().splitlines()[-1]}")
     return 1 if errors else 0
 
 

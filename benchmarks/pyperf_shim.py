@@ -90,7 +90,7 @@ def load_entries(script: str | Path, argv: Sequence[str] = ()) -> list[Entry]:
     original = pyperf.Runner
     RecordingRunner.argv = tuple(argv)
     RecordingRunner.registered = []
-    pyperf.Runner = RecordingRunner  # type: ignore[misc,assignment]
+    setattr(pyperf, "Runner", RecordingRunner)  # noqa: B010 (pyperf has no type hints)
     # The scripts find their data files next to themselves (os.path.dirname(__file__))
     # and some import sibling modules.
     script_dir = str(Path(script).parent)
@@ -98,7 +98,7 @@ def load_entries(script: str | Path, argv: Sequence[str] = ()) -> list[Entry]:
     try:
         runpy.run_path(str(script), run_name="__main__")
     finally:
-        pyperf.Runner = original  # type: ignore[misc]
+        setattr(pyperf, "Runner", original)  # noqa: B010
         if script_dir in sys.path:
             sys.path.remove(script_dir)
     entries = RecordingRunner.registered

@@ -429,8 +429,10 @@ def markdown_report(res: Results) -> str:
         base = res.summary(bench, BASELINE)
         cells = []
         for tool in tools:
-            med, best = res.ratio(bench, tool), res.ratio(bench, tool, "min")
-            cells.append("-" if med is None or best is None else f"{med:.2f} ({best:.2f})")
+            by_median, by_best = res.ratio(bench, tool), res.ratio(bench, tool, "min")
+            cells.append(
+                "-" if by_median is None or by_best is None else f"{by_median:.2f} ({by_best:.2f})"
+            )
         lines.append(
             f"| {bench} | " + (f"{base:.3f} s" if base is not None else "error") + " | "
             + " | ".join(cells) + " |"
@@ -527,6 +529,13 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if args.rounds < 1:
         parser.error("--rounds must be at least 1")
+    if args.json:
+        # Fail now, not after the measurements: the samples are saved first.
+        try:
+            Path(args.json).write_text("")
+        except OSError as exc:
+            print(f"realcode.py: error: cannot write --json {args.json}: {exc.strerror}", file=sys.stderr)
+            return 2
     if args.scale <= 0:
         parser.error("--scale must be positive")
     try:
