@@ -32,6 +32,7 @@ import re
 import subprocess
 import sys
 import tempfile
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 BENCH_DIR = Path(__file__).resolve().parent
@@ -40,7 +41,7 @@ sys.path.insert(0, str(BENCH_DIR))
 import realcode  # noqa: E402  (needs the path above)
 import run as workloads_runner  # noqa: E402
 from workloads import WORKLOADS  # noqa: E402
-from harness import BASELINE, Tool, child_env, tail, unavailable_reason  # noqa: E402
+from harness import BASELINE, Tool, child_env, expand_run, tail, unavailable_reason  # noqa: E402
 
 # The C function behind sys.getswitchinterval: callgrind dumps before each call.
 MARKER_FUNCTION = "sys_getswitchinterval"
@@ -53,7 +54,8 @@ BLOCKS_REPORT = """\
 import os as _os
 if _os.path.exists("dhat-heap.json"):
     with open("dhat-heap.json") as _f:
-        print(_json.dumps({"blocks": sum(pp["tbk"] for pp in _json.load(_f)["pps"])}))
+        _pps = _json.load(_f)["pps"]
+    print(_json.dumps({"blocks": sum(pp["tbk"] for pp in _pps), "pps": len(_pps)}))
 """
 
 IN_PROCESS_TOOLS = {n: t for n, t in realcode.TOOLS.items() if not t.launcher}
@@ -65,6 +67,9 @@ class CallgrindError(Exception):
 
 def child_script(target: str, tool: Tool, scale: float) -> str:
     """The child for ``target`` under ``tool``, its region bracketed by the marker."""
+    # A third marker right after the work, before the profiler stops: dump 3
+    # is then the stop (and the file) alone.
+    tool = replace(tool, region=expand_run(tool.region, "run()\n" + MARKER))
     if target in WORKLOADS:
         script = workloads_runner.child_script(target, tool)
     else:
@@ -76,8 +81,27 @@ def child_script(target: str, tool: Tool, scale: float) -> str:
     return script + BLOCKS_REPORT
 
 
-def measure(target: str, tool: Tool, scale: float, timeout: float) -> tuple[int, int | None]:
-    """(instructions in the region, blocks dhatc counted there or None)."""
+@dataclass(frozen=True)
+class Counts:
+    """One callgrind run of a target under a tool."""
+
+    region: int  # instructions of the region: start, work, stop and file
+    stop: int  # of which the stop and the file
+    blocks: int | None  # the region's blocks, from dhatc's file (dhatc only)
+    pps: int | None  # its program points
+
+
+def _summary(path: Path) -> int:
+    if not path.exists():
+        raise CallgrindError(f"callgrind wrote no {path.name} (no call of {MARKER_FUNCTION}?)")
+    match = re.search(r"^summary:\s*(\d+)", path.read_text(), re.MULTILINE)
+    if match is None:
+        raise CallgrindError(f"no summary line in {path.name}")
+    return int(match.group(1))
+
+
+def measure(target: str, tool: Tool, scale: float, timeout: float) -> Counts:
+    """Run the target under callgrind and the tool; count the region's instructions."""
     with tempfile.TemporaryDirectory(prefix="dhatc-callgrind-") as tmpdir:
         script = Path(tmpdir) / "bench_child.py"
         script.write_text(child_script(target, tool, scale))
@@ -95,25 +119,17 @@ def measure(target: str, tool: Tool, scale: float, timeout: float) -> tuple[int,
             raise CallgrindError(f"timed out after {timeout:g} s") from exc
         if proc.returncode != 0:
             raise CallgrindError(f"exit status {proc.returncode}:\n{tail(proc.stderr)}")
-        # Dump 1: up to the first marker; dump 2: the region.
-        region = Path(f"{out}.2")
-        if not region.exists():
-            raise CallgrindError(
-                f"callgrind wrote no dump for the region (no call of {MARKER_FUNCTION}?)"
-            )
-        match = re.search(r"^summary:\s*(\d+)", region.read_text(), re.MULTILINE)
-        if match is None:
-            raise CallgrindError(f"no summary line in {region.name}")
-        instructions = int(match.group(1))
-    blocks = None
+        # Dump 1: up to the first marker; 2: start and work; 3: stop and file.
+        work, stop = _summary(Path(f"{out}.2")), _summary(Path(f"{out}.3"))
+    blocks = pps = None
     for line in proc.stdout.splitlines():
         try:
             data = json.loads(line)
         except ValueError:
             continue
         if isinstance(data, dict) and "blocks" in data:
-            blocks = int(data["blocks"])
-    return instructions, blocks
+            blocks, pps = int(data["blocks"]), int(data["pps"])
+    return Counts(work + stop, stop, blocks, pps)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -153,26 +169,33 @@ def main(argv: list[str] | None = None) -> int:
             tools.remove(name)
 
     failed = False
-    print(f"{'target':16} {'tool':14} {'instructions':>15} {'blocks':>10} {'extra Ir/block':>15}")
+    header = (f"{'target':16} {'tool':14} {'instructions':>15} {'of which stop':>15} "
+              f"{'blocks':>10} {'PPs':>6} {'extra Ir/block':>15} {'stop Ir/PP':>11}")
+    print(header)
     for target in args.targets:
-        counts: dict[str, int] = {}
-        blocks = None
+        counts: dict[str, Counts] = {}
         for tool in tools:
             print(f"callgrind: {target} {tool} ...", file=sys.stderr)
             try:
-                counts[tool], tool_blocks = measure(target, IN_PROCESS_TOOLS[tool], args.scale, args.timeout)
+                counts[tool] = measure(target, IN_PROCESS_TOOLS[tool], args.scale, args.timeout)
             except CallgrindError as exc:
                 print(f"{target} {tool}: {exc}", file=sys.stderr)
                 failed = True
-                continue
-            if tool_blocks is not None:
-                blocks = tool_blocks
-        for tool, count in counts.items():
-            per_block = ""
-            if tool != BASELINE and BASELINE in counts and blocks:
-                per_block = f"{(count - counts[BASELINE]) / blocks:.0f}"
-            shown_blocks = f"{blocks:,}" if blocks else "-"
-            print(f"{target:16} {tool:14} {count:>15,} {shown_blocks:>10} {per_block:>15}", flush=True)
+        # The blocks and program points of dhatc's file: the same program under every tool.
+        blocks = next((c.blocks for c in counts.values() if c.blocks), None)
+        pps = next((c.pps for c in counts.values() if c.pps), None)
+        base = counts.get(BASELINE)
+        for tool, c in counts.items():
+            per_block = per_pp = ""
+            if tool != BASELINE and base is not None and blocks:
+                per_block = f"{(c.region - base.region) / blocks:.0f}"
+            if tool != BASELINE and base is not None and pps:
+                per_pp = f"{(c.stop - base.stop) / pps:.0f}"
+            print(
+                f"{target:16} {tool:14} {c.region:>15,} {c.stop:>15,} "
+                f"{blocks or 0:>10,} {pps or 0:>6,} {per_block:>15} {per_pp:>11}",
+                flush=True,
+            )
     return 1 if failed else 0
 
 
