@@ -39,7 +39,8 @@ file and function names as it finds them).
 Everything wrong with a file is a :class:`DhatFileError`, one line naming
 the file and the problem.  Nothing else escapes: JSON nested too deeply,
 numbers with thousands of digits, a file too big for memory, a directory, a
-device, a FIFO (read to its end; one that nobody writes to reads as empty).
+device, a FIFO (read to its end; one that no writer opens within
+FIFO_WAIT_SECONDS is given up on).
 
 How it scales: the top-level object is parsed field by field, and the
 ``pps`` array a megabyte at a time by the C JSON scanner; each chunk is
@@ -57,6 +58,7 @@ import json
 import operator
 import os
 import re
+import select
 import stat
 import sys
 from array import array
@@ -76,6 +78,8 @@ ACCESS_LATCH = 0xFFFF
 #: Access counts per program point dhatc keeps; Valgrind records them for blocks
 #: of up to 1 KiB, and a repeat count must not make a small file take gigabytes.
 MAX_ACCESS_COUNTS = 1 << 16
+#: How long a FIFO may stay without a writer before it is given up on.
+FIFO_WAIT_SECONDS = 10.0
 #: Characters of the pps array parsed at a time.
 _CHUNK_CHARS = 1 << 20
 
@@ -374,7 +378,14 @@ def _read_bytes(name: str) -> bytes:
             _fail(name, "a directory, not a DHAT file")
         if not (stat.S_ISREG(mode) or stat.S_ISFIFO(mode)):
             _fail(name, "not a regular file (a device or a socket?); give the path of a DHAT file")
-        os.set_blocking(fd, True)  # a FIFO with a writer: wait for all it writes
+        if stat.S_ISFIFO(mode):
+            # Nothing to read before a writer comes; one that never comes must
+            # not keep us waiting for ever.
+            poller = select.poll()
+            poller.register(fd, select.POLLIN)
+            if not poller.poll(FIFO_WAIT_SECONDS * 1000):
+                _fail(name, f"a pipe that nobody wrote to in {FIFO_WAIT_SECONDS:g} seconds")
+        os.set_blocking(fd, True)  # then wait for all the writer writes
         with os.fdopen(fd, "rb", closefd=False) as f:
             data = f.read()
     except MemoryError:
@@ -384,7 +395,7 @@ def _read_bytes(name: str) -> bytes:
     finally:
         os.close(fd)
     if not data:
-        _fail(name, "empty file (a pipe nobody wrote to?)" if stat.S_ISFIFO(mode)
+        _fail(name, "empty (a pipe closed before anything was written)" if stat.S_ISFIFO(mode)
               else "empty file (not written yet, or its writer was killed?)")
     return data
 

@@ -138,13 +138,14 @@ _LOCATION = re.compile(r"^(?P<name>.*?) \((?P<prefix>in )?(?P<path>[^()]*)\)$")
 
 
 def shorten_frame(frame: str, width: Optional[int]) -> str:
-    """A frame string in at most `width` columns, keeping what tells frames apart.
+    """A frame string for a line of `width` columns (None: as it is).
 
-    In order, as long as it does not fit: drop the address (``0x4AA1D9F: ``),
-    shorten the path to its last components (``…/pkg/mod.py:12``), keep the
-    end of the function name (``…Class.method``), and last cut the end.
+    The address goes (``0x4AA1D9F: ``): it changes from run to run and only
+    --wide shows it.  Then, as long as it does not fit: the path is shortened
+    to its last components (``…/pkg/mod.py:12``), the function name keeps its
+    end (``…Class.method``), and last the end is cut.
     """
-    if width is None or display_width(frame) <= width:
+    if width is None:
         return frame
     frame = _ADDRESS.sub("", frame, count=1)
     if display_width(frame) <= width:

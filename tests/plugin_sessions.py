@@ -7,11 +7,12 @@ Import the fixture into a test module (``from plugin_sessions import inner``).
 from __future__ import annotations
 
 import importlib.util
-import json
 from pathlib import Path
 from typing import Any, Dict, List, Tuple
 
 import pytest
+
+import dhat_helpers
 
 # pytest-asyncio (in the test extra) warns at every start until this is set.
 _QUIET_ASYNCIO = (
@@ -48,8 +49,8 @@ class Inner:
 
     def program_points(self, name: str, directory: str = ".dhatc") -> List[Tuple[List[str], Dict[str, Any]]]:
         """The program points of a DHAT file: (frames, innermost first; the PP's fields)."""
-        data = json.loads((self.path / directory / name).read_text())
-        return [([data["ftbl"][i] for i in pp["fs"]], pp) for pp in data["pps"]]
+        data = dhat_helpers.load(self.path / directory / name)
+        return [(frames, pp) for pp, frames in dhat_helpers.pps_with_frames(data)]
 
 
 @pytest.fixture
@@ -67,5 +68,5 @@ def dhat_files(directory: Path) -> List[str]:
 
 
 def line_of(source: str, marker: str) -> int:
-    """The number of the line of `source` that ends with ``# marker``."""
-    return next(n for n, text in enumerate(source.splitlines(), 1) if text.endswith(f"# {marker}"))
+    """The number of the line of `source` that holds the comment ``# marker``."""
+    return dhat_helpers.line_of(source, f"# {marker}")

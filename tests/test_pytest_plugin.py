@@ -9,12 +9,12 @@ n >= 2 is one block of n + 33 bytes.
 from __future__ import annotations
 
 import hashlib
-import json
 import os
 
 import pytest
 
 import dh_viewer
+import dhat_helpers
 from dhatc._pytest_limits import LimitError, parse_size
 from dhatc._pytest_run import file_name
 from plugin_sessions import Inner, dhat_files, inner, line_of, lines  # noqa: F401 (fixture)
@@ -339,8 +339,8 @@ def test_dhat_file_stacks_end_at_the_test_function(inner: Inner) -> None:
     inner.makepyfile(test_leaky=LEAKY)
     inner.run().assert_outcomes(failed=1)
     path = inner.path / ".dhatc" / "test_leaky.py__test_leaky.json"
-    data = json.loads(path.read_text())
-    stacks = [[data["ftbl"][i] for i in pp["fs"]] for pp in data["pps"]]
+    data = dhat_helpers.load(path)
+    stacks = dhat_helpers.all_frames(data)
     source = str(inner.path / "test_leaky.py")
     at = lambda name, marker: f"{name} ({source}:{line_of(LEAKY, marker)})"  # noqa: E731
     # Innermost first: the allocator entry, then Python frames down to the
@@ -350,7 +350,7 @@ def test_dhat_file_stacks_end_at_the_test_function(inner: Inner) -> None:
         [at("leak", "LEAK"), at("test_leaky", "CALL-LEAK")],
     ]
     assert {stack[0] for stack in stacks} <= {"PyObject_Malloc", "PyObject_Calloc", "PyMem_RawMalloc", "PyMem_RawCalloc"}
-    assert not any(TRAMPOLINE_FILE in frame for frame in data["ftbl"])
+    assert not any(TRAMPOLINE_FILE in frame for stack in stacks for frame in stack)
     assert [(pp["tb"], pp["tbk"], pp["gb"], pp["eb"]) for pp in data["pps"]] == [
         (20_033, 1, 20_033, 0),
         (5_033, 1, 0, 5_033),
@@ -673,8 +673,10 @@ def test_failed_dhatc_assertion_in_the_fixture_saves_the_profile(inner: Inner) -
             f"DHAT file: {path}",
         ]
     )
-    data = json.loads(path.read_text())
-    assert not any(TRAMPOLINE_FILE in frame for frame in data["ftbl"])  # rewritten without it
+    data = dhat_helpers.load(path)
+    assert not any(  # rewritten without it
+        TRAMPOLINE_FILE in frame for stack in dhat_helpers.all_frames(data) for frame in stack
+    )
     assert sum(pp["tbk"] for pp in data["pps"]) == 2
 
 

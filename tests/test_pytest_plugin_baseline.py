@@ -15,6 +15,7 @@ import json
 
 import pytest
 
+import dhat_helpers
 from dhatc._dhat_reader import load
 from plugin_sessions import Inner, inner, line_of, lines  # noqa: F401 (fixture)
 from test_pytest_plugin_kinds import summary_rows
@@ -319,7 +320,7 @@ def test_bad_baselines_say_what_is_wrong(inner: Inner) -> None:
     broken = inner.path / "base" / "test_grow.py__test_build.json"
     broken.write_text(broken.read_text()[:100])  # cut short, as by a crash
     ad_hoc = inner.path / "base" / "test_grow.py__test_steady.json"
-    data = json.loads(ad_hoc.read_text())
+    data = dhat_helpers.load(ad_hoc)
     ad_hoc.write_text(json.dumps({**data, "mode": "ad-hoc"}))
     result = inner.run(*args, "--dhatc-baseline", "base")
     result.assert_outcomes(failed=2)
