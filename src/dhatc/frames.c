@@ -105,30 +105,7 @@ void dhatc_frames_clear_root(void)
     root_code = NULL;
 }
 
-uint32_t dhatc_frames_capture(PyThreadState *tstate, dhatc_frame_t *out, uint32_t limit,
-                              uint64_t *hash, dhatc_kind_t kind)
-{
-    uint64_t h = DHATC_HASH_SEED;
-    uint32_t depth = 0;
-    frame_t *frame = tstate != NULL ? top_frame(tstate) : NULL;
-    for (; frame != NULL && depth < limit; frame = caller_of(frame)) {
-        int32_t offset;
-        PyCodeObject *code = code_and_offset(frame, &offset);
-        if (code == NULL) {
-            continue;
-        }
-        out[depth] = (dhatc_frame_t){.code = code, .where = offset, .kind = DHATC_FRAME_PYTHON};
-        h = dhatc_hash_step(h, &out[depth]);
-        depth++;
-        if (frame == root_frame && code == root_code) {
-            break;
-        }
-    }
-    *hash = dhatc_hash_finish(h, (uint32_t)kind, depth);
-    return depth;
-}
-
-/* ---- the per-thread cache of recent stacks ------------------------------- */
+/* ---- what places a frame in the chain -------------------------------------- */
 
 /* What tells one position of a frame in the chain from another without
  * reading its code object: the frame's address, and from 3.11 its instruction
@@ -136,11 +113,7 @@ uint32_t dhatc_frames_capture(PyThreadState *tstate, dhatc_frame_t *out, uint32_
  * object of a captured stack is kept alive, so the address is never another
  * code's) and owner; up to 3.10 its code object and instruction index (frame
  * objects are reused for other code). */
-typedef struct {
-    const void *frame;
-    const void *position;
-    intptr_t extra;
-} raw_frame_t;
+typedef dhatc_raw_frame_t raw_frame_t;
 
 static inline raw_frame_t raw_frame(frame_t *frame)
 {
@@ -155,12 +128,52 @@ static inline raw_frame_t raw_frame(frame_t *frame)
 #endif
 }
 
+uint32_t dhatc_frames_capture(PyThreadState *tstate, dhatc_frame_t *out, uint32_t limit,
+                              uint64_t *hash, dhatc_kind_t kind, dhatc_frames_walk_t *walk)
+{
+    uint64_t h = DHATC_HASH_SEED;
+    uint32_t depth = 0, walked = 0;
+    bool ended = true;
+    frame_t *frame = tstate != NULL ? top_frame(tstate) : NULL;
+    for (; frame != NULL; frame = caller_of(frame)) {
+        if (depth == limit) {
+            ended = false;
+            break;
+        }
+        if (walk != NULL && walked < DHATC_FRAMES_CACHE_DEPTH) {
+            walk->frames[walked] = raw_frame(frame);
+        }
+        walked++;
+        int32_t offset;
+        PyCodeObject *code = code_and_offset(frame, &offset);
+        if (code == NULL) {
+            continue;
+        }
+        out[depth] = (dhatc_frame_t){.code = code, .where = offset, .kind = DHATC_FRAME_PYTHON};
+        h = dhatc_hash_step(h, &out[depth]);
+        depth++;
+        if (frame == root_frame && code == root_code) {
+            ended = false;
+            break;
+        }
+    }
+    if (walk != NULL) {
+        walk->count = walked;
+        walk->ended = ended;
+        walk->too_deep = walked > DHATC_FRAMES_CACHE_DEPTH;
+    }
+    *hash = dhatc_hash_finish(h, (uint32_t)kind, depth);
+    return depth;
+}
+
+/* ---- the per-thread cache of recent stacks ------------------------------- */
+
 static inline bool same_raw_frame(const raw_frame_t *a, const raw_frame_t *b)
 {
     return a->frame == b->frame && a->position == b->position && a->extra == b->extra;
 }
 
-enum { CACHE_WAYS = 8, CACHE_DEPTH = 16 };
+enum { CACHE_WAY_BITS = 6, CACHE_WAYS = 1 << CACHE_WAY_BITS, CACHE_DEPTH = DHATC_FRAMES_CACHE_DEPTH };
 
 typedef struct {
     uint64_t generation; /* the profile's; 0: empty */
@@ -209,11 +222,15 @@ static thread_cache_t *this_thread_cache(void)
     return thread_cache;
 }
 
-static inline cache_entry_t *way_of(thread_cache_t *cache, const raw_frame_t *top, uint32_t kind)
+/* The way of a stack: by its top two frames (recursive code has many stacks
+ * that share the top one). */
+static inline cache_entry_t *way_of(thread_cache_t *cache, const raw_frame_t *top,
+                                    const void *caller_position, uint32_t kind)
 {
-    uintptr_t key = (uintptr_t)top->frame ^ ((uintptr_t)top->position >> 1) ^ kind;
+    uintptr_t key = (uintptr_t)top->frame ^ ((uintptr_t)top->position >> 1) ^
+                    ((uintptr_t)caller_position << 7) ^ kind;
     key *= UINT64_C(0x9E3779B97F4A7C15);
-    return &cache->ways[key >> (64 - 3)]; /* CACHE_WAYS = 8 */
+    return &cache->ways[key >> (64 - CACHE_WAY_BITS)];
 }
 
 bool dhatc_frames_cached_pp(PyThreadState *tstate, dhatc_kind_t kind, uint64_t generation,
@@ -225,7 +242,9 @@ bool dhatc_frames_cached_pp(PyThreadState *tstate, dhatc_kind_t kind, uint64_t g
         return false;
     }
     raw_frame_t raw = raw_frame(frame);
-    const cache_entry_t *entry = way_of(cache, &raw, (uint32_t)kind);
+    frame_t *caller = caller_of(frame);
+    const cache_entry_t *entry =
+        way_of(cache, &raw, caller != NULL ? raw_frame(caller).position : NULL, (uint32_t)kind);
     if (entry->generation != generation || entry->kind != (uint32_t)kind) {
         return false;
     }
@@ -246,48 +265,29 @@ bool dhatc_frames_cached_pp(PyThreadState *tstate, dhatc_kind_t kind, uint64_t g
     return true;
 }
 
-void dhatc_frames_cache_pp(PyThreadState *tstate, dhatc_kind_t kind, uint32_t limit,
+void dhatc_frames_cache_pp(const dhatc_frames_walk_t *walk, dhatc_kind_t kind,
                            uint64_t generation, uint32_t pp)
 {
-    frame_t *frame = top_frame(tstate);
-    if (frame == NULL) {
+    if (walk->too_deep || walk->count == 0) {
         return;
     }
-    /* The walk dhatc_frames_capture makes, recording each frame it passes. */
-    raw_frame_t walked[CACHE_DEPTH];
-    uint32_t count = 0, depth = 0;
-    bool ended = true;
-    for (; frame != NULL; frame = caller_of(frame)) {
-        if (depth == limit) {
-            ended = false;
-            break;
-        }
-        if (count == CACHE_DEPTH) {
-            return; /* too deep to cache */
-        }
-        walked[count++] = raw_frame(frame);
-        int32_t offset;
-        PyCodeObject *code = code_and_offset(frame, &offset);
-        if (code == NULL) {
-            continue;
-        }
-        depth++;
-        if (frame == root_frame && code == root_code) {
-            ended = false;
-            break;
-        }
-    }
-    thread_cache_t *cache = count > 0 ? this_thread_cache() : NULL;
+    thread_cache_t *cache = this_thread_cache();
     if (cache == NULL) {
         return;
     }
-    cache_entry_t *entry = way_of(cache, &walked[0], (uint32_t)kind);
+    const void *caller_position = NULL;
+    if (walk->count > 1) {
+        caller_position = walk->frames[1].position;
+    } else if (!walk->ended) {
+        return; /* the walk stopped at the top: its caller is not known */
+    }
+    cache_entry_t *entry = way_of(cache, &walk->frames[0], caller_position, (uint32_t)kind);
     entry->generation = generation;
     entry->kind = (uint32_t)kind;
     entry->pp = pp;
-    entry->count = count;
-    entry->ended = ended;
-    memcpy(entry->frames, walked, count * sizeof walked[0]);
+    entry->count = walk->count;
+    entry->ended = walk->ended;
+    memcpy(entry->frames, walk->frames, walk->count * sizeof walk->frames[0]);
 }
 
 bool dhatc_frames_canonicalize(const dhatc_frame_t *captured, uint32_t depth, dhatc_frame_t *out)

@@ -96,7 +96,8 @@ static __attribute__((noinline)) void record_with_stack(PyThreadState *tstate, b
     const uint32_t limit = __atomic_load_n(&config.frames_limit, __ATOMIC_RELAXED);
     dhatc_frame_t frames[limit + 1]; /* + 1: never a zero-length array */
     uint64_t hash, generation = 0;
-    uint32_t depth = own_interp ? dhatc_frames_capture(tstate, frames, limit, &hash, kind)
+    dhatc_frames_walk_t walk;
+    uint32_t depth = own_interp ? dhatc_frames_capture(tstate, frames, limit, &hash, kind, &walk)
                                 : other_interpreter(tstate, frames, limit, &hash, kind);
     uint32_t pp = dhatc_profile_record_alloc((uintptr_t)block, size, kind, frames, depth, hash,
                                              &generation);
@@ -104,7 +105,7 @@ static __attribute__((noinline)) void record_with_stack(PyThreadState *tstate, b
      * which needs the GIL; without it, the next hooked call that holds it. */
     dhatc_record_retain_code(gil_held);
     if (pp != DHATC_NO_PP && own_interp && tstate != NULL && !dhatc_codetable_has_new()) {
-        dhatc_frames_cache_pp(tstate, kind, limit, generation, pp);
+        dhatc_frames_cache_pp(&walk, kind, generation, pp);
     }
 }
 
@@ -152,7 +153,7 @@ void dhatc_record_event(uint64_t weight)
     uint64_t hash;
     PyThreadState *tstate = stack_owner(true);
     uint32_t depth = tstate == NULL || tstate->interp == config.interp
-                         ? dhatc_frames_capture(tstate, frames, limit, &hash, DHATC_KIND_AD_HOC)
+                         ? dhatc_frames_capture(tstate, frames, limit, &hash, DHATC_KIND_AD_HOC, NULL)
                          : other_interpreter(tstate, frames, limit, &hash, DHATC_KIND_AD_HOC);
     dhatc_profile_record_event(weight, frames, depth, hash);
     dhatc_record_retain_code(true);
