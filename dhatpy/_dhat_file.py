@@ -65,6 +65,8 @@ class Profile:
     time_of_peak: int = 0
     time_of_end: int = 0
     dropped: int = 0
+    #: Ad hoc events whose weights the totals could not hold (capped at 2**64 - 1).
+    saturated: int = 0
     #: Domains whose hooks another allocator hook removed mid-profile (bits 1<<domain).
     hooks_lost: int = 0
     cmd: str = ""
@@ -104,6 +106,7 @@ def profile_from_engine(data: StopData, *, cmd: str, pid: int) -> Profile:
         time_of_peak=data["time_of_peak"],
         time_of_end=data["time_of_end"],
         dropped=data["dropped"],
+        saturated=data["saturated"],
         hooks_lost=data["hooks_lost"],
         cmd=cmd,
         pid=pid,
@@ -116,7 +119,11 @@ def profile_from_engine(data: StopData, *, cmd: str, pid: int) -> Profile:
     for raw in data["pps"]:
         engine_pp = EngineProgramPoint(*raw)
         resolved: List[str] = [] if engine_pp.kind is None else [engine_pp.kind]
-        for code, line in engine_pp.frames:
+        for frame in engine_pp.frames:
+            if isinstance(frame, str):  # stands for frames the engine does not keep
+                resolved.append(frame)
+                continue
+            code, line = frame
             text = strings.get((id(code), line))
             if text is None:
                 text = strings[(id(code), line)] = frame_string(code, line)
@@ -126,6 +133,11 @@ def profile_from_engine(data: StopData, *, cmd: str, pid: int) -> Profile:
         if pp is None:
             pp = by_frames[key] = ProgramPoint(frames=key, total_bytes=0, total_blocks=0)
             profile.pps.append(pp)
+        # The engine keys program points by what they show (code objects
+        # with one file and name stand for one another), so equal strings
+        # meet here only where a code object died before the engine could
+        # keep it ("[code object destroyed ...]"): their max figures add up
+        # to an upper bound.
         _add_figures(pp, engine_pp)
     return profile
 
@@ -300,6 +312,11 @@ def warning_lines(profile: Profile) -> List[str]:
         lines.append(
             f"dhat: warning: {profile.dropped:,} events were not recorded "
             "because the engine ran out of memory"
+        )
+    if profile.saturated:
+        lines.append(
+            f"dhat: warning: the weights of {profile.saturated:,} ad hoc events took the "
+            "totals past 2**64 - 1 units; those totals are shown as 2**64 - 1"
         )
     if profile.hooks_lost:
         domains = ", ".join(

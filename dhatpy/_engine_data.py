@@ -12,14 +12,17 @@ the engine owns no Python types for them); the names live here::
      "max_blocks": int, "max_bytes": int,          # live at the global peak (t-gmax)
      "time_of_peak": int, "time_of_end": int,      # in allocations (events, ad hoc)
      "dropped": int,                               # events lost to the engine's memory
+     "saturated": int,                             # ad hoc events past 2**64 - 1 units
      "hooks_lost": int,                            # bits 1 << domain, see _dhat_file
      "pps": [(kind, frames, tb, tbk, tl, mb, mbk, gb, gbk, eb, ebk), ...]}
 
 Every int is non-negative and below 2**64.  A program point's ``kind`` is
 the allocator entry that made its blocks (``"PyObject_Malloc"``,
-``"malloc"``, ...), None for ad hoc events; its ``frames`` are ``(code,
-line)`` pairs, innermost first, the code object None when it was being
-destroyed as the profile took a reference to it, the line -1 when unknown.
+``"malloc"``, ...), None for ad hoc events; its ``frames`` are innermost first, each a ``(code,
+line)`` pair -- the code object None when it was being destroyed as the
+profile took a reference to it, the line -1 when unknown -- or a str, the text
+of a frame that stands for frames the engine does not keep (another
+interpreter's Python frames: ``"[subinterpreter N: ...]"``).
 The code objects stay alive as long as the dict does.
 
 To change the contract, change :data:`RawProgramPoint` /
@@ -31,11 +34,12 @@ the two against each other.
 from __future__ import annotations
 
 from types import CodeType
-from typing import List, NamedTuple, Optional, Tuple, TypedDict
+from typing import List, NamedTuple, Optional, Tuple, TypedDict, Union
 
 #: One frame of a program point: its code object (None if it was being
-#: destroyed) and the line (-1 when unknown).
-RawFrame = Tuple[Optional[CodeType], int]
+#: destroyed) and the line (-1 when unknown); or the text of a frame that
+#: stands for frames the engine does not keep.
+RawFrame = Union[Tuple[Optional[CodeType], int], str]
 
 #: A program point as ``pp_as_tuple`` builds it; :class:`EngineProgramPoint`
 #: names its fields.
@@ -73,5 +77,6 @@ class StopData(TypedDict):
     time_of_peak: int
     time_of_end: int
     dropped: int
+    saturated: int
     hooks_lost: int
     pps: List[RawProgramPoint]
