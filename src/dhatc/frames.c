@@ -1,7 +1,11 @@
 #include "frames.h"
 
+#include <pthread.h>
+#include <string.h>
+
 #include "codetable.h"
 #include "cpython_internal.h"
+#include "rawmem.h"
 
 typedef dhatc_py_frame_t frame_t;
 
@@ -122,6 +126,168 @@ uint32_t dhatc_frames_capture(PyThreadState *tstate, dhatc_frame_t *out, uint32_
     }
     *hash = dhatc_hash_finish(h, (uint32_t)kind, depth);
     return depth;
+}
+
+/* ---- the per-thread cache of recent stacks ------------------------------- */
+
+/* What tells one position of a frame in the chain from another without
+ * reading its code object: the frame's address, and from 3.11 its instruction
+ * pointer (which points into one code object's bytecode, and every code
+ * object of a captured stack is kept alive, so the address is never another
+ * code's) and owner; up to 3.10 its code object and instruction index (frame
+ * objects are reused for other code). */
+typedef struct {
+    const void *frame;
+    const void *position;
+    intptr_t extra;
+} raw_frame_t;
+
+static inline raw_frame_t raw_frame(frame_t *frame)
+{
+#if PY_VERSION_HEX >= 0x030D0000
+    return (raw_frame_t){frame, frame->instr_ptr, frame->owner};
+#elif PY_VERSION_HEX >= 0x030C0000
+    return (raw_frame_t){frame, frame->prev_instr, frame->owner};
+#elif PY_VERSION_HEX >= 0x030B0000
+    return (raw_frame_t){frame, frame->prev_instr, 0};
+#else
+    return (raw_frame_t){frame, frame->f_code, frame->f_lasti};
+#endif
+}
+
+static inline bool same_raw_frame(const raw_frame_t *a, const raw_frame_t *b)
+{
+    return a->frame == b->frame && a->position == b->position && a->extra == b->extra;
+}
+
+enum { CACHE_WAYS = 8, CACHE_DEPTH = 16 };
+
+typedef struct {
+    uint64_t generation; /* the profile's; 0: empty */
+    uint32_t kind;
+    uint32_t pp;
+    uint32_t count;      /* raw frames walked, skipped ones included */
+    bool ended;          /* the walk ran to the end of the chain */
+    raw_frame_t frames[CACHE_DEPTH];
+} cache_entry_t;
+
+typedef struct {
+    cache_entry_t ways[CACHE_WAYS];
+} thread_cache_t;
+
+/* This thread's cache, made on first use (one mapping per thread that
+ * allocates while a profile runs), unmapped at thread exit. */
+static __thread thread_cache_t *thread_cache __attribute__((tls_model("initial-exec")));
+static pthread_key_t cache_key;
+static pthread_once_t cache_key_once = PTHREAD_ONCE_INIT;
+
+static void forget_thread_cache(void *cache)
+{
+    thread_cache = NULL; /* before unmapping: later destructors may allocate */
+    dhatc_rawmem_free(cache, sizeof(thread_cache_t));
+}
+
+static void make_cache_key(void)
+{
+    if (pthread_key_create(&cache_key, forget_thread_cache) != 0) {
+        cache_key = (pthread_key_t)-1;
+    }
+}
+
+static thread_cache_t *this_thread_cache(void)
+{
+    if (thread_cache == NULL) {
+        pthread_once(&cache_key_once, make_cache_key);
+        thread_cache_t *cache = dhatc_rawmem_alloc(sizeof(thread_cache_t));
+        if (cache == NULL || cache_key == (pthread_key_t)-1 ||
+            pthread_setspecific(cache_key, cache) != 0) {
+            dhatc_rawmem_free(cache, sizeof(thread_cache_t));
+            return NULL;
+        }
+        thread_cache = cache;
+    }
+    return thread_cache;
+}
+
+static inline cache_entry_t *way_of(thread_cache_t *cache, const raw_frame_t *top, uint32_t kind)
+{
+    uintptr_t key = (uintptr_t)top->frame ^ ((uintptr_t)top->position >> 1) ^ kind;
+    key *= UINT64_C(0x9E3779B97F4A7C15);
+    return &cache->ways[key >> (64 - 3)]; /* CACHE_WAYS = 8 */
+}
+
+bool dhatc_frames_cached_pp(PyThreadState *tstate, dhatc_kind_t kind, uint64_t generation,
+                            uint32_t *pp)
+{
+    thread_cache_t *cache = thread_cache;
+    frame_t *frame = top_frame(tstate);
+    if (cache == NULL || frame == NULL) {
+        return false;
+    }
+    raw_frame_t raw = raw_frame(frame);
+    const cache_entry_t *entry = way_of(cache, &raw, (uint32_t)kind);
+    if (entry->generation != generation || entry->kind != (uint32_t)kind) {
+        return false;
+    }
+    for (uint32_t i = 0; i < entry->count; i++) {
+        if (frame == NULL) {
+            return false;
+        }
+        raw = raw_frame(frame);
+        if (!same_raw_frame(&raw, &entry->frames[i])) {
+            return false;
+        }
+        frame = caller_of(frame);
+    }
+    if (entry->ended && frame != NULL) {
+        return false; /* the chain goes on below now: another stack */
+    }
+    *pp = entry->pp;
+    return true;
+}
+
+void dhatc_frames_cache_pp(PyThreadState *tstate, dhatc_kind_t kind, uint32_t limit,
+                           uint64_t generation, uint32_t pp)
+{
+    frame_t *frame = top_frame(tstate);
+    if (frame == NULL) {
+        return;
+    }
+    /* The walk dhatc_frames_capture makes, recording each frame it passes. */
+    raw_frame_t walked[CACHE_DEPTH];
+    uint32_t count = 0, depth = 0;
+    bool ended = true;
+    for (; frame != NULL; frame = caller_of(frame)) {
+        if (depth == limit) {
+            ended = false;
+            break;
+        }
+        if (count == CACHE_DEPTH) {
+            return; /* too deep to cache */
+        }
+        walked[count++] = raw_frame(frame);
+        int32_t offset;
+        PyCodeObject *code = code_and_offset(frame, &offset);
+        if (code == NULL) {
+            continue;
+        }
+        depth++;
+        if (frame == root_frame && code == root_code) {
+            ended = false;
+            break;
+        }
+    }
+    thread_cache_t *cache = count > 0 ? this_thread_cache() : NULL;
+    if (cache == NULL) {
+        return;
+    }
+    cache_entry_t *entry = way_of(cache, &walked[0], (uint32_t)kind);
+    entry->generation = generation;
+    entry->kind = (uint32_t)kind;
+    entry->pp = pp;
+    entry->count = count;
+    entry->ended = ended;
+    memcpy(entry->frames, walked, count * sizeof walked[0]);
 }
 
 bool dhatc_frames_canonicalize(const dhatc_frame_t *captured, uint32_t depth, dhatc_frame_t *out)

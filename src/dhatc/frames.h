@@ -28,6 +28,23 @@ void dhatc_frames_clear_root(void);
 uint32_t dhatc_frames_capture(PyThreadState *tstate, dhatc_frame_t *out, uint32_t limit,
                               uint64_t *hash, dhatc_kind_t kind);
 
+/* A per-thread cache of the program points of recent stacks, so that a
+ * stack seen a moment ago costs a walk comparing frame addresses and
+ * instruction pointers instead of a capture, a hash and a table lookup (a
+ * loop allocating at a few places hits it nearly always).  Entries belong to
+ * one profile (`generation`, profile.h) and one allocator kind.
+ *
+ * cached_pp(): whether `tstate`'s stack is one the cache knows, and its
+ * program point.  cache_pp(): remembers that `tstate`'s stack, captured with
+ * `limit`, is program point `pp` -- only once every code object in it is
+ * kept alive (codetable.h), or an address could come back as another
+ * function's.  Both for the calling thread's own stack, of the profile's
+ * interpreter; neither allocates from the hooked allocators. */
+bool dhatc_frames_cached_pp(PyThreadState *tstate, dhatc_kind_t kind, uint64_t generation,
+                            uint32_t *pp);
+void dhatc_frames_cache_pp(PyThreadState *tstate, dhatc_kind_t kind, uint32_t limit,
+                           uint64_t generation, uint32_t pp);
+
 /* dhatc_canonicalize_fn: (code, instruction offset) -> (the code object
  * standing for every one with its file and name, line); other frames are
  * kept as they are.  Reads only the code objects' immutable fields, so it is
