@@ -40,6 +40,12 @@ PROG = "dhatc"
 COMMANDS = (
     "run",
     "preload-path",
+    "view",
+    "flamegraph",
+    "export",
+    "merge",
+    "report",
+    "diff",
 )
 
 
