@@ -118,13 +118,14 @@ typedef dhatc_raw_frame_t raw_frame_t;
 static inline raw_frame_t raw_frame(frame_t *frame)
 {
 #if PY_VERSION_HEX >= 0x030D0000
-    return (raw_frame_t){frame, frame->instr_ptr, frame->owner};
+    /* Addresses use the low 48 bits: the owner fits above them, exactly. */
+    return (raw_frame_t){frame, (uintptr_t)frame->instr_ptr | ((uintptr_t)frame->owner << 56)};
 #elif PY_VERSION_HEX >= 0x030C0000
-    return (raw_frame_t){frame, frame->prev_instr, frame->owner};
+    return (raw_frame_t){frame, (uintptr_t)frame->prev_instr | ((uintptr_t)frame->owner << 56)};
 #elif PY_VERSION_HEX >= 0x030B0000
-    return (raw_frame_t){frame, frame->prev_instr, 0};
+    return (raw_frame_t){frame, (uintptr_t)frame->prev_instr};
 #else
-    return (raw_frame_t){frame, frame->f_code, frame->f_lasti};
+    return (raw_frame_t){frame, (uintptr_t)frame->f_code, frame->f_lasti};
 #endif
 }
 
@@ -168,9 +169,21 @@ uint32_t dhatc_frames_capture(PyThreadState *tstate, dhatc_frame_t *out, uint32_
 
 /* ---- the per-thread cache of recent stacks ------------------------------- */
 
-static inline bool same_raw_frame(const raw_frame_t *a, const raw_frame_t *b)
+/* Whether `frame` is where `cached` was: its address first, so that a chain
+ * shorter than the cached one (a NULL frame) is told apart before anything
+ * is read through it (a cached frame is never NULL). */
+static inline bool is_cached_frame(frame_t *frame, const raw_frame_t *cached)
 {
-    return a->frame == b->frame && a->position == b->position && a->extra == b->extra;
+    if ((const void *)frame != cached->frame) {
+        return false;
+    }
+    raw_frame_t raw = raw_frame(frame);
+#if PY_VERSION_HEX < 0x030B0000
+    if (raw.extra != cached->extra) {
+        return false;
+    }
+#endif
+    return raw.position == cached->position;
 }
 
 enum { CACHE_WAY_BITS = 6, CACHE_WAYS = 1 << CACHE_WAY_BITS, CACHE_DEPTH = DHATC_FRAMES_CACHE_DEPTH };
@@ -225,10 +238,9 @@ static thread_cache_t *this_thread_cache(void)
 /* The way of a stack: by its top two frames (recursive code has many stacks
  * that share the top one). */
 static inline cache_entry_t *way_of(thread_cache_t *cache, const raw_frame_t *top,
-                                    const void *caller_position, uint32_t kind)
+                                    uintptr_t caller_position, uint32_t kind)
 {
-    uintptr_t key = (uintptr_t)top->frame ^ ((uintptr_t)top->position >> 1) ^
-                    ((uintptr_t)caller_position << 7) ^ kind;
+    uintptr_t key = (uintptr_t)top->frame ^ (top->position >> 1) ^ (caller_position << 7) ^ kind;
     key *= UINT64_C(0x9E3779B97F4A7C15);
     return &cache->ways[key >> (64 - CACHE_WAY_BITS)];
 }
@@ -244,16 +256,12 @@ bool dhatc_frames_cached_pp(PyThreadState *tstate, dhatc_kind_t kind, uint64_t g
     raw_frame_t raw = raw_frame(frame);
     frame_t *caller = caller_of(frame);
     const cache_entry_t *entry =
-        way_of(cache, &raw, caller != NULL ? raw_frame(caller).position : NULL, (uint32_t)kind);
+        way_of(cache, &raw, caller != NULL ? raw_frame(caller).position : 0, (uint32_t)kind);
     if (entry->generation != generation || entry->kind != (uint32_t)kind) {
         return false;
     }
     for (uint32_t i = 0; i < entry->count; i++) {
-        if (frame == NULL) {
-            return false;
-        }
-        raw = raw_frame(frame);
-        if (!same_raw_frame(&raw, &entry->frames[i])) {
+        if (!is_cached_frame(frame, &entry->frames[i])) {
             return false;
         }
         frame = caller_of(frame);
@@ -275,7 +283,7 @@ void dhatc_frames_cache_pp(const dhatc_frames_walk_t *walk, dhatc_kind_t kind,
     if (cache == NULL) {
         return;
     }
-    const void *caller_position = NULL;
+    uintptr_t caller_position = 0;
     if (walk->count > 1) {
         caller_position = walk->frames[1].position;
     } else if (!walk->ended) {

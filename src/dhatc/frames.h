@@ -28,8 +28,10 @@ enum { DHATC_FRAMES_CACHE_DEPTH = 16 };
 
 typedef struct {
     const void *frame;
-    const void *position;
+    uintptr_t position;
+#if PY_VERSION_HEX < 0x030B0000
     intptr_t extra;
+#endif
 } dhatc_raw_frame_t;
 
 typedef struct {

@@ -8,6 +8,7 @@
  * tests/test_engine_c.py, with AddressSanitizer and UBSan. */
 #include <assert.h>
 #include <pthread.h>
+#include <stdatomic.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -219,17 +220,48 @@ static void model_check(void)
 
 /* ---- threads ------------------------------------------------------------ */
 
-enum { THREADS = 4, PER_THREAD = 50000 };
+/* Threads recording at once.  Besides their own blocks, thread 1 hands
+ * blocks to thread 2, which frees them: if the lock let the two in together,
+ * the live map and the figures would break.  Several profiles in a row. */
+enum { THREADS = 4, PER_THREAD = 50000, HANDED = 1 << 14, PROFILES = 4 };
+
+static _Atomic uintptr_t handed[HANDED];
+static atomic_uint handed_count, freed_count;
 
 static void *thread_body(void *arg)
 {
-    uintptr_t base = (uintptr_t)arg * 0x10000000u;
-    dhatc_frame_t frame = {.code = &codes[(int)(uintptr_t)arg], .where = 2};
+    uintptr_t id = (uintptr_t)arg;
+    bool owner = id == 1; /* the one that hands blocks over */
+    uintptr_t base = id * 0x10000000u;
+    dhatc_frame_t frame = {.code = &codes[(int)id], .where = 2};
     uint64_t h = dhatc_hash_finish(dhatc_hash_step(DHATC_HASH_SEED, &frame), DHATC_KIND_MALLOC, 1);
     for (uintptr_t i = 0; i < PER_THREAD; i++) {
         dhatc_profile_record_alloc(base + 16 * i, 32, DHATC_KIND_MALLOC, &frame, 1, h, &generation);
         if (i % 2 == 0) {
             dhatc_profile_record_free(base + 16 * i);
+        }
+        if (owner && i < HANDED) { /* a block for the guest below to free */
+            uintptr_t address = 0x70000000u + 16 * i;
+            dhatc_profile_record_alloc(address, 48, DHATC_KIND_MALLOC, &frame, 1, h,
+                                       &generation);
+            atomic_store(&handed[i], address);
+            atomic_fetch_add(&handed_count, 1);
+        }
+        if (id == 2) { /* the guest that frees what the owner handed over */
+            unsigned next = atomic_load(&freed_count);
+            if (next < atomic_load(&handed_count)) {
+                dhatc_profile_record_free(atomic_load(&handed[next]));
+                atomic_store(&freed_count, next + 1);
+            }
+        }
+    }
+    if (id == 2) {
+        while (atomic_load(&freed_count) < HANDED) {
+            unsigned next = atomic_load(&freed_count);
+            if (next < atomic_load(&handed_count)) {
+                dhatc_profile_record_free(atomic_load(&handed[next]));
+                atomic_store(&freed_count, next + 1);
+            }
         }
     }
     return NULL;
@@ -237,21 +269,26 @@ static void *thread_body(void *arg)
 
 static void thread_check(void)
 {
-    CHECK(dhatc_profile_start(DHATC_MODE_HEAP, canonicalize));
-    pthread_t threads[THREADS];
-    for (uintptr_t t = 0; t < THREADS; t++) {
-        CHECK(pthread_create(&threads[t], NULL, thread_body, (void *)(t + 1)) == 0);
+    for (int round = 0; round < PROFILES; round++) {
+        atomic_store(&handed_count, 0);
+        atomic_store(&freed_count, 0);
+        CHECK(dhatc_profile_start(DHATC_MODE_HEAP, canonicalize));
+        pthread_t threads[THREADS];
+        for (uintptr_t t = 0; t < THREADS; t++) {
+            CHECK(pthread_create(&threads[t], NULL, thread_body, (void *)(t + 1)) == 0);
+        }
+        for (int t = 0; t < THREADS; t++) {
+            pthread_join(threads[t], NULL);
+        }
+        dhatc_profile_stop();
+        dhatc_stats_t s = dhatc_profile_stats();
+        CHECK(s.total_blocks == THREADS * PER_THREAD + HANDED);
+        CHECK(s.total_bytes == 32ull * THREADS * PER_THREAD + 48ull * HANDED);
+        CHECK(s.curr_blocks == THREADS * PER_THREAD / 2);
+        CHECK(s.curr_bytes == 32ull * THREADS * PER_THREAD / 2);
+        CHECK(dhatc_profile_pp_count() == THREADS);
+        dhatc_profile_release();
     }
-    for (int t = 0; t < THREADS; t++) {
-        pthread_join(threads[t], NULL);
-    }
-    dhatc_profile_stop();
-    dhatc_stats_t s = dhatc_profile_stats();
-    CHECK(s.total_blocks == THREADS * PER_THREAD);
-    CHECK(s.total_bytes == 32ull * THREADS * PER_THREAD);
-    CHECK(s.curr_blocks == THREADS * PER_THREAD / 2);
-    CHECK(dhatc_profile_pp_count() == THREADS);
-    dhatc_profile_release();
     printf("threads: %d x %d allocations recorded exactly\n", THREADS, PER_THREAD);
 }
 
