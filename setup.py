@@ -6,15 +6,30 @@ Knobs (environment variables):
 """
 
 import os
+import sys
+import sysconfig
 
 from setuptools import Extension, setup
 from setuptools.command.build_ext import build_ext
+
+# The frame walker reads the interpreter's own structs (src/dhatc/frames.c),
+# known for these builds only: say so in one sentence rather than fail in C.
+if sys.version_info[:2] < (3, 9) or sys.version_info[:2] > (3, 15):
+    sys.exit(
+        "dhatc supports CPython 3.9 to 3.15; this is %d.%d" % sys.version_info[:2]
+    )
+if sysconfig.get_config_var("Py_GIL_DISABLED"):
+    sys.exit(
+        "dhatc supports CPython 3.9 to 3.15 with the GIL; free-threaded builds "
+        "(python3.13t and later 't' builds) are not supported yet"
+    )
 
 ENGINE_SOURCES = [
     "src/dhatc/module.c",  # the CPython binding
     "src/dhatc/stats_types.c",  # HeapStats, AdHocStats
     "src/dhatc/hooks.c",  # PyMem allocator hooks
     "src/dhatc/frames.c",  # per-version frame walker
+    "src/dhatc/layout.c",  # the frame walker's layout checked against the interpreter's
     "src/dhatc/profile.c",  # program points, figures, peak tracking
     "src/dhatc/stacktable.c",  # distinct stacks -> program points
     "src/dhatc/livemap.c",  # live blocks: a shadow of the heap

@@ -1,5 +1,5 @@
-"""``python -m dhatc run ...``: see dhatc._cli."""
+"""``python -m dhatc COMMAND ...``: see dhatc._cli."""
 
 from ._cli import main
 
-main()
+raise SystemExit(main())

@@ -1,534 +1,114 @@
-"""The command line: ``python -m dhatc run ...`` and the ``dhatc`` script.
+"""The command line: ``python -m dhatc COMMAND ...`` and the ``dhatc`` script.
 
-``dhatc run [--mode heap|ad-hoc] [-o FILE] [--trim N] TARGET`` profiles a whole
-program, C allocations included.  TARGET is ``script.py [args]``,
-``-m module [args]`` or ``-c code [args]``, as for ``python``.
+One argparse parser with a subcommand per module ``dhatpy/_cmd_NAME.py``
+(``-`` in NAME is ``_`` in the module's name), listed in :data:`COMMANDS`.
+A command module exposes::
 
-How it works, in two steps:
+    HELP: str                                    # one line, shown in `dhatc --help`
+    def add_arguments(parser: argparse.ArgumentParser) -> None
+    def run(args: argparse.Namespace) -> int     # the exit status
 
-1. The launcher (:func:`main`) checks the arguments and replaces itself
-   (``os.execve``, same pid) with ``sys.executable`` started with
-   ``LD_PRELOAD`` naming the preload library installed with the package
-   (appended to any ``LD_PRELOAD`` already set) and a ``-c`` bootstrap.
-2. The bootstrap (:func:`bootstrap`), in the new interpreter, puts
-   ``LD_PRELOAD`` back as it was (so child processes start as they would
-   without dhatc), sets up ``sys.argv``, ``sys.path[0]`` and ``__main__`` as
-   ``python`` would, and runs the target.  The profiler starts at the
-   target's first line, with the target's top frame as the root (no dhatc or
-   runpy frames below it), and stops at interpreter exit, after the target's
-   own ``atexit`` handlers, as a running ``dhatc.Profiler`` does; so a normal
-   end, ``sys.exit``, an uncaught exception (its traceback printed first, as
-   usual, without the bootstrap's frames) and ``KeyboardInterrupt`` all save
-   the profile and print the summary, with the exit status ``python`` gives.
-   ``os._exit`` saves it too (dhatc wraps it); a fatal signal does not.  A
-   target that never starts (``-m`` naming no module, a directory without
-   ``__main__.py``) fails as it does under ``python``, with no profile: an
-   existing file is left as it was.
+and, for a command whose arguments end with another program's command line
+(``run``: everything after the target belongs to the target), optionally::
 
-Processes: only the process running the target is profiled.  A child made by
-``os.fork`` or multiprocessing's fork method neither records into nor saves
-the parent's profile; a child started by exec (subprocess, multiprocessing's
-spawn method, and the forkserver method, whose server is such a child) starts
-without the preload library.  Either kind can start a ``dhatc.Profiler`` of
-its own.
+    def split_passthrough(argv: List[str]) -> Tuple[List[str], object]
 
-Python's own options go before ``-m dhatc``, as in ``python -u -X dev -m
-dhatc run script.py``; the target runs with those multiprocessing passes on to
-its children (``-X``, ``-W``, ``-O``, ``-B``, ``-E``, ``-I``, ...) and ``-u``.
+which returns the arguments for argparse and what follows them, already
+parsed; the latter is set on the namespace as ``args.passthrough``.
+
+Errors a user can fix are raised as :class:`dhatc._errors.CommandError`:
+from ``split_passthrough`` they are shown as argparse shows a bad command line
+(the usage, then ``dhatc COMMAND: error: MESSAGE``), from ``run`` as that one
+line; both exit 2.  A broken pipe on stdout (``dhatc ... | head -1``) ends
+the command quietly; Ctrl-C exits 130 without a traceback.
 """
 
 from __future__ import annotations
 
-import functools
-import io
-import json
+import argparse
+import importlib
 import os
-import re
-import subprocess
 import sys
-from types import CodeType, FrameType, TracebackType
-from typing import Any, Callable, Dict, List, NoReturn, Optional, Sequence, Type, Union
+from types import ModuleType
+from typing import Dict, Optional, Sequence, Tuple
 
-from . import _profiler
+from ._errors import CommandError
 
-PRELOAD_LIBRARY = os.path.join(os.path.dirname(os.path.abspath(__file__)), "libdhatc_preload.so")
+PROG = "dhatc"
 
-USAGE = """\
-usage: python -m dhatc run [--mode heap|ad-hoc] [-o FILE] [--trim N] TARGET
-       python -m dhatc preload-path
+# The commands, in the order `dhatc --help` lists them; one line each.
+COMMANDS = (
+    "run",
+    "preload-path",
+)
 
-  TARGET is one of:
-    script.py [args]   run a script (or a directory or zip with __main__.py)
-    -m module [args]   run a module as a script, as python -m does
-    -c code [args]     run a string of code, as python -c does
 
-options:
-  --mode heap|ad-hoc   what to profile (default: heap)
-  -o, --output FILE    where to write the profile (default: dhat-heap.json,
-                       or dhat-ad-hoc.json in ad-hoc mode)
-  --trim N             keep at most N Python frames per stack (default: 10)
-  -h, --help           show this help and exit
+def command_module(name: str) -> ModuleType:
+    """The module implementing command `name`."""
+    return importlib.import_module(f"._cmd_{name.replace('-', '_')}", __package__)
 
-'run' starts the target under dhatc's preload library, so blocks allocated
-directly with malloc (C extensions, native libraries) are recorded too, with
-the Python stack of the thread that allocated them.  Only the target's own
-process is profiled: forked children do not record into it, and programs it
-starts (subprocess, multiprocessing's spawn) run without the library.
 
-python's own options go before '-m dhatc', and the target runs with them:
-  python -u -X dev -m dhatc run script.py
+def build_parser() -> Tuple[argparse.ArgumentParser, Dict[str, argparse.ArgumentParser]]:
+    """The top-level parser, and each command's own parser by name."""
+    from . import __version__
 
-'preload-path' prints the path of the preload library, for running a process
-with LD_PRELOAD by hand.
-"""
-
-# The profiler of the bootstrap, kept alive until interpreter exit.
-_target_profiler: Optional["_TargetProfiler"] = None
-
-# The -c program of the re-executed interpreter.  It binds no name in
-# __main__, whose namespace becomes the target's.
-_BOOTSTRAP_CODE = "__import__('dhatc._cli', fromlist=['_']).bootstrap()"
-
-
-class UsageError(Exception):
-    """A command line that cannot be run; exit status 2, like argparse."""
-
-
-def _fail_usage(message: str) -> NoReturn:
-    print(USAGE.split("\n\n", 1)[0], file=sys.stderr)
-    print(f"dhatc run: error: {message}", file=sys.stderr)
-    sys.exit(2)
-
-
-# --- the launcher ---------------------------------------------------------------
-
-
-def parse_run_args(args: Sequence[str]) -> Dict[str, Any]:
-    """Parses the arguments after ``run`` into the bootstrap's configuration.
-
-    Options stop at the target: everything after ``script.py``, ``-m module``
-    or ``-c code`` belongs to the target.  Raises UsageError.
-    """
-    config: Dict[str, Any] = {"mode": "heap", "output": None, "trim": 10}
-    i = 0
-
-    def value(option: str, inline: Optional[str]) -> str:
-        nonlocal i
-        if inline is not None:
-            return inline
-        i += 1
-        if i >= len(args):
-            raise UsageError(f"argument {option}: expected one argument")
-        return args[i]
-
-    while i < len(args):
-        arg = args[i]
-        name, eq, inline = arg.partition("=") if arg.startswith("--") else (arg, "", "")
-        inline_value: Optional[str] = inline if eq else None
-        if arg in ("-h", "--help"):
-            print(USAGE, end="")
-            sys.exit(0)
-        elif name == "--mode":
-            mode = value(name, inline_value)
-            if mode not in ("heap", "ad-hoc"):
-                raise UsageError(
-                    f"argument --mode: invalid choice: {mode!r} (choose heap or ad-hoc)"
-                )
-            config["mode"] = mode
-        elif name in ("-o", "--output") or (arg.startswith("-o") and len(arg) > 2):
-            if arg.startswith("-o") and len(arg) > 2:
-                config["output"] = arg[2:]
-            else:
-                config["output"] = value(name, inline_value)
-            if not config["output"]:
-                raise UsageError("argument -o/--output: the file name is empty")
-        elif name == "--trim":
-            text = value(name, inline_value)
-            try:
-                trim = int(text)
-            except ValueError:
-                raise UsageError(f"argument --trim: not an integer: {text!r}") from None
-            if trim < 0:
-                raise UsageError(f"argument --trim: must be >= 0, got {trim}")
-            config["trim"] = trim
-        elif arg in ("-m", "-c") or (arg[:2] in ("-m", "-c") and len(arg) > 2):
-            kind = arg[1]
-            if len(arg) > 2:
-                target = arg[2:]
-            else:
-                i += 1
-                if i >= len(args):
-                    raise UsageError(f"argument {arg}: expected one argument")
-                target = args[i]
-            config["kind"] = "module" if kind == "m" else "code"
-            config["target"] = target
-            config["args"] = list(args[i + 1 :])
-            return config
-        elif arg == "--":
-            if i + 1 >= len(args):
-                raise UsageError("no script after --")
-            config["kind"] = "path"
-            config["target"] = args[i + 1]
-            config["args"] = list(args[i + 2 :])
-            return config
-        elif _is_python_option(arg):
-            example = f"{arg} ..." if arg in ("-W", "-X") else arg
-            raise UsageError(
-                f"{arg!r} is an option of python, not of dhatc run; give it to python "
-                f"before '-m dhatc', and the target runs with it: "
-                f"python {example} -m dhatc run ..."
-            )
-        elif arg.startswith("-") and arg != "-":
-            raise UsageError(f"unrecognized option {arg!r} (options go before the target)")
-        else:
-            config["kind"] = "path"
-            config["target"] = arg
-            config["args"] = list(args[i + 1 :])
-            return config
-        i += 1
-    raise UsageError("nothing to run: give script.py, -m module or -c code")
-
-
-# python's own command-line options (dhatc's -c, -m, -h and -o aside).
-_PYTHON_FLAGS = frozenset("bBdEiIOPqRsSuvVWxX")
-_PYTHON_LONG_OPTIONS = ("--check-hash-based-pycs", "--version", "--help-env",
-                        "--help-xoptions", "--help-all")
-
-
-def _is_python_option(arg: str) -> bool:
-    """True for an option of the interpreter itself, such as -u, -OO or -Xdev."""
-    if arg.startswith("--"):
-        return arg.partition("=")[0] in _PYTHON_LONG_OPTIONS
-    return len(arg) >= 2 and arg[0] == "-" and arg[1] in _PYTHON_FLAGS
-
-
-def _check_script(path: str) -> None:
-    """Fails as ``python missing.py`` does (status 2) if the script cannot be opened."""
-    if path == "-":
-        return
-    try:
-        if not os.path.isdir(path):
-            with open(path, "rb"):
-                pass
-    except OSError as e:
-        print(
-            f"dhatc run: can't open file {os.path.abspath(path)!r}: "
-            f"[Errno {e.errno}] {e.strerror}",
-            file=sys.stderr,
-        )
-        sys.exit(2)
-
-
-def _child_environment(previous_preload: Optional[str]) -> Dict[str, str]:
-    """The library goes last: a library the user preloads (ASan's runtime, which
-    insists on being first, or another malloc) keeps its place.  Put ours
-    first by hand to wrap another malloc; then it is left where it is."""
-    env = dict(os.environ)
-    entries = re.split(r"[:\s]+", previous_preload or "")
-    if PRELOAD_LIBRARY not in entries:
-        env["LD_PRELOAD"] = (
-            PRELOAD_LIBRARY if not previous_preload else f"{previous_preload}:{PRELOAD_LIBRARY}"
-        )
-    return env
-
-
-def _interpreter_flags() -> List[str]:
-    """-X, -W, -O, -B, ... as this interpreter was given them (what
-    multiprocessing passes to its children), and -u."""
-    flags = getattr(subprocess, "_args_from_interpreter_flags", None)
-    args = list(flags()) if flags is not None else []
-    # -u is not in sys.flags; it shows as standard streams without a buffer.
-    if isinstance(getattr(sys.__stdout__, "buffer", None), io.FileIO):
-        args.append("-u")
-    return args
-
-
-def run(args: Sequence[str]) -> NoReturn:
-    """``dhatc run ...``: re-executes the interpreter on the bootstrap."""
-    try:
-        config = parse_run_args(args)
-    except UsageError as e:
-        _fail_usage(str(e))
-    if config["kind"] == "path":
-        _check_script(config["target"])
-    if config["target"] == "-" and config["kind"] == "path":
-        _fail_usage("reading the program from stdin is not supported; save it to a file")
-    # The file goes where the user meant, even if the target changes directory.
-    config["output_dir"] = os.getcwd()
-    previous = os.environ.get("LD_PRELOAD")
-    config["ld_preload"] = previous
-    config["preloaded"] = os.path.exists(PRELOAD_LIBRARY)
-    env = dict(os.environ)
-    if config["preloaded"]:
-        env = _child_environment(previous)
-    else:
-        print(
-            f"dhat: warning: the preload library {PRELOAD_LIBRARY} is missing (was dhatc built "
-            "from source without a C compiler?); blocks allocated directly with malloc will "
-            "not be tracked",
-            file=sys.stderr,
-        )
-    if not sys.executable:
-        print("dhatc run: error: cannot tell which Python to run (sys.executable is empty)",
-              file=sys.stderr)
-        sys.exit(2)
-    argv = [
-        sys.executable,
-        *_interpreter_flags(),
-        "-c",
-        _BOOTSTRAP_CODE,
-        json.dumps({k: v for k, v in config.items() if k != "args"}),
-        *config["args"],
-    ]
-    sys.stdout.flush()
-    sys.stderr.flush()
-    os.execve(sys.executable, argv, env)
-
-
-def main(argv: Optional[List[str]] = None) -> NoReturn:
-    """Entry point of ``python -m dhatc`` and of the ``dhatc`` script."""
-    args = list(sys.argv[1:] if argv is None else argv)
-    if not args or args[0] in ("-h", "--help"):
-        print(USAGE, end="", file=sys.stdout if args else sys.stderr)
-        sys.exit(0 if args else 2)
-    command, rest = args[0], args[1:]
-    if command == "run":
-        run(rest)
-    if command == "preload-path" and not rest:
-        print(PRELOAD_LIBRARY)
-        sys.exit(0)
-    _fail_usage(f"unknown command {command!r} (commands: run, preload-path)")
-
-
-# --- the bootstrap, in the re-executed interpreter -----------------------------------
-
-
-class _TargetProfiler(_profiler.Profiler):
-    """A Profiler that starts at the first line of the target's top frame.
-
-    ``Profiler`` takes the caller of ``start()`` as the root of every stack.
-    Here that caller must be the target's own module frame, which does not
-    exist until the target runs: a trace function waits for that frame's
-    first "line" event (the frame is then fully set up on every CPython
-    version) and starts the profile from there, then removes itself.
-    """
-
-    def __init__(self, is_target: Callable[[FrameType], bool], output_dir: str,
-                 **kwargs: Any) -> None:
-        super().__init__(**kwargs)
-        self._is_target = is_target
-        self._output_dir = output_dir
-        self._previous_trace: Any = None
-        # Set when the target's frame is entered: the target has started,
-        # even if it never runs a line (an empty script).
-        self.target_started = False
-
-    def arm(self) -> None:
-        """Installs the trace function that starts the profile."""
-        self._previous_trace = sys.gettrace()
-        sys.settrace(self._on_call)
-
-    def disarm(self) -> None:
-        """Removes it while it is still waiting (the target never ran a line)."""
-        sys.settrace(self._previous_trace)
-
-    def _on_call(self, frame: FrameType, event: str, arg: Any) -> Any:
-        if event == "call" and self._is_target(frame):
-            self.target_started = True
-            return self._on_first_line
-        return None  # no tracing of any other frame
-
-    def _on_first_line(self, frame: FrameType, event: str, arg: Any) -> Any:
-        sys.settrace(self._previous_trace)
-        frame.f_trace = None
-        if self._phase == "created":
-            # Profiler._begin takes the frame two levels up from itself as the
-            # root: it, this function, then the target frame being traced.
-            self._begin()
-        return None
-
-    def save(self, file_name: Optional[Union[str, "os.PathLike[str]"]] = None) -> str:
-        """Writes the profile as Profiler.save does, a relative file name taken
-        from the directory dhatc was started in, not the current one."""
-        path = os.fspath(file_name) if file_name is not None else self.file_name
-        return super().save(os.path.join(self._output_dir, path))
-
-
-def _main_namespace() -> Dict[str, Any]:
-    """``__main__``'s namespace, emptied to what a fresh interpreter has."""
-    namespace = sys.modules["__main__"].__dict__
-    keep = {"__name__", "__doc__", "__package__", "__loader__", "__spec__", "__builtins__"}
-    for name in [n for n in namespace if n not in keep]:
-        del namespace[name]
-    namespace["__annotations__"] = {}
-    return namespace
-
-
-def _set_path0(path0: str) -> None:
-    """Sets sys.path[0] as python does for its target, unless -P/-I kept it out."""
-    if getattr(sys.flags, "safe_path", False) or sys.flags.isolated:
-        return
-    if sys.path and sys.path[0] == "":  # what -c put there for the bootstrap
-        sys.path[0] = path0
-    else:
-        sys.path.insert(0, path0)
-
-
-def _strip_bootstrap_frames(boot_code: CodeType) -> None:
-    """Uncaught exceptions are shown as python shows them: without the
-    bootstrap's frames at the bottom of the traceback."""
-    ours = globals()
-
-    def strip(tb: Optional[TracebackType]) -> Optional[TracebackType]:
-        while tb is not None and (
-            tb.tb_frame.f_globals is ours or tb.tb_frame.f_code is boot_code
-        ):
-            tb = tb.tb_next
-        return tb
-
-    previous_hook = sys.excepthook
-
-    @functools.wraps(previous_hook)
-    def excepthook(
-        exc_type: Type[BaseException], exc: BaseException, tb: Optional[TracebackType]
-    ) -> None:
-        tb = strip(tb)
-        if exc is not None:
-            exc.__traceback__ = tb
-        previous_hook(exc_type, exc, tb)
-
-    sys.excepthook = excepthook
-
-
-def _save_on_os_exit() -> None:
-    """os._exit skips atexit: save the profile first, in the profiled process only."""
-    real_exit = os._exit
-
-    @functools.wraps(real_exit)
-    def _exit(status: int) -> NoReturn:
-        profiler = _profiler.running_profiler()
-        if isinstance(profiler, _TargetProfiler) and profiler._pid == os.getpid():
-            try:
-                profiler.stop()
-            except Exception as e:  # exiting regardless
-                print(f"dhat: error: {e}", file=sys.stderr, flush=True)
-        real_exit(status)
-
-    os._exit = _exit
-
-
-def _restore_preload(previous: Optional[str]) -> None:
-    """Children start as they would without dhatc: LD_PRELOAD as it was."""
-    if previous is None:
-        os.environ.pop("LD_PRELOAD", None)
-    else:
-        os.environ["LD_PRELOAD"] = previous
-
-
-def _check_native_tracking(config: Dict[str, Any]) -> None:
-    """Says why malloc is not tracked, instead of Profiler's generic note."""
-    from . import _engine
-
-    _profiler._native_note_shown = True
-    if config["preloaded"] and not _engine.native_tracking():
-        print(
-            "dhat: warning: blocks allocated directly with malloc are not tracked: another "
-            f"library in LD_PRELOAD provides malloc first; to wrap it, put dhatc's first: "
-            f"LD_PRELOAD={PRELOAD_LIBRARY}:{config['ld_preload']} python -m dhatc run ...",
-            file=sys.stderr,
-        )
-
-
-def _compile_script(path: str) -> CodeType:
-    with open(path, "rb") as f:  # as python does: bytes, so the coding cookie applies
-        source = f.read()
-    return compile(source, path, "exec", dont_inherit=True)
-
-
-def bootstrap() -> None:
-    """Runs the target described by ``sys.argv[1]`` (JSON) under a profiler.
-
-    Called by the ``-c`` program of the re-executed interpreter; exceptions
-    from the target propagate to the interpreter's top level on purpose, so
-    that python prints them and picks the exit status as it always does.
-    """
-    boot_code = sys._getframe(1).f_code
-    config = json.loads(sys.argv[1])
-    target_args: List[str] = sys.argv[2:]
-    _restore_preload(config["ld_preload"])
-    _check_native_tracking(config)
-    _strip_bootstrap_frames(boot_code)
-    _save_on_os_exit()
-    namespace = _main_namespace()
-    kind, target = config["kind"], config["target"]
-
-    code: Optional[CodeType] = None
-    run_as_module: Optional[str] = None
-    if kind == "code":
-        sys.argv[:] = ["-c", *target_args]
-        _set_path0("")
-        code = compile(target, "<string>", "exec", dont_inherit=True)
-    elif kind == "module":
-        sys.argv[:] = ["-m", *target_args]  # runpy puts the module's file in argv[0]
-        _set_path0(os.getcwd())
-        run_as_module = target
-    elif os.path.isdir(target) or not _is_source_file(target):
-        # A directory or zip file with a __main__.py: python runs it as a module.
-        sys.argv[:] = [target, *target_args]
-        _set_path0(os.path.abspath(target))
-        run_as_module = "__main__"
-    else:
-        sys.argv[:] = [target, *target_args]
-        path = os.path.abspath(target)
-        _set_path0(os.path.dirname(os.path.realpath(target)))
-        from importlib.machinery import SourceFileLoader
-
-        namespace.update(__file__=path, __cached__=None,
-                         __loader__=SourceFileLoader("__main__", path))
-        code = _compile_script(path)
-
-    def is_target(frame: FrameType) -> bool:
-        if code is not None:
-            return frame.f_code is code
-        return frame.f_globals is namespace and frame.f_code.co_name == "<module>"
-
-    profiler = _TargetProfiler(
-        is_target,
-        config["output_dir"],
-        mode=config["mode"],
-        file_name=config["output"],
-        trim_backtraces=config["trim"],
+    parser = argparse.ArgumentParser(
+        prog=PROG,
+        description="DHAT-style heap profiling for Python; "
+        "'dhatc COMMAND --help' describes each command.",
     )
-    # Held until exit: the profile is saved by the at-exit handler, after the
-    # target's own, not when this function returns.
-    global _target_profiler
-    _target_profiler = profiler
-    import runpy
+    parser.add_argument("--version", action="version", version=f"{PROG} {__version__}")
+    commands = parser.add_subparsers(dest="command", metavar="COMMAND", title="commands")
+    commands.required = True
+    subparsers: Dict[str, argparse.ArgumentParser] = {}
+    for name in COMMANDS:
+        module = command_module(name)
+        sub = commands.add_parser(name, help=module.HELP, description=module.HELP)
+        module.add_arguments(sub)
+        subparsers[name] = sub
+    return parser, subparsers
 
-    alter_argv = run_as_module != "__main__"
-    profiler.arm()
+
+def main(argv: Optional[Sequence[str]] = None) -> int:
+    """Entry point of ``python -m dhatc`` and of the ``dhatc`` script; returns
+    the exit status."""
+    args = list(sys.argv[1:] if argv is None else argv)
+    command = "?"
     try:
-        if code is not None:
-            exec(code, namespace)
-        else:
-            runpy._run_module_as_main(run_as_module, alter_argv)  # type: ignore[attr-defined]
-    finally:
-        # Nothing here may allocate once the profile runs (it would be
-        # recorded under the bootstrap's frames): plain attribute tests.
-        if profiler._phase == "created":
-            profiler.disarm()
-            if profiler.target_started:
-                profiler.start()  # the target ran no line: an empty profile all the same
-            # Otherwise the target never started (runpy found no module, no
-            # __main__.py): runpy's SystemExit goes on to python, which prints
-            # its message and exits 1, and there is no profile to save.
+        parser, subparsers = build_parser()
+        passthrough: object = None
+        if args and args[0] in subparsers:
+            command = args[0]
+            split = getattr(command_module(command), "split_passthrough", None)
+            if split is not None:
+                try:
+                    own, passthrough = split(args[1:])
+                except CommandError as e:
+                    subparsers[command].error(str(e))  # usage, then the message; exits 2
+                args = [command, *own]
+        namespace, extra = parser.parse_known_args(args)
+        if extra:  # said by the command's parser, which names the command
+            subparsers[namespace.command].error(f"unrecognized arguments: {' '.join(extra)}")
+        namespace.passthrough = passthrough
+        status = int(command_module(namespace.command).run(namespace))
+        sys.stdout.flush()  # a broken pipe shows here, not at interpreter exit
+        return status
+    except CommandError as e:
+        print(f"{PROG} {command}: error: {e}", file=sys.stderr)
+        return 2
+    except BrokenPipeError:
+        return _after_broken_pipe()
+    except KeyboardInterrupt:
+        return 130
 
 
-def _is_source_file(path: str) -> bool:
-    """False for a zip file (python runs its __main__.py), True otherwise."""
-    import zipfile
-
+def _after_broken_pipe() -> int:
+    """The reader went away (``| head -1``): say nothing, and keep the
+    interpreter's final flush of stdout from failing again at exit."""
     try:
-        return not zipfile.is_zipfile(path)
-    except OSError:
-        return True
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        os.close(devnull)
+    except (OSError, ValueError, AttributeError):
+        pass
+    return 1  # as python exits on EPIPE (see the signal module's docs)

@@ -10,9 +10,9 @@ import textwrap
 from collections import defaultdict
 from typing import Any, Dict, Iterable, List, Tuple
 
-import dhatc._cli
+import dhatc._preload
 
-PRELOAD = dhatc._cli.PRELOAD_LIBRARY
+PRELOAD = dhatc._preload.PRELOAD_LIBRARY
 
 NATIVE_KINDS = (
     "malloc", "calloc", "realloc", "posix_memalign", "aligned_alloc", "memalign", "valloc",

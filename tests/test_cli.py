@@ -15,6 +15,8 @@ from typing import Dict, List, Optional
 
 import pytest
 
+import dhatc._cli
+from dhatc._errors import CommandError
 from native_util import PRELOAD, line_of
 
 SUMMARY = re.compile(r"^dhat: (Total|At t-gmax|At t-end|The data has been saved)")
@@ -173,7 +175,7 @@ def test_native_blocks_are_recorded_with_the_target_frame_as_root(tmp_path):
         if fs[0] == "malloc" and fs[1:] and path in fs[1]:
             assert pp["tb"] in (27_183, 31_337) and pp["tbk"] == 1
     # Nothing of the bootstrap or runpy below the target's frame.
-    assert not [fs for fs in frames if any("_cli.py" in f or "runpy" in f for f in fs)]
+    assert not [fs for fs in frames if any("_bootstrap.py" in f or "runpy" in f for f in fs)]
 
 
 def test_module_target_stacks_stop_at_the_module_frame(tmp_path):
@@ -183,7 +185,7 @@ def test_module_target_stacks_stop_at_the_module_frame(tmp_path):
     frames = frames_of(load(tmp_path / "dhat-heap.json"))
     module_pps = [fs for fs in frames if any("mod.py" in f for f in fs)]
     assert module_pps and all(fs[-1].startswith("<module> (") for fs in module_pps)
-    assert not [fs for fs in frames if any("_cli.py" in f or "runpy" in f for f in fs)]
+    assert not [fs for fs in frames if any("_bootstrap.py" in f or "runpy" in f for f in fs)]
 
 
 # --- options ----------------------------------------------------------------------------
@@ -337,6 +339,95 @@ def test_help_and_preload_path(tmp_path):
     assert run(["frob"], tmp_path).returncode == 2
     got = run(["preload-path"], tmp_path)
     assert got.returncode == 0 and got.stdout.strip() == PRELOAD
+
+
+# --- the command line: one parser, a module per command ----------------------------------
+
+
+def test_help_lists_every_command_with_its_one_line_help(tmp_path):
+    got = run(["--help"], tmp_path)
+    assert got.returncode == 0, got.stderr
+    listed = " ".join(got.stdout.split())  # argparse wraps long lines
+    for name in dhatc._cli.COMMANDS:
+        module = dhatc._cli.command_module(name)
+        assert isinstance(module.HELP, str) and "\n" not in module.HELP
+        assert callable(module.add_arguments) and callable(module.run)
+        assert f"{name} {module.HELP}" in listed
+        sub = run([name, "--help"], tmp_path)
+        assert sub.returncode == 0 and sub.stdout.startswith(f"usage: dhatc {name} ")
+
+
+@pytest.mark.parametrize(
+    "args, usage, message",
+    [
+        (["preload-path", "extra"], "dhatc preload-path", "unrecognized arguments: extra"),
+        (["frob"], "dhatc", "invalid choice: 'frob'"),
+        ([], "dhatc", "the following arguments are required: COMMAND"),
+    ],
+)
+def test_a_bad_command_line_is_the_usage_and_one_error_line(tmp_path, args, usage, message):
+    got = run(args, tmp_path)
+    assert got.returncode == 2
+    first, *_, last = got.stderr.splitlines()
+    assert first.startswith(f"usage: {usage} ")
+    assert last.startswith(f"{usage}: error: ") and message in last
+    assert got.stdout == ""
+
+
+def test_a_command_error_is_one_line_and_status_2(tmp_path):
+    got = dhatc_run(["-"], tmp_path)
+    assert (got.returncode, got.stdout) == (2, "")
+    assert got.stderr == (
+        "dhatc run: error: reading the program from stdin is not supported; save it to a file\n"
+    )
+
+
+def test_a_closed_stdout_ends_a_command_quietly(tmp_path):
+    read_end, write_end = os.pipe()
+    os.close(read_end)  # the reader has gone before the command writes (| head -0)
+    try:
+        got = subprocess.run([sys.executable, "-m", "dhatc", "preload-path"], cwd=tmp_path,
+                             stdout=write_end, stderr=subprocess.PIPE, text=True, timeout=300)
+    finally:
+        os.close(write_end)
+    assert (got.returncode, got.stderr) == (1, "")
+
+
+class _FakeCommand:
+    """A command module whose run() raises what the test gives it."""
+
+    HELP = "a command for the tests"
+
+    def __init__(self, raises: BaseException) -> None:
+        self.raises = raises
+
+    def add_arguments(self, parser) -> None:
+        parser.add_argument("--flag", action="store_true")
+
+    def run(self, args) -> int:
+        assert args.flag and args.passthrough is None
+        raise self.raises
+
+
+@pytest.mark.parametrize(
+    "raises, status, stderr",
+    [
+        (CommandError("cannot do that; try this"), 2, "dhatc fake: error: cannot do that; try this\n"),
+        (KeyboardInterrupt(), 130, ""),
+        (BrokenPipeError(), 1, ""),
+    ],
+    ids=["command-error", "keyboard-interrupt", "broken-pipe"],
+)
+def test_main_turns_what_a_command_raises_into_an_exit_status(monkeypatch, capsys, raises,
+                                                              status, stderr):
+    fake = _FakeCommand(raises)
+    real = dhatc._cli.command_module
+    monkeypatch.setattr(dhatc._cli, "COMMANDS", (*dhatc._cli.COMMANDS, "fake"))
+    monkeypatch.setattr(dhatc._cli, "command_module",
+                        lambda name: fake if name == "fake" else real(name))
+    monkeypatch.setattr(dhatc._cli, "_after_broken_pipe", lambda: 1)  # keep pytest's stdout
+    assert dhatc._cli.main(["fake", "--flag"]) == status
+    assert capsys.readouterr().err == stderr
 
 
 # --- processes ---------------------------------------------------------------------------

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -36,7 +37,8 @@ import warnings
 
 warnings.filterwarnings("ignore", category=DeprecationWarning)  # fork with threads (3.12+)
 
-NATIVE_THREADS, PYTHON_THREADS, ROUNDS, FORKS = 4, 2, 3000, 16
+NATIVE_THREADS, PYTHON_THREADS, FORKS = 4, 2, 16
+ROUNDS = int(sys.argv[2])
 lib = ctypes.CDLL(sys.argv[1])
 lib.stress_expected.argtypes = [ctypes.c_int, ctypes.c_int, ctypes.POINTER(ctypes.c_uint64)]
 
@@ -89,15 +91,19 @@ def test_threads_and_forks_give_exact_figures(run_python, stress_lib, pythonmall
     env = {"LD_PRELOAD": PRELOAD}
     if pythonmalloc:
         env["PYTHONMALLOC"] = pythonmalloc
-    proc = run_python(with_prelude(STRESS), env=env, args=(str(stress_lib),), timeout=600)
-    lines = proc.stdout.strip().splitlines()
-    summary = json.loads(lines[-2])
-    dumped = last_json_line(proc.stdout)
+
+    def stress(rounds: int):
+        proc = run_python(
+            with_prelude(STRESS), env=env, args=(str(stress_lib), str(rounds)), timeout=600
+        )
+        return json.loads(proc.stdout.strip().splitlines()[-2]), last_json_line(proc.stdout)
+
+    summary, dumped = stress(3000)
     assert summary["statuses"] == [0] * len(summary["statuses"])
     assert summary["failures"] == 0
     assert summary["dropped"] == 0
 
-    def expected(group: int) -> dict:
+    def expected(summary: dict, group: int) -> dict:
         out = {}
         for index, kind in enumerate(KINDS):
             figures = summary["expected"][f"{group}:{index}"]
@@ -105,9 +111,25 @@ def test_threads_and_forks_give_exact_figures(run_python, stress_lib, pythonmall
                 out[kind] = figures
         return out
 
-    # Our own threads have no Python frames: their blocks have the C function alone.
-    native = {k: v for k, v in totals_by_kind(dumped, depth=0).items() if k in KINDS}
-    assert native == expected(0)
+    def unexplained(summary: dict, dumped: list) -> dict:
+        """Blocks with no Python frame minus what the library's own threads made."""
+        want = expected(summary, 0)
+        return {
+            kind: [a - b for a, b in zip(figures, want.get(kind, [0, 0, 0, 0]))]
+            for kind, figures in totals_by_kind(dumped, depth=0).items()
+            if kind in KINDS
+        }
+
+    # Our own threads have no Python frames: their blocks have the C function
+    # alone, exactly as many as they made...  apart from what the C library and
+    # the interpreter allocate by themselves while a thread has no Python frame
+    # (thread start and exit: glibc 2.43 with CPython 3.14 makes a few such
+    # blocks per Python thread).  That background does not depend on the work
+    # done: the same threads and forks with a short run leave the same.
+    control_summary, control = stress(0)
+    assert unexplained(summary, dumped) == unexplained(control_summary, control)
+    if sys.version_info < (3, 14):  # none at all with 3.9-3.13 on Debian 12's glibc 2.36
+        assert {k: v for k, v in unexplained(summary, dumped).items() if any(v)} == {}
 
     # Python threads: under py_worker's frame, whatever lies below it.
     from collections import defaultdict
@@ -117,4 +139,4 @@ def test_threads_and_forks_give_exact_figures(run_python, stress_lib, pythonmall
         if frames[0] in KINDS and any(f.startswith("py_worker (") for f in frames[1:]):
             for i, value in enumerate((tb, tbk, eb, ebk)):
                 python[frames[0]][i] += value
-    assert dict(python) == expected(1)
+    assert dict(python) == expected(summary, 1)

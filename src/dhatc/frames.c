@@ -1,24 +1,8 @@
 #include "frames.h"
 
-/* The interpreter's frame structs are read directly, and their layout is
- * known for these versions only (3.14 keeps stack references in frames). */
-#if PY_VERSION_HEX < 0x03090000 || PY_VERSION_HEX >= 0x030E0000
-#error "dhatc supports CPython 3.9 to 3.13"
-#endif
-#ifdef Py_GIL_DISABLED
-#error "dhatc does not support free-threaded CPython builds yet"
-#endif
+#include "cpython_internal.h"
 
-#if PY_VERSION_HEX >= 0x030B0000
-/* The interpreter's frame struct, _PyInterpreterFrame, is internal. */
-#define Py_BUILD_CORE 1
-#include "internal/pycore_frame.h"
-#undef Py_BUILD_CORE
-typedef _PyInterpreterFrame frame_t;
-#else
-#include <frameobject.h>
-typedef PyFrameObject frame_t;
-#endif
+typedef dhatc_py_frame_t frame_t;
 
 uint32_t dhatc_frames_limit = 10;
 
@@ -52,7 +36,21 @@ static inline frame_t *caller_of(frame_t *frame)
  * frames still being set up (3.11+). */
 static inline PyCodeObject *code_and_offset(frame_t *frame, int32_t *offset)
 {
-#if PY_VERSION_HEX >= 0x030D0000
+#if PY_VERSION_HEX >= 0x030E0000
+    /* Owners from FRAME_OWNED_BY_INTERPRETER up (entry frames, the C-stack
+     * shim of 3.14, the base frame of 3.15) are not Python code; nor is a
+     * frame whose executable is not a code object. */
+    if (frame->owner >= FRAME_OWNED_BY_INTERPRETER || PyStackRef_IsNull(frame->f_executable)) {
+        return NULL;
+    }
+    PyObject *executable = PyStackRef_AsPyObjectBorrow(frame->f_executable);
+    if (executable == NULL || !PyCode_Check(executable) || _PyFrame_IsIncomplete(frame)) {
+        return NULL;
+    }
+    PyCodeObject *code = (PyCodeObject *)executable;
+    *offset = (int32_t)((char *)frame->instr_ptr - (char *)_PyCode_CODE(code));
+    return code;
+#elif PY_VERSION_HEX >= 0x030D0000
     if (frame->owner == FRAME_OWNED_BY_CSTACK || !PyCode_Check(frame->f_executable)) {
         return NULL;
     }

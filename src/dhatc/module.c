@@ -9,6 +9,7 @@
 #include "frames.h"
 #include "guard.h"
 #include "hooks.h"
+#include "layout.h"
 #include "native.h"
 #include "profile.h"
 #include "stats_types.h"
@@ -35,6 +36,9 @@ static struct {
  * asked for while one runs: callers tell it apart by type, not by text. */
 static PyObject *ProfilerAlreadyRunningError;
 
+/* Offsets start() checks instead of the interpreter's own (tests only). */
+static PyObject *test_layout;
+
 static PyObject *engine_start(PyObject *module, PyObject *args)
 {
     (void)module;
@@ -51,6 +55,12 @@ static PyObject *engine_start(PyObject *module, PyObject *args)
         uncollected.pending) {
         PyErr_SetString(ProfilerAlreadyRunningError,
                         "dhat: creating a profiler while a profiler is already running");
+        return NULL;
+    }
+    /* Checked at every start, cheaply: a mismatch must never become a crash
+     * or garbage frames inside an allocator hook. */
+    if (dhatc_layout_check(test_layout == NULL ? NULL : PyBytes_AS_STRING(test_layout),
+                           test_layout == NULL ? 0 : (size_t)PyBytes_GET_SIZE(test_layout)) < 0) {
         return NULL;
     }
     __atomic_store_n(&dhatc_frames_limit,
@@ -310,6 +320,42 @@ static PyObject *engine_native_tracking(PyObject *module, PyObject *unused)
     return PyBool_FromLong(dhatc_native_available());
 }
 
+static PyObject *engine_layout_offsets(PyObject *module, PyObject *unused)
+{
+    (void)module;
+    (void)unused;
+    return dhatc_layout_published();
+}
+
+static PyObject *engine_check_layout(PyObject *module, PyObject *arg)
+{
+    (void)module;
+    Py_buffer view;
+    if (PyObject_GetBuffer(arg, &view, PyBUF_SIMPLE) < 0) {
+        return NULL;
+    }
+    int status = dhatc_layout_check(view.buf, (size_t)view.len);
+    PyBuffer_Release(&view);
+    if (status < 0) {
+        return NULL;
+    }
+    Py_RETURN_NONE;
+}
+
+static PyObject *engine_set_test_layout(PyObject *module, PyObject *arg)
+{
+    (void)module;
+    if (arg != Py_None && !PyBytes_Check(arg)) {
+        PyErr_SetString(PyExc_TypeError, "_set_test_layout() takes bytes or None");
+        return NULL;
+    }
+    if (arg != Py_None) {
+        Py_INCREF(arg);
+    }
+    Py_XSETREF(test_layout, arg == Py_None ? NULL : arg);
+    Py_RETURN_NONE;
+}
+
 static PyMethodDef engine_methods[] = {
     {"start", engine_start, METH_VARARGS,
      "start(mode, trim, skip, this_thread_only=False)\n--\n\nStarts a profile (1 heap, 2 ad "
@@ -339,6 +385,15 @@ static PyMethodDef engine_methods[] = {
     {"native_tracking", engine_native_tracking, METH_NOARGS,
      "native_tracking()\n--\n\nWhether heap profiles also record blocks from malloc & co. "
      "(the process runs with dhatc's preload library)."},
+    {"_layout_offsets", engine_layout_offsets, METH_NOARGS,
+     "_layout_offsets()\n--\n\nA copy of the running interpreter's published debug offsets "
+     "(bytes; CPython 3.13+), or None."},
+    {"_check_layout", engine_check_layout, METH_O,
+     "_check_layout(offsets)\n--\n\nThe check start() makes, on a given copy of the "
+     "offsets (for tests): raises RuntimeError on a mismatch."},
+    {"_set_test_layout", engine_set_test_layout, METH_O,
+     "_set_test_layout(offsets)\n--\n\nMakes start() check these offsets instead of the "
+     "interpreter's own (None: its own again).  For tests."},
     {NULL, NULL, 0, NULL},
 };
 

@@ -1,6 +1,9 @@
 #include "native.h"
 
 #include <dlfcn.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdlib.h>
 #include <stdint.h>
 #include <string.h>
 
@@ -118,19 +121,77 @@ static void *defining_object(const char *symbol, void **address)
     return info.dli_fbase;
 }
 
+/* Whether the process's malloc calls land in the preload library: with the
+ * probe table attached, one malloc of an odd size from this thread must come
+ * back through it.  (Comparing dlsym(RTLD_DEFAULT, "malloc") with the library
+ * is not enough: in a non-PIE executable that is the executable's own PLT
+ * entry, whichever library it leads to.)  A library loaded later with dlopen
+ * is found by dlsym but never called. */
+enum { PROBE_SIZE = 4093 };
+static pthread_t probing_thread;
+static _Atomic int probe_seen;
+
+static void probe_allocated(void *block, size_t size, dhatc_native_kind_t kind)
+{
+    (void)block;
+    if (kind == DHATC_NATIVE_MALLOC && size == PROBE_SIZE &&
+        pthread_equal(pthread_self(), probing_thread)) {
+        atomic_store(&probe_seen, 1);
+    }
+}
+static void probe_freeing(void *block) { (void)block; }
+static void probe_reallocating(void *old, dhatc_native_realloc_state_t *state)
+{
+    (void)old;
+    (void)state;
+}
+static void probe_reallocated(dhatc_native_realloc_state_t *state, void *block, size_t size)
+{
+    (void)state;
+    (void)block;
+    (void)size;
+}
+
+/* Static: other threads may still be inside these after the probe ends. */
+static const dhatc_native_hooks_t probe_callbacks = {
+    .abi = DHATC_NATIVE_ABI,
+    .allocated = probe_allocated,
+    .freeing = probe_freeing,
+    .reallocating = probe_reallocating,
+    .reallocated = probe_reallocated,
+};
+
+static bool malloc_reaches(dhatc_preload_attach_fn attach)
+{
+    /* Through a volatile pointer, so the compiler cannot drop the pair. */
+    void *(*volatile allocate)(size_t) = malloc;
+    void (*volatile release)(void *) = free;
+    probing_thread = pthread_self();
+    atomic_store(&probe_seen, 0);
+    if (attach(&probe_callbacks) != 0) {
+        return false;
+    }
+    void *block = allocate(PROBE_SIZE);
+    attach(NULL);
+    release(block);
+    return atomic_load(&probe_seen) == 1;
+}
+
 static bool find_preload(void)
 {
-    void *attach, *malloc_address, *abi;
+    void *attach, *abi;
     void *attach_object = defining_object(DHATC_PRELOAD_ATTACH_SYMBOL, &attach);
     void *abi_object = defining_object(DHATC_PRELOAD_ABI_SYMBOL, &abi);
-    /* The library must be the one the process's malloc calls land in: one
-     * loaded later (dlopen) would be attached but never called. */
-    void *malloc_object = defining_object("malloc", &malloc_address);
-    if (attach_object == NULL || abi_object != attach_object || malloc_object != attach_object ||
+    if (attach_object == NULL || abi_object != attach_object ||
         *(const unsigned *)abi != DHATC_NATIVE_ABI) {
         return false;
     }
-    memcpy(&preload_attach, &attach, sizeof attach); /* object -> function pointer */
+    dhatc_preload_attach_fn attach_fn;
+    memcpy(&attach_fn, &attach, sizeof attach); /* object -> function pointer */
+    if (!malloc_reaches(attach_fn)) {
+        return false;
+    }
+    preload_attach = attach_fn;
     return true;
 }
 

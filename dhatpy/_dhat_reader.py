@@ -1,0 +1,825 @@
+"""Reads any DHAT file (format version 2): dhatc's, the Rust crate ``dhat``'s, Valgrind's.
+
+    f = load("dhat-heap.json")        # or loads(text, name="...")
+    f.mode, f.cmd, f.total_bytes, f.gmax_bytes
+    for pp in f.pps:
+        pp.frames                     # innermost first, "[root]" never included
+        pp.total_bytes, pp.gmax_bytes # None where the file has no such figure
+
+    t = load_table("big.json")        # the same checks, kept compact: a million
+    t.column("gmax_bytes"), t.frames(i)   # program points in about 130 MB
+
+What a file must hold is what DHAT's viewer (``dh_view.js``) needs, with the
+types that Valgrind's format comment (``dhat/dh_main.c``) gives them:
+
+* top level: ``dhatFileVersion`` 2, ``mode``, ``verb``, ``tu``, ``Mtu``,
+  ``cmd`` (strings), ``bklt``, ``bkacc`` (booleans), ``pid``, ``te``
+  (integers), ``pps``, ``ftbl`` (arrays); with ``bklt`` also ``tg`` and
+  ``tuth``; ``bu``, ``bsu``, ``bksu`` are optional strings.  Other fields are
+  ignored.
+* each program point: ``tb``, ``tbk`` and ``fs``; with ``bklt`` also ``tl``,
+  ``mb``, ``mbk``, ``gb``, ``gbk``, ``eb``, ``ebk``; with ``bkacc`` also
+  ``rb``, ``wb``; ``acc`` (Valgrind's run-length-encoded access counts) is
+  checked as the viewer decodes it, and not kept.
+* figures are integers from 0 to 2**64 - 1 (not booleans, not 1.0); frame
+  indices point into ``ftbl`` past its entry 0 (the root); ``ftbl`` holds
+  strings.
+
+Stricter than the viewer where the viewer would show garbage: it takes the
+string "2" as the version and shows ``NaN`` for a missing ``tl`` or any
+number for a figure.  As strict as the viewer on repeated locations: two
+program points with the same frames are refused (the viewer throws "data
+file contains a repeated location"); frames are compared as strings, so a
+frame table that lists one string twice cannot hide a repeat.  ``mode`` is
+free-form, as in the format ("heap", "ad-hoc", "copy", "rust-heap", ...): what
+a file records follows from ``bklt``/``bkacc``, not from its mode.  Bytes that
+are not UTF-8 are read as U+FFFD, as the viewer reads them (Valgrind writes
+file and function names as it finds them).
+
+Everything wrong with a file is a :class:`DhatFileError`, one line naming
+the file and the problem.  Nothing else escapes: JSON nested too deeply,
+numbers with thousands of digits, a file too big for memory, a directory, a
+device, a FIFO (read to its end; one that nobody writes to reads as empty).
+
+How it scales: the top-level object is parsed field by field, and the
+``pps`` array a megabyte at a time by the C JSON scanner; each chunk is
+checked with a few C-level passes (``map``, ``set``, ``min``/``max``) and its
+figures and frame indices go into flat arrays, so memory stays near the
+file's size and a 200 MB file takes a few seconds.
+"""
+
+from __future__ import annotations
+
+import bisect
+import functools
+import itertools
+import json
+import operator
+import os
+import re
+import stat
+import sys
+from array import array
+from dataclasses import dataclass, fields
+from typing import Any, Callable, Dict, List, NoReturn, Optional, Sequence, Tuple, Union
+
+from ._errors import CommandError
+
+#: The only format version there is (Valgrind 3.15 and later, the dhat crate, dhatc).
+FILE_VERSION = 2
+#: Figures are written as unsigned 64-bit integers (Valgrind's %llu, Rust's u64).
+MAX_FIGURE = 2**64 - 1
+_MAX_DIGITS = len(str(MAX_FIGURE))
+_MAX_FRAME_INDEX = 2**32 - 1  # frame indices are kept in an array('I')
+#: Characters of the pps array parsed at a time.
+_CHUNK_CHARS = 1 << 20
+
+
+class DhatFileError(CommandError):
+    """One line: '<path>: <problem>' — what is wrong and, where useful, what to do."""
+
+
+@dataclass(frozen=True)
+class ReadProgramPoint:
+    """One program point as the file gives it.  Figures a file does not record
+    are None: all but the totals without block lifetimes (``bklt``), and
+    ``reads``/``writes`` without block accesses (``bkacc``)."""
+
+    __slots__ = (
+        "frames", "total_bytes", "total_blocks", "total_lifetime", "max_bytes",
+        "max_blocks", "gmax_bytes", "gmax_blocks", "end_bytes", "end_blocks",
+        "reads", "writes",
+    )  # 128 bytes each instead of about 400: files have a million of them
+
+    frames: Tuple[str, ...]  # innermost first; "[root]" never included
+    total_bytes: int  # tb: bytes (ad hoc: units) allocated here over the run
+    total_blocks: int  # tbk: blocks (ad hoc: events)
+    total_lifetime: Optional[int]  # tl: the lifetimes of its blocks, summed, in time units
+    max_bytes: Optional[int]  # mb: its own peak of live bytes
+    max_blocks: Optional[int]  # mbk: live blocks at that peak
+    gmax_bytes: Optional[int]  # gb: live bytes at the global peak (t-gmax)
+    gmax_blocks: Optional[int]  # gbk
+    end_bytes: Optional[int]  # eb: live bytes at the end (t-end)
+    end_blocks: Optional[int]  # ebk
+    reads: Optional[int]  # rb: bytes read from its blocks (Valgrind)
+    writes: Optional[int]  # wb: bytes written to its blocks (Valgrind)
+
+    def __reduce__(self) -> Tuple[Any, Tuple[Any, ...]]:
+        # Slots and frozen: pickle and copy would set the slots one by one, which
+        # a frozen class refuses; rebuilding through __init__ works everywhere.
+        return (ReadProgramPoint, tuple(getattr(self, name) for name in self.__slots__))
+
+
+#: ReadProgramPoint's figures, in field order (the order of the file's keys).
+FIGURES = (
+    "total_bytes", "total_blocks", "total_lifetime", "max_bytes", "max_blocks",
+    "gmax_bytes", "gmax_blocks", "end_bytes", "end_blocks", "reads", "writes",
+)
+_KEY_OF = dict(zip(FIGURES, ("tb", "tbk", "tl", "mb", "mbk", "gb", "gbk", "eb", "ebk", "rb",
+                             "wb")))
+_LIFETIME_FIGURES = FIGURES[2:9]
+_ACCESS_FIGURES = FIGURES[9:]
+
+
+def recorded_figures(block_lifetimes: bool, block_accesses: bool) -> Tuple[str, ...]:
+    """The figures a file with these flags records, in FIGURES order."""
+    return (FIGURES[:2] + (_LIFETIME_FIGURES if block_lifetimes else ())
+            + (_ACCESS_FIGURES if block_accesses else ()))
+
+
+@dataclass(frozen=True)
+class DhatHeader:
+    """What a file says besides its program points.  Units default as in the
+    viewer."""
+
+    path: str  # as given to load(); the name given to loads()
+    mode: str  # free-form: "heap", "ad-hoc", "copy", "rust-heap", "rust-ad-hoc", ...
+    verb: str  # "Allocated", "Occurred", "Copied": shown as "<verb> at {"
+    block_lifetimes: bool  # bklt: lifetimes, max, t-gmax and t-end figures recorded
+    block_accesses: bool  # bkacc: reads and writes recorded (Valgrind's heap mode)
+    byte_unit: str  # bu, default "byte" (ad hoc: "unit")
+    bytes_unit: str  # bsu, default "bytes" (ad hoc: "units")
+    blocks_unit: str  # bksu, default "blocks" (ad hoc: "events")
+    time_unit: str  # tu: "instrs" (Valgrind), "µs" (crate), "allocs" (dhatc)
+    time_unit_million: str  # Mtu: "Minstr", "s", "Mallocs"
+    short_lived_threshold: Optional[int]  # tuth, in time units; None without bklt
+    cmd: str
+    pid: int
+    time_of_peak: Optional[int]  # tg (t-gmax); None without bklt
+    time_of_end: int  # te (t-end)
+
+    def records(self, figure: str) -> bool:
+        """Whether the file records a ReadProgramPoint figure ("gmax_bytes", ...)."""
+        return figure in recorded_figures(self.block_lifetimes, self.block_accesses)
+
+
+@dataclass(frozen=True)
+class DhatFile(DhatHeader):
+    """A whole file.  Totals are sums over the program points, as the viewer
+    computes them; None where the file does not record the figure."""
+
+    pps: Tuple[ReadProgramPoint, ...]
+
+    @functools.cached_property
+    def _totals(self) -> Dict[str, Optional[int]]:
+        return {
+            name: sum(map(operator.attrgetter(name), self.pps)) if self.records(name) else None
+            for name in FIGURES
+        }
+
+    def total(self, figure: str) -> Optional[int]:
+        """The sum of a ReadProgramPoint figure over all program points; None if the
+        file does not record it.  (For max_bytes/max_blocks, each PP's own peak,
+        the sum is only an upper bound of the global peak, which is gmax_*.)"""
+        if figure not in FIGURES:
+            raise ValueError(f"unknown figure {figure!r}; figures: {', '.join(FIGURES)}")
+        return self._totals[figure]
+
+    @property
+    def total_bytes(self) -> int:
+        return self._totals["total_bytes"] or 0  # always recorded
+
+    @property
+    def total_blocks(self) -> int:
+        return self._totals["total_blocks"] or 0
+
+    @property
+    def total_lifetime(self) -> Optional[int]:
+        return self._totals["total_lifetime"]
+
+    @property
+    def gmax_bytes(self) -> Optional[int]:
+        """Live bytes at t-gmax, the global peak."""
+        return self._totals["gmax_bytes"]
+
+    @property
+    def gmax_blocks(self) -> Optional[int]:
+        return self._totals["gmax_blocks"]
+
+    @property
+    def end_bytes(self) -> Optional[int]:
+        """Live bytes at t-end."""
+        return self._totals["end_bytes"]
+
+    @property
+    def end_blocks(self) -> Optional[int]:
+        return self._totals["end_blocks"]
+
+    @property
+    def reads(self) -> Optional[int]:
+        return self._totals["reads"]
+
+    @property
+    def writes(self) -> Optional[int]:
+        return self._totals["writes"]
+
+
+class DhatTable:
+    """The program points of a file, kept compact: one flat array of figures
+    (``width`` per PP, the recorded figures in FIGURES order), one of frame
+    indices into ``ftbl`` and the offsets of each PP's indices in it.  What
+    commands that must scale to a million PPs work on; ``to_file()`` makes
+    the DhatFile."""
+
+    def __init__(self, header: DhatHeader, ftbl: List[str], figures: "array[int]",
+                 frame_indices: "array[int]", offsets: "array[int]") -> None:
+        self.header = header
+        self.ftbl = ftbl  # entry 0 is the root
+        self.figure_names = recorded_figures(header.block_lifetimes, header.block_accesses)
+        self.width = len(self.figure_names)
+        self.figures = figures
+        self.frame_index_array = frame_indices
+        self.offsets = offsets  # len(self) + 1 entries
+
+    def __len__(self) -> int:
+        return len(self.offsets) - 1
+
+    def column(self, figure: str) -> "Optional[array[int]]":
+        """One figure of every PP, in file order; None if the file does not record it."""
+        if figure not in self.figure_names:
+            if figure not in FIGURES:
+                raise ValueError(f"unknown figure {figure!r}; figures: {', '.join(FIGURES)}")
+            return None
+        return self.figures[self.figure_names.index(figure)::self.width]
+
+    def total(self, figure: str) -> Optional[int]:
+        """The sum over all PPs, as the viewer computes its root; None if not recorded."""
+        column = self.column(figure)
+        return None if column is None else sum(column)
+
+    def frame_indices(self, i: int) -> "array[int]":
+        """PP i's frames as indices into ``ftbl``, innermost first."""
+        return self.frame_index_array[self.offsets[i]:self.offsets[i + 1]]
+
+    def frames(self, i: int) -> Tuple[str, ...]:
+        """PP i's frames, innermost first."""
+        return tuple(map(self.ftbl.__getitem__, self.frame_indices(i)))
+
+    def figures_of(self, i: int) -> Dict[str, Optional[int]]:
+        """PP i's figures by name, None for those the file does not record."""
+        values = dict(zip(self.figure_names, self.figures[i * self.width:(i + 1) * self.width]))
+        return {name: values.get(name) for name in FIGURES}
+
+    def program_point(self, i: int) -> ReadProgramPoint:
+        return ReadProgramPoint(self.frames(i), **self.figures_of(i))  # type: ignore[arg-type]
+
+    def to_file(self) -> DhatFile:
+        """The DhatFile: every PP as a ReadProgramPoint (a few seconds per million)."""
+        make = _constructor(self.header.block_lifetimes, self.header.block_accesses)
+        frame_of = self.ftbl.__getitem__
+        figures, fs, offsets, width = self.figures, self.frame_index_array, self.offsets, self.width
+        pps = tuple(
+            make(tuple(map(frame_of, fs[offsets[i]:offsets[i + 1]])),
+                 figures[i * width:(i + 1) * width])
+            for i in range(len(self))
+        )
+        header = {f.name: getattr(self.header, f.name) for f in fields(DhatHeader)}
+        result = DhatFile(pps=pps, **header)
+        # The table has the totals already: fill cached_property's cache.
+        result.__dict__["_totals"] = {name: self.total(name) for name in FIGURES}
+        return result
+
+
+def _constructor(bklt: bool, bkacc: bool) -> Callable[[Tuple[str, ...], Sequence[int]],
+                                                      ReadProgramPoint]:
+    """Builds a ReadProgramPoint from its frames and the figures the file records."""
+    rpp = ReadProgramPoint
+    if bklt and bkacc:
+        return lambda frames, f: rpp(frames, *f)
+    if bklt:
+        return lambda frames, f: rpp(frames, *f, None, None)  # type: ignore[call-arg]
+    if bkacc:
+        return lambda frames, f: rpp(frames, f[0], f[1], None, None, None, None, None, None,
+                                     None, f[2], f[3])
+    return lambda frames, f: rpp(frames, f[0], f[1], None, None, None, None, None, None,
+                                 None, None, None)
+
+
+# Valgrind's frames start with the instruction's address, the crate's too:
+# "0x4AA1D9F: func (file.c:332)", "0x55d4a3b2c1d0: alloc::... (src/main.rs:12:5)".
+_ADDRESS = re.compile(r"0x[0-9A-Fa-f]+: ")
+
+
+def frame_without_address(frame: str) -> str:
+    """``func (file.c:332)`` for ``0x4AA1D9F: func (file.c:332)``: what stays the
+    same between two runs of a native program (ASLR moves the addresses)."""
+    match = _ADDRESS.match(frame)
+    return frame[match.end():] if match else frame
+
+
+# --- entry points ----------------------------------------------------------------------
+
+
+def load(path: Union[str, "os.PathLike[str]"]) -> DhatFile:
+    """Reads and checks the DHAT file at `path`.  Raises DhatFileError."""
+    return load_table(path).to_file()
+
+
+def loads(text: Union[str, bytes], name: str = "<string>") -> DhatFile:
+    """Checks the DHAT file whose content is `text`; `name` goes into messages."""
+    return loads_table(text, name).to_file()
+
+
+def load_table(path: Union[str, "os.PathLike[str]"]) -> DhatTable:
+    """Reads and checks the DHAT file at `path`, keeping it compact.  Raises DhatFileError."""
+    name = os.fspath(path)
+    return loads_table(_read_bytes(name), name)
+
+
+def loads_table(text: Union[str, bytes], name: str = "<string>") -> DhatTable:
+    """Checks the DHAT file whose content is `text`, keeping it compact."""
+    if isinstance(text, bytes):
+        text = _decode(text, name)
+    try:
+        return _Parser(text, name).table()
+    except RecursionError:
+        _fail(name, "the JSON is nested too deeply to be a DHAT file")
+    except MemoryError:
+        _fail(name, "too big to read into memory")
+    except ValueError as e:  # from the JSON hooks: NaN/Infinity, too many digits
+        _fail(name, f"not a DHAT file: {e}")
+
+
+# --- the bytes -------------------------------------------------------------------------
+
+
+def _fail(name: str, problem: str) -> NoReturn:
+    raise DhatFileError(f"{name}: {problem}")
+
+
+def _read_bytes(name: str) -> bytes:
+    try:
+        # O_NONBLOCK: opening a FIFO that nobody writes to would wait forever.
+        fd = os.open(name, os.O_RDONLY | os.O_NONBLOCK | getattr(os, "O_CLOEXEC", 0))
+    except FileNotFoundError:
+        _fail(name, "no such file")
+    except IsADirectoryError:
+        _fail(name, "a directory, not a DHAT file")
+    except PermissionError:
+        _fail(name, "permission denied")
+    except OSError as e:
+        _fail(name, f"cannot open it: {e.strerror or e}")
+    try:
+        mode = os.fstat(fd).st_mode
+        if stat.S_ISDIR(mode):
+            _fail(name, "a directory, not a DHAT file")
+        if not (stat.S_ISREG(mode) or stat.S_ISFIFO(mode)):
+            _fail(name, "not a regular file (a device or a socket?); give the path of a DHAT file")
+        os.set_blocking(fd, True)  # a FIFO with a writer: wait for all it writes
+        with os.fdopen(fd, "rb", closefd=False) as f:
+            data = f.read()
+    except MemoryError:
+        _fail(name, "too big to read into memory")
+    except OSError as e:
+        _fail(name, f"cannot read it: {e.strerror or e}")
+    finally:
+        os.close(fd)
+    if not data:
+        _fail(name, "empty file (a pipe nobody wrote to?)" if stat.S_ISFIFO(mode)
+              else "empty file (not written yet, or its writer was killed?)")
+    return data
+
+
+def _decode(data: bytes, name: str) -> str:
+    if data[:2] == b"\x1f\x8b":
+        _fail(name, "gzip-compressed; decompress it first (gunzip, or zcat it to '-')")
+    if data[:3] == b"\xef\xbb\xbf":
+        data = data[3:]
+    try:
+        # As the viewer reads it (FileReader.readAsText): invalid UTF-8 becomes U+FFFD.
+        return data.decode("utf-8", "replace")
+    except MemoryError:
+        _fail(name, "too big to read into memory")
+
+
+# --- the JSON --------------------------------------------------------------------------
+
+
+def _reject_constant(constant: str) -> NoReturn:
+    raise ValueError(f"{constant} is not JSON")
+
+
+def _bounded_int(digits: str) -> int:
+    if len(digits) > _MAX_DIGITS + 1:
+        raise ValueError("a number with more digits than any figure has")
+    return int(digits)
+
+
+def _decoder() -> json.JSONDecoder:
+    """The stdlib decoder, refusing NaN/Infinity.  Without CPython's limit on
+    integer digits (PYTHONINTMAXSTRDIGITS=0) a 100-million-digit number would take
+    hours to convert: then long numbers are refused first, at some cost in speed."""
+    get_limit = getattr(sys, "get_int_max_str_digits", None)
+    limit = get_limit() if get_limit is not None else 0
+    hook = None if 0 < limit <= 5000 else _bounded_int
+    return json.JSONDecoder(parse_constant=_reject_constant, parse_int=hook)
+
+
+_WS = re.compile(r"[ \t\n\r]*")
+
+
+def _show_text(text: str) -> str:
+    return repr(text[:20] + ("..." if len(text) > 20 else ""))
+
+
+def _describe(value: Any) -> str:
+    """A JSON value, briefly, for a message."""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if value is None:
+        return "null"
+    if isinstance(value, dict):
+        return "an object"
+    if isinstance(value, list):
+        return "an array"
+    if isinstance(value, str):
+        return f"the string {_show_text(value)}"
+    text = repr(value)
+    return text if len(text) <= 30 else f"a number with {len(text):,} digits"
+
+
+def _is_figure(value: Any) -> bool:
+    return type(value) is int and 0 <= value <= MAX_FIGURE
+
+
+_INT = {int}
+_STREAMED = object()  # fields["pps"] when the parser fed the array to the builder
+
+
+class _Parser:
+    """Parses one document: the top-level object field by field, the ``pps``
+    array chunk by chunk into a _TableBuilder, then checks the header."""
+
+    def __init__(self, text: str, name: str) -> None:
+        self.text = text
+        self.name = name
+        self.decoder = _decoder()
+        self.scan: Callable[[str, int], Tuple[Any, int]] = getattr(self.decoder, "scan_once")
+        self.builder: Optional[_TableBuilder] = None
+
+    def fail(self, problem: str) -> NoReturn:
+        _fail(self.name, problem)
+
+    # -- syntax
+
+    def syntax_error(self, message: str, pos: int) -> NoReturn:
+        text = self.text
+        if not text[pos:].strip() or message.startswith("Unterminated string"):
+            line = text.count("\n", 0, pos) + 1
+            self.fail(f"the JSON stops in the middle, at line {line:,} "
+                      "(truncated, or still being written?)")
+        line = text.count("\n", 0, pos) + 1
+        column = pos - text.rfind("\n", 0, pos)
+        self.fail(f"not valid JSON: {message} at line {line:,}, column {column:,}")
+
+    def ws(self, pos: int) -> int:
+        return _WS.match(self.text, pos).end()  # type: ignore[union-attr]  # always matches
+
+    def value(self, pos: int) -> Tuple[Any, int]:
+        try:
+            return self.scan(self.text, pos)
+        except StopIteration as e:
+            self.syntax_error("Expecting value", e.value)
+        except json.JSONDecodeError as e:
+            self.syntax_error(e.msg, e.pos)
+
+    def table(self) -> DhatTable:
+        text = self.text
+        pos = self.ws(0)
+        if pos == len(text):
+            self.fail("empty file (only white space)")
+        if not text.startswith("{", pos):
+            if text[pos] not in '["-0123456789tfn':
+                self.fail(f"not JSON (it starts with {_show_text(text[pos:])}), so not a "
+                          "DHAT file")
+            value, end = self.value(pos)
+            self.fail(f"not a DHAT file: the JSON is {_describe(value)}, not an object")
+        fields_ = self.top_level(pos + 1)
+        return _Checker(self, fields_).table()
+
+    def top_level(self, pos: int) -> Dict[str, Any]:
+        """The fields of the object that starts before `pos`, pps streamed."""
+        text = self.text
+        result: Dict[str, Any] = {}
+        pos = self.ws(pos)
+        if text.startswith("}", pos):
+            pos += 1
+        else:
+            while True:
+                if not text.startswith('"', pos):
+                    self.syntax_error("Expecting property name enclosed in double quotes", pos)
+                key, pos = self.value(pos)
+                pos = self.ws(pos)
+                if not text.startswith(":", pos):
+                    self.syntax_error("Expecting ':' delimiter", pos)
+                pos = self.ws(pos + 1)
+                if key == "pps" and text.startswith("[", pos) and self.can_stream(result):
+                    self.builder = _TableBuilder(self.name, result["bklt"], result["bkacc"])
+                    pos = self.stream_pps(pos + 1)
+                    result[key] = _STREAMED
+                else:
+                    result[key], pos = self.value(pos)
+                pos = self.ws(pos)
+                if text.startswith(",", pos):
+                    pos = self.ws(pos + 1)
+                elif text.startswith("}", pos):
+                    pos += 1
+                    break
+                else:
+                    self.syntax_error("Expecting ',' delimiter", pos)
+        pos = self.ws(pos)
+        if pos != len(text):
+            self.syntax_error("Extra data", pos)
+        return result
+
+    @staticmethod
+    def can_stream(seen: Dict[str, Any]) -> bool:
+        """Whether the fields before pps tell how to read it; otherwise it is
+        parsed whole and read after the header is checked."""
+        version = seen.get("dhatFileVersion")
+        return (type(version) is int and version == FILE_VERSION
+                and isinstance(seen.get("bklt"), bool) and isinstance(seen.get("bkacc"), bool))
+
+    def stream_pps(self, pos: int) -> int:
+        """Feeds the pps array (its '[' before `pos`) to the builder; returns the
+        position after its ']'.  Fast path: cut the array after a '}' that a ','
+        or the ']' follows and parse the piece as an array of its own.  A cut
+        in the wrong place (inside a string or a nested object) cannot parse as
+        an array, and then the rest is read one element at a time."""
+        text = self.text
+        assert self.builder is not None
+        pos = self.ws(pos)
+        if text.startswith("]", pos):
+            return pos + 1
+        while True:
+            cut = text.find("}", pos + _CHUNK_CHARS)
+            if cut >= 0:
+                after = self.ws(cut + 1)
+                if text.startswith(",", after) or text.startswith("]", after):
+                    try:
+                        chunk = self.decoder.decode("[" + text[pos:cut + 1] + "]")
+                    except ValueError:
+                        chunk = None  # read it one element at a time, for the right message
+                    if chunk is not None:
+                        self.builder.feed(chunk)
+                        if text.startswith("]", after):
+                            return after + 1
+                        pos = self.ws(after + 1)
+                        continue
+            return self.stream_elements(pos)
+
+    def stream_elements(self, pos: int) -> int:
+        text = self.text
+        assert self.builder is not None
+        batch: List[Any] = []
+        while True:
+            value, pos = self.value(pos)
+            batch.append(value)
+            if len(batch) == 4096:
+                self.builder.feed(batch)
+                batch = []
+            pos = self.ws(pos)
+            if text.startswith(",", pos):
+                pos = self.ws(pos + 1)
+            elif text.startswith("]", pos):
+                self.builder.feed(batch)
+                return pos + 1
+            else:
+                self.syntax_error("Expecting ',' delimiter", pos)
+
+
+class _Checker:
+    """Checks the top-level fields and finishes the table."""
+
+    def __init__(self, parser: _Parser, doc: Dict[str, Any]) -> None:
+        self.parser = parser
+        self.name = parser.name
+        self.doc = doc
+
+    def fail(self, problem: str) -> NoReturn:
+        _fail(self.name, problem)
+
+    def field(self, key: str, kind: str, why: str = "", required: bool = True) -> Any:
+        """Top-level field `key`, checked to be of `kind`: "string", "boolean",
+        "integer" (0 to 2**64-1) or "array"."""
+        if key not in self.doc:
+            if not required:
+                return None
+            self.fail(f"missing field '{key}'{why}")
+        value = self.doc[key]
+        if value is _STREAMED:
+            return value
+        checks: Dict[str, Callable[[Any], bool]] = {
+            "string": lambda v: isinstance(v, str),
+            "boolean": lambda v: isinstance(v, bool),
+            "integer": _is_figure,
+            "array": lambda v: isinstance(v, list),
+        }
+        if not checks[kind](value):
+            article = "an" if kind[0] in "ai" else "a"
+            bound = " from 0 to 2**64-1" if kind == "integer" else ""
+            self.fail(f"field '{key}' is {_describe(value)}, expected {article} {kind}{bound}")
+        return value
+
+    def table(self) -> DhatTable:
+        doc = self.doc
+        if "dhatFileVersion" not in doc:
+            self.fail("not a DHAT file (no 'dhatFileVersion' field)")
+        version = doc["dhatFileVersion"]
+        if type(version) is not int or version != FILE_VERSION:
+            self.fail(f"DHAT file version {_describe(version)}; dhatc reads version "
+                      f"{FILE_VERSION}, the one Valgrind, the dhat crate and dhatc write")
+        mode = self.field("mode", "string")
+        verb = self.field("verb", "string")
+        bklt = self.field("bklt", "boolean")
+        bkacc = self.field("bkacc", "boolean")
+        units = [self.field(key, "string", required=False) for key in ("bu", "bsu", "bksu")]
+        tu = self.field("tu", "string")
+        mtu = self.field("Mtu", "string")
+        with_bklt = " (required when 'bklt' is true)"
+        tuth = self.field("tuth", "integer", with_bklt) if bklt else None
+        cmd = self.field("cmd", "string")
+        pid = self.field("pid", "integer")
+        tg = self.field("tg", "integer", with_bklt) if bklt else None
+        te = self.field("te", "integer")
+        pps = self.field("pps", "array")
+        ftbl = self.field("ftbl", "array")
+        if not ftbl:
+            self.fail("'ftbl' is empty; its entry 0 must be \"[root]\"")
+        if set(map(type, ftbl)) != {str}:
+            index = next(i for i, f in enumerate(ftbl) if not isinstance(f, str))
+            self.fail(f"ftbl[{index:,}] is {_describe(ftbl[index])}, expected a string")
+        builder = self.parser.builder
+        if pps is not _STREAMED:  # read whole: the header came after it
+            builder = _TableBuilder(self.name, bklt, bkacc)
+            for start in range(0, len(pps), 4096):
+                builder.feed(pps[start:start + 4096])
+            del pps, self.doc["pps"]
+        assert builder is not None
+        header = DhatHeader(
+            path=self.name, mode=mode, verb=verb, block_lifetimes=bklt, block_accesses=bkacc,
+            byte_unit=units[0] if units[0] is not None else "byte",
+            bytes_unit=units[1] if units[1] is not None else "bytes",
+            blocks_unit=units[2] if units[2] is not None else "blocks",
+            time_unit=tu, time_unit_million=mtu, short_lived_threshold=tuth,
+            cmd=cmd, pid=pid, time_of_peak=tg, time_of_end=te,
+        )
+        return builder.finish(header, ftbl)
+
+
+class _TableBuilder:
+    """Checks program points a chunk at a time and keeps them in flat arrays.
+
+    A chunk is checked by a few C-level passes over all of it; only when one
+    of them finds something wrong does a Python loop look for the first bad
+    program point, to say what is wrong with it.  Frame indices are checked
+    against the frame table at the end (``ftbl`` usually comes after ``pps``).
+    Repeats are found by the hash of each PP's index tuple (deterministic for
+    ints), confirmed by comparing the tuples themselves.
+    """
+
+    def __init__(self, name: str, bklt: bool, bkacc: bool) -> None:
+        self.name = name
+        self.keys = tuple(_KEY_OF[f] for f in recorded_figures(bklt, bkacc))
+        self.figures_of = operator.itemgetter(*self.keys)
+        self.n_keys = len(self.keys) + 1  # and fs
+        self.count = 0
+        self.figures: "array[int]" = array("Q")
+        self.fs: "array[int]" = array("I")
+        self.offsets: "array[int]" = array("Q", [0])
+        self.max_index = 0
+        self.hashes: set = set()  # type: ignore[type-arg]
+
+    def fail(self, problem: str) -> NoReturn:
+        _fail(self.name, problem)
+
+    def feed(self, chunk: List[Any]) -> None:
+        if not chunk:
+            return
+        try:
+            figures = list(itertools.chain.from_iterable(map(self.figures_of, chunk)))
+            fss = list(map(operator.itemgetter("fs"), chunk))
+        except (KeyError, TypeError):
+            self.find_bad(chunk)
+        if (
+            set(map(type, figures)) != _INT or min(figures) < 0 or max(figures) > MAX_FIGURE
+            or set(map(type, fss)) != {list}
+        ):
+            self.find_bad(chunk)
+        indices = list(itertools.chain.from_iterable(fss))
+        if indices:
+            if set(map(type, indices)) != _INT or min(indices) < 1 or max(indices) > _MAX_FRAME_INDEX:
+                self.find_bad(chunk)
+            self.max_index = max(self.max_index, max(indices))
+        if set(map(len, chunk)) != {self.n_keys}:  # more keys than needed: acc?
+            for i, pp in enumerate(chunk):
+                if "acc" in pp:
+                    self.check_accesses(self.count + i, pp["acc"])
+        hashes = set(map(hash, map(tuple, fss)))
+        if len(hashes) != len(fss) or not self.hashes.isdisjoint(hashes):
+            self.find_repeat(fss)
+        self.hashes |= hashes
+        self.figures.extend(figures)
+        self.fs.extend(indices)
+        ends = itertools.accumulate(map(len, fss), initial=self.offsets[-1])
+        next(ends)  # the initial value, already there
+        self.offsets.extend(ends)
+        self.count += len(chunk)
+
+    def find_bad(self, chunk: List[Any]) -> NoReturn:
+        for i, pp in enumerate(chunk):
+            self.check_pp(self.count + i, pp)
+        raise AssertionError("a chunk failed a check that none of its PPs fails")
+
+    def check_pp(self, i: int, pp: Any, n_frames: Optional[int] = None) -> None:
+        where = f"pps[{i:,}]"
+        if not isinstance(pp, dict):
+            self.fail(f"{where} is {_describe(pp)}, expected an object")
+        for key in (*self.keys, "fs"):
+            if key not in pp:
+                why = (" (required when 'bklt' is true)" if key in ("tl", "mb", "mbk", "gb", "gbk",
+                                                                    "eb", "ebk") else
+                       " (required when 'bkacc' is true)" if key in ("rb", "wb") else "")
+                self.fail(f"{where} has no field '{key}'{why}")
+        for key in self.keys:
+            if not _is_figure(pp[key]):
+                self.fail(f"{where}: field '{key}' is {_describe(pp[key])}, "
+                          "expected an integer from 0 to 2**64-1")
+        fs = pp["fs"]
+        if not isinstance(fs, list):
+            self.fail(f"{where}: field 'fs' is {_describe(fs)}, expected an array of "
+                      "indices into 'ftbl'")
+        limit = _MAX_FRAME_INDEX if n_frames is None else n_frames - 1
+        for j, index in enumerate(fs):
+            if type(index) is not int or not 1 <= index <= limit:
+                bounds = f" (1 to {n_frames - 1:,}; 0 is the root)" if n_frames else \
+                    " (0 is the root, not a frame)" if index == 0 else ""
+                self.fail(f"{where}: fs[{j}] is {_describe(index)}, not an index into "
+                          f"'ftbl'{bounds}")
+
+    def check_accesses(self, i: int, acc: Any) -> None:
+        """Valgrind's `acc`, as the viewer decodes it: counts up to 0xffff (which
+        means "at least that"), a negative entry repeating the count after it."""
+        where = f"pps[{i:,}]: field 'acc'"
+        if not isinstance(acc, list):
+            self.fail(f"{where} is {_describe(acc)}, expected an array of integers")
+        repeat = False
+        for j, value in enumerate(acc):
+            if type(value) is not int:
+                self.fail(f"{where}: entry {j} is {_describe(value)}, expected an integer")
+            if value < 0 and not repeat:
+                repeat = True  # a repeat count; the count to repeat follows
+                continue
+            if not 0 <= value <= 0xFFFF:
+                self.fail(f"{where}: entry {j} is {value}, expected an access count "
+                          "from 0 to 65535")
+            repeat = False
+        if repeat:
+            self.fail(f"{where} ends with a repeat count and no count to repeat")
+
+    def stored(self) -> "Dict[Tuple[int, ...], int]":
+        """Index tuple -> first PP with it, for the PPs stored so far (slow: only
+        when a hash repeats)."""
+        first: Dict[Tuple[int, ...], int] = {}
+        fs, offsets = self.fs, self.offsets
+        for i in range(self.count):
+            first.setdefault(tuple(fs[offsets[i]:offsets[i + 1]]), i)
+        return first
+
+    def find_repeat(self, fss: List[List[int]]) -> None:
+        """A hash repeated: a repeated location, or (rarely) two tuples sharing a hash."""
+        first = self.stored()
+        for i, fs in enumerate(fss):
+            earlier = first.setdefault(tuple(fs), self.count + i)
+            if earlier != self.count + i:
+                self.repeated(self.count + i, earlier)
+
+    def repeated(self, later: int, earlier: int) -> NoReturn:
+        self.fail(f"pps[{later:,}] has the same frames as pps[{earlier:,}] (a repeated "
+                  "location, which DHAT's viewer refuses too)")
+
+    def finish(self, header: DhatHeader, ftbl: List[str]) -> DhatTable:
+        n_frames = len(ftbl)
+        if self.max_index >= n_frames:
+            position = next(k for k, index in enumerate(self.fs) if index >= n_frames)
+            pp = bisect.bisect_right(self.offsets, position) - 1
+            j = position - self.offsets[pp]
+            self.fail(f"pps[{pp:,}]: fs[{j}] is {self.fs[position]:,}, not an index into "
+                      f"'ftbl' (1 to {n_frames - 1:,}; 0 is the root)")
+        if len(set(ftbl)) != n_frames:
+            self.repeats_by_string(ftbl)
+        self.hashes = set()
+        return DhatTable(header, ftbl, self.figures, self.fs, self.offsets)
+
+    def repeats_by_string(self, ftbl: List[str]) -> None:
+        """The frame table lists a string twice: PPs with different indices may
+        still have the same frames."""
+        canonical: Dict[str, int] = {}
+        remap = [canonical.setdefault(frame, i) for i, frame in enumerate(ftbl)]
+        fs, offsets = self.fs, self.offsets
+        first: Dict[Tuple[int, ...], int] = {}
+        for i in range(self.count):
+            key = tuple(remap[k] for k in fs[offsets[i]:offsets[i + 1]])
+            earlier = first.setdefault(key, i)
+            if earlier != i:
+                self.repeated(i, earlier)
