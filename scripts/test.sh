@@ -43,7 +43,12 @@ else
 fi
 if [ "$with_sid" = 0 ]; then
     for i in "${!pythons[@]}"; do
-        case "${pythons[$i]}" in sid:*) unset "pythons[$i]" ;; esac
+        case "${pythons[$i]}" in
+            sid:*)
+                echo "dhatc: DHATC_TEST_SID=0: leaving out ${pythons[$i]}"
+                unset "pythons[$i]"
+                ;;
+        esac
     done
 fi
 if [ "${#pythons[@]}" -eq 0 ]; then
