@@ -27,15 +27,19 @@ if sysconfig.get_config_var("Py_GIL_DISABLED"):
 ENGINE_SOURCES = [
     "src/dhatc/module.c",  # the CPython binding
     "src/dhatc/stats_types.c",  # HeapStats, AdHocStats
+    "src/dhatc/session.c",  # a profile's lifecycle: start, stop, release
     "src/dhatc/hooks.c",  # PyMem allocator hooks
+    "src/dhatc/native.c",  # connects the profile to the preload library
+    "src/dhatc/record.c",  # blocks, frees and events into the profile, with their stacks
     "src/dhatc/frames.c",  # per-version frame walker
+    "src/dhatc/codetable.c",  # the code objects of the profile's stacks
+    "src/dhatc/linetable.c",  # a code object's line table, decoded once
     "src/dhatc/layout.c",  # the frame walker's layout checked against the interpreter's
     "src/dhatc/profile.c",  # program points, figures, peak tracking
     "src/dhatc/stacktable.c",  # distinct stacks -> program points
     "src/dhatc/livemap.c",  # live blocks: a shadow of the heap
     "src/dhatc/blockhash.c",  # live blocks the shadow cannot hold
     "src/dhatc/rawmem.c",  # the engine's own memory
-    "src/dhatc/native.c",  # connects the profile to the preload library
 ]
 
 # The preload library (LD_PRELOAD for `python -m dhatc run`): a plain shared
@@ -48,6 +52,8 @@ PRELOAD_FILE = "libdhatc_preload.so"
 compile_args = ["-std=c11", "-Wall", "-Wextra", "-Werror", "-fvisibility=hidden", "-flto"]
 link_args = ["-flto"]
 
+if os.environ.get("DHATC_DEBUG") or os.environ.get("DHATC_SANITIZE"):
+    compile_args += ["-DDHATC_CHECKS"]  # the figures' invariants (src/dhatc/check.h)
 if os.environ.get("DHATC_DEBUG"):
     compile_args += ["-O0", "-g3"]
 else:

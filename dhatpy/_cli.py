@@ -40,6 +40,10 @@ PROG = "dhatc"
 COMMANDS = (
     "run",
     "preload-path",
+    "view",
+    "flamegraph",
+    "export",
+    "merge",
 )
 
 

@@ -18,16 +18,16 @@ from __future__ import annotations
 
 import argparse
 import io
-import json
 import os
 import re
 import subprocess
 import sys
-from dataclasses import dataclass
 from typing import Dict, List, Optional, Tuple
 
+from ._dhat_file import writable_problem
 from ._errors import CommandError
 from ._preload import PRELOAD_LIBRARY
+from ._run_config import RunConfig, Target
 
 HELP = "run a Python program under the profiler, C allocations included"
 
@@ -48,18 +48,17 @@ python's own options go before '-m dhatc', and the target runs with them:
   python -u -X dev -m dhatc run script.py
 """
 
-# The -c program of the re-executed interpreter.  It binds no name in
-# __main__, whose namespace becomes the target's.
-BOOTSTRAP_CODE = "__import__('dhatc._bootstrap', fromlist=['_']).bootstrap()"
+# The -c program of the re-executed interpreter.  First it takes the current
+# directory ('' from -c) off sys.path, before anything is imported: a
+# zipfile.py there must not replace the standard library's under dhatc (the
+# bootstrap puts sys.path[0] as python would for the target).  It binds no
+# name in __main__, whose namespace becomes the target's.
+BOOTSTRAP_CODE = (
+    "(lambda path: path[:1] == [''] and path.pop(0))(__import__('sys').path); "
+    "__import__('dhatc._bootstrap', fromlist=['_']).bootstrap()"
+)
 
-
-@dataclass(frozen=True)
-class Target:
-    """What to run, as python's command line names it."""
-
-    kind: str  # "path" (a script, directory or zip), "module" (-m) or "code" (-c)
-    value: str  # the path, the module's name or the code
-    args: Tuple[str, ...]  # the target's own arguments (sys.argv[1:])
+DEFAULT_OUTPUTS = {"heap": "dhat-heap.json", "ad-hoc": "dhat-ad-hoc.json"}
 
 
 def _output_name(text: str) -> str:
@@ -197,20 +196,27 @@ def run(args: argparse.Namespace) -> int:
             return 2
     if not sys.executable:
         raise CommandError("cannot tell which Python to run (sys.executable is empty)")
+    output = args.output if args.output is not None else DEFAULT_OUTPUTS[args.mode]
+    # Found now rather than after a long run.
+    problem = writable_problem(output)
+    if problem is not None:
+        raise CommandError(f"cannot write the profile to {output!r}: {problem}; "
+                           "give -o a file where it can be written")
     previous = os.environ.get("LD_PRELOAD")
-    config = {
-        "mode": args.mode,
-        "output": args.output,
-        "trim": args.trim,
-        "kind": target.kind,
-        "target": target.value,
+    preloaded = os.path.exists(PRELOAD_LIBRARY)
+    config = RunConfig(
+        kind=target.kind,
+        target=target.value,
+        mode=args.mode,
+        output=output,
+        trim=args.trim,
         # The file goes where the user meant, even if the target changes directory.
-        "output_dir": os.getcwd(),
-        "ld_preload": previous,
-        "preloaded": os.path.exists(PRELOAD_LIBRARY),
-    }
+        output_dir=os.getcwd(),
+        ld_preload=previous,
+        preloaded=preloaded,
+    )
     env = dict(os.environ)
-    if config["preloaded"]:
+    if preloaded:
         env = _child_environment(previous)
     else:
         print(
@@ -224,7 +230,7 @@ def run(args: argparse.Namespace) -> int:
         *_interpreter_flags(),
         "-c",
         BOOTSTRAP_CODE,
-        json.dumps(config),
+        config.to_json(),
         *target.args,
     ]
     sys.stdout.flush()

@@ -1,7 +1,7 @@
 """The DHAT file (format version 2) and the summary lines, built from the engine's data.
 
 The engine hands over program points as (allocator entry, ((code, line), ...),
-figures...).  This module turns each frame into the string the viewer shows,
+figures...), see :mod:`dhatc._engine_data`.  This module turns each frame into the string the viewer shows,
 merges program points whose strings are equal (the viewer rejects repeated
 locations), and writes the JSON in one place that mirrors the format.  First-
 seen order everywhere, so two runs of the same program give the same file but
@@ -12,11 +12,14 @@ from __future__ import annotations
 
 import json
 import os
+import stat
 import sys
 import tempfile
 from dataclasses import dataclass, field
 from types import CodeType
 from typing import Any, Dict, List, Optional, Sequence, TextIO, Tuple
+
+from ._engine_data import EngineProgramPoint, StopData
 
 # The engine's clock counts allocations (reallocations included), so times and
 # lifetimes are in allocations: reproducible from run to run, and free to read.
@@ -62,11 +65,19 @@ class Profile:
     time_of_peak: int = 0
     time_of_end: int = 0
     dropped: int = 0
+    #: Ad hoc events whose weights the totals could not hold (capped at 2**64 - 1).
+    saturated: int = 0
     #: Domains whose hooks another allocator hook removed mid-profile (bits 1<<domain).
     hooks_lost: int = 0
     cmd: str = ""
     pid: int = 0
     pps: List[ProgramPoint] = field(default_factory=list)
+    #: The time unit, its million and the short-lived threshold, for a profile
+    #: that did not come from dhatc's clock (a merge of Valgrind's or the Rust
+    #: crate's files keeps theirs); None: dhatc's own.
+    time_unit: Optional[str] = None
+    time_unit_million: Optional[str] = None
+    short_lived_threshold: Optional[int] = None
 
     @property
     def is_heap(self) -> bool:
@@ -82,7 +93,7 @@ def frame_string(code: Optional[CodeType], line: Optional[int]) -> str:
     return f"{name} ({code.co_filename}:{line if line is not None and line >= 0 else '?'})"
 
 
-def profile_from_engine(data: Dict[str, Any], *, cmd: str, pid: int) -> Profile:
+def profile_from_engine(data: StopData, *, cmd: str, pid: int) -> Profile:
     """Resolves the engine's raw program points into a Profile, merging equal ones."""
     profile = Profile(
         mode=data["mode"],
@@ -95,7 +106,8 @@ def profile_from_engine(data: Dict[str, Any], *, cmd: str, pid: int) -> Profile:
         time_of_peak=data["time_of_peak"],
         time_of_end=data["time_of_end"],
         dropped=data["dropped"],
-        hooks_lost=data.get("hooks_lost", 0),
+        saturated=data["saturated"],
+        hooks_lost=data["hooks_lost"],
         cmd=cmd,
         pid=pid,
     )
@@ -104,9 +116,14 @@ def profile_from_engine(data: Dict[str, Any], *, cmd: str, pid: int) -> Profile:
     # would share one string.  `data` keeps every code object alive meanwhile.
     strings: Dict[Tuple[int, int], str] = {}
     by_frames: Dict[Tuple[str, ...], ProgramPoint] = {}
-    for kind, frames, tb, tbk, tl, mb, mbk, gb, gbk, eb, ebk in data["pps"]:
-        resolved: List[str] = [] if kind is None else [kind]
-        for code, line in frames:
+    for raw in data["pps"]:
+        engine_pp = EngineProgramPoint(*raw)
+        resolved: List[str] = [] if engine_pp.kind is None else [engine_pp.kind]
+        for frame in engine_pp.frames:
+            if isinstance(frame, str):  # stands for frames the engine does not keep
+                resolved.append(frame)
+                continue
+            code, line = frame
             text = strings.get((id(code), line))
             if text is None:
                 text = strings[(id(code), line)] = frame_string(code, line)
@@ -116,18 +133,27 @@ def profile_from_engine(data: Dict[str, Any], *, cmd: str, pid: int) -> Profile:
         if pp is None:
             pp = by_frames[key] = ProgramPoint(frames=key, total_bytes=0, total_blocks=0)
             profile.pps.append(pp)
-        # Equal strings from distinct code objects (the same source compiled
-        # twice) are rare; their max figures add up to an upper bound.
-        pp.total_bytes += tb
-        pp.total_blocks += tbk
-        pp.total_lifetime += tl
-        pp.max_bytes += mb
-        pp.max_blocks += mbk
-        pp.gmax_bytes += gb
-        pp.gmax_blocks += gbk
-        pp.end_bytes += eb
-        pp.end_blocks += ebk
+        # The engine keys program points by what they show (code objects
+        # with one file and name stand for one another), so equal strings
+        # meet here only where a code object died before the engine could
+        # keep it ("[code object destroyed ...]"): their max figures add up
+        # to an upper bound.
+        _add_figures(pp, engine_pp)
     return profile
+
+
+def _add_figures(pp: ProgramPoint, engine_pp: EngineProgramPoint) -> None:
+    # Equal strings from distinct code objects (the same source compiled
+    # twice) are rare; their max figures add up to an upper bound.
+    pp.total_bytes += engine_pp.total_bytes
+    pp.total_blocks += engine_pp.total_blocks
+    pp.total_lifetime += engine_pp.total_lifetime
+    pp.max_bytes += engine_pp.max_bytes
+    pp.max_blocks += engine_pp.max_blocks
+    pp.gmax_bytes += engine_pp.gmax_bytes
+    pp.gmax_blocks += engine_pp.gmax_blocks
+    pp.end_bytes += engine_pp.end_bytes
+    pp.end_blocks += engine_pp.end_blocks
 
 
 def _pp_json(pp: ProgramPoint, fs: Sequence[int], heap: bool) -> str:
@@ -160,11 +186,14 @@ def write_json(profile: Profile, out: TextIO) -> None:
         "bkacc": False,  # block accesses never recorded
     }
     if heap:
-        header.update(tu=TIME_UNIT, Mtu=TIME_UNIT_MILLION)
+        header.update(tu=profile.time_unit or TIME_UNIT,
+                      Mtu=profile.time_unit_million or TIME_UNIT_MILLION)
     else:  # units of the events' weights; the clock counts events
-        header.update(bu="unit", bsu="units", bksu="events", tu="events", Mtu="Mevents")
+        header.update(bu="unit", bsu="units", bksu="events", tu=profile.time_unit or "events",
+                      Mtu=profile.time_unit_million or "Mevents")
     if heap:
-        header["tuth"] = SHORT_LIVED_THRESHOLD
+        header["tuth"] = (SHORT_LIVED_THRESHOLD if profile.short_lived_threshold is None
+                          else profile.short_lived_threshold)
     header.update(cmd=profile.cmd, pid=profile.pid)
     if heap:
         header["tg"] = profile.time_of_peak  # time of the global peak
@@ -192,29 +221,74 @@ def _current_umask() -> int:
 
 
 def save(profile: Profile, path: str) -> None:
-    """Writes the file atomically: a temporary file beside `path`, renamed into place,
-    so an interrupted save (KeyboardInterrupt included) never leaves half a profile nor
-    the temporary file.  Raises OSError naming `path`."""
-    directory = os.path.dirname(os.path.abspath(path))
+    """Writes the file.  A regular file is written atomically: a temporary file
+    beside it, renamed into place, so an interrupted save (KeyboardInterrupt
+    included) never leaves half a profile nor the temporary file; through a
+    symbolic link, the file it points to is replaced and the link stays.
+    Anything else (a FIFO, a device such as /dev/null, /dev/stdout) is written
+    in place.  Raises OSError naming `path`."""
     try:
-        fd, tmp = tempfile.mkstemp(prefix=".dhatc-", suffix=".json.tmp", dir=directory)
+        if _written_in_place(path):
+            _write_in_place(profile, path)
+        else:
+            _replace_atomically(profile, os.path.realpath(path))
     except OSError as e:
-        raise OSError(e.errno, f"dhatc: cannot write the profile to {path!r}: {e.strerror}") from e
+        raise OSError(
+            e.errno, f"dhatc: cannot write the profile to {path!r}: {e.strerror or e}"
+        ) from e
+
+
+def _written_in_place(path: str) -> bool:
+    """True for what is not a regular file, and for the files that /dev and
+    /proc name (/dev/stdout, /dev/fd/3): they stand for a descriptor that
+    someone holds open, which a new file would cut off."""
+    try:
+        mode = os.stat(path).st_mode
+    except OSError:
+        return False  # not there (yet): created as a regular file
+    if not stat.S_ISREG(mode):
+        return True
+    return os.path.abspath(path).startswith(("/dev/", "/proc/"))
+
+
+def _write_in_place(profile: Profile, path: str) -> None:
+    # Appending to a regular file: /dev/stdout redirected to a file has
+    # the program's own output before the profile.
+    regular = os.path.isfile(path)
+    flags = os.O_WRONLY | os.O_CLOEXEC | (os.O_APPEND if regular else 0)
+    with os.fdopen(os.open(path, flags), "w", encoding="utf-8") as out:
+        write_json(profile, out)
+
+
+def _replace_atomically(profile: Profile, path: str) -> None:
+    directory = os.path.dirname(path)
+    fd, tmp = tempfile.mkstemp(prefix=".dhatc-", suffix=".json.tmp", dir=directory)
     try:
         with os.fdopen(fd, "w", encoding="utf-8") as out:
             write_json(profile, out)
         os.chmod(tmp, 0o666 & ~_current_umask())  # mkstemp makes it 0600
         os.replace(tmp, path)
-    except BaseException as e:  # KeyboardInterrupt included: no temporary file left behind
+    except BaseException:  # KeyboardInterrupt included: no temporary file left behind
         try:
             os.unlink(tmp)
         except OSError:
             pass
-        if isinstance(e, OSError):
-            raise OSError(
-                e.errno, f"dhatc: cannot write the profile to {path!r}: {e.strerror}"
-            ) from e
         raise
+
+
+def writable_problem(path: str) -> Optional[str]:
+    """Why :func:`save` could not write `path`, as far as can be told without
+    writing; None when it looks writable."""
+    if _written_in_place(path):
+        if os.path.isdir(path):
+            return "it is a directory"
+        return None if os.access(path, os.W_OK) else "permission denied"
+    directory = os.path.dirname(os.path.realpath(path))
+    if not os.path.isdir(directory):
+        return f"there is no directory {directory!r}"
+    if not os.access(directory, os.W_OK | os.X_OK):
+        return f"the directory {directory!r} is not writable"
+    return None
 
 
 def summary_lines(profile: Profile) -> List[str]:
@@ -239,6 +313,11 @@ def warning_lines(profile: Profile) -> List[str]:
             f"dhat: warning: {profile.dropped:,} events were not recorded "
             "because the engine ran out of memory"
         )
+    if profile.saturated:
+        lines.append(
+            f"dhat: warning: the weights of {profile.saturated:,} ad hoc events took the "
+            "totals past 2**64 - 1 units; those totals are shown as 2**64 - 1"
+        )
     if profile.hooks_lost:
         domains = ", ".join(
             name for bit, name in enumerate(_DOMAIN_NAMES) if profile.hooks_lost & (1 << bit)
@@ -256,4 +335,41 @@ def saved_line(path: str) -> str:
 
 
 def eprint(line: str) -> None:
-    print(line, file=sys.stderr, flush=True)
+    """Prints a line to stderr, if it can: a closed or broken stderr, or none
+    at all (``sys.stderr = None``), must not stop what dhatc was doing."""
+    stream = sys.stderr
+    if stream is None:
+        return
+    try:
+        print(line, file=stream, flush=True)
+    except Exception:
+        pass
+
+
+def eprint_error(line: str) -> None:
+    """Prints an error to stderr, or where sys.stderr cannot take it, straight
+    to file descriptor 2: an error must not be lost with the stream."""
+    stream = sys.stderr
+    if stream is not None:
+        try:
+            print(line, file=stream, flush=True)
+            return
+        except Exception:
+            pass
+    try:
+        os.write(2, (line + "\n").encode("utf-8", "backslashreplace"))
+    except OSError:
+        pass
+
+
+def print_json(profile: Profile) -> None:
+    """Writes the JSON to stderr (``eprint_json=True``).  Raises OSError if
+    stderr cannot take it; the profile is then still the caller's."""
+    stream = sys.stderr
+    try:
+        if stream is None:
+            raise OSError("sys.stderr is None")
+        write_json(profile, stream)
+        stream.flush()
+    except (OSError, ValueError) as e:  # ValueError: a closed stream
+        raise OSError(f"dhatc: cannot write the profile to stderr: {e}") from e

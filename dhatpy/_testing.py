@@ -24,9 +24,13 @@ import functools
 import linecache
 import sys
 from types import CodeType, FrameType
-from typing import Any, Callable, Dict, Optional, Tuple
+from typing import Any, Callable, Optional, Tuple
 
-from . import _engine, _profiler
+from . import _dhat_file, _engine, _profiler
+from ._engine_data import StopData
+
+# A global, so that the check in a passing assertion allocates nothing.
+_POST_ASSERT = _profiler.Phase.POST_ASSERT
 
 __all__ = ["assert_", "assert_eq", "assert_ne"]
 
@@ -39,7 +43,7 @@ def _check_phase() -> "_profiler.Profiler":
             "dhat: asserting when no profiler is running "
             "(start one with dhatc.Profiler(..., testing=True))"
         )
-    if profiler._phase == "asserted":
+    if profiler.phase is _POST_ASSERT:
         raise RuntimeError("dhat: asserting after the profiler has asserted")
     if not profiler.testing:
         raise RuntimeError(
@@ -49,7 +53,7 @@ def _check_phase() -> "_profiler.Profiler":
     return profiler
 
 
-def _report_failure(profiler: "_profiler.Profiler", data: Dict[str, Any]) -> None:
+def _report_failure(profiler: "_profiler.Profiler", data: StopData) -> None:
     """Finishes `profiler` as the crate does on a failed assertion: saves the
     profile and prints the summary.  `data` is what ``_engine.stop()`` returned:
     the callers stop the engine first, with a C call, so that nothing the
@@ -58,7 +62,7 @@ def _report_failure(profiler: "_profiler.Profiler", data: Dict[str, Any]) -> Non
     try:
         profiler._assertion_failed(data)
     except OSError as e:
-        print(f"dhat: error: {e}", file=sys.stderr, flush=True)
+        _dhat_file.eprint_error(f"dhat: error: {e}")
 
 
 def _with_msg(text: str, msg: Optional[object]) -> str:

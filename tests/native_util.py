@@ -1,6 +1,7 @@
 """Helpers shared by the tests of native allocations (the preload library and
 `python -m dhatc run`): the library's path, a ctypes prelude for child
-scripts, and reading program points back by (allocator, source line)."""
+scripts, and reading program points back by (allocator, source line).  (The
+line of a marker: dhat_helpers.line_of.)"""
 
 from __future__ import annotations
 
@@ -58,14 +59,6 @@ CTYPES_PRELUDE = textwrap.dedent(
 def with_prelude(code: str) -> str:
     """A child script: the ctypes prelude, then dedented `code`."""
     return CTYPES_PRELUDE + textwrap.dedent(code)
-
-
-def line_of(source: str, marker: str) -> int:
-    """The 1-based line of `source` (dedented, as the child runs it) holding `marker`."""
-    lines = textwrap.dedent(source).splitlines()
-    hits = [n for n, text in enumerate(lines, 1) if marker in text]
-    assert len(hits) == 1, f"marker {marker!r} found {len(hits)} times"
-    return hits[0]
 
 
 def last_json_line(stdout: str) -> Any:

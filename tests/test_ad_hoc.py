@@ -8,15 +8,14 @@ Programs whose output is checked exactly run in a fresh interpreter.
 
 from __future__ import annotations
 
-import json
 import threading
 from pathlib import Path
-from typing import Any, Dict, List
 
 import pytest
 
 import dhatc
 import dh_viewer
+from dhat_helpers import all_frames, load, line_of
 
 # 11 events of 141 units in all: 10 from hot() via caller(), weights 9..18
 # (135 units), and one of 6 units straight from main().
@@ -39,18 +38,6 @@ main()
 """
 
 
-def line_of(source: str, marker: str) -> int:
-    """The 1-based number of the line of `source` that ends with `# marker`."""
-    for number, line in enumerate(source.splitlines(), 1):
-        if line.endswith(f"# {marker}"):
-            return number
-    raise AssertionError(f"no line marked {marker!r}")
-
-
-def frames_of(data: Dict[str, Any]) -> List[List[str]]:
-    return [[data["ftbl"][i] for i in pp["fs"]] for pp in data["pps"]]
-
-
 # ---- the file and the summary -------------------------------------------------
 
 
@@ -62,7 +49,7 @@ def test_eleven_events_give_the_crate_summary_and_file(run_python, tmp_path: Pat
         "dhat: The data has been saved to dhat-ad-hoc.json, and is viewable with "
         "dhat/dh_view.html",
     ]
-    data = json.loads((tmp_path / "dhat-ad-hoc.json").read_text())
+    data = load(tmp_path / "dhat-ad-hoc.json")
     assert list(data) == [
         "dhatFileVersion", "mode", "verb", "bklt", "bkacc", "bu", "bsu", "bksu",
         "tu", "Mtu", "cmd", "pid", "te", "pps", "ftbl",
@@ -74,10 +61,10 @@ def test_eleven_events_give_the_crate_summary_and_file(run_python, tmp_path: Pat
     assert [sorted(pp) for pp in data["pps"]] == [["fs", "tb", "tbk"]] * 2
     assert [(pp["tb"], pp["tbk"]) for pp in data["pps"]] == [(135, 10), (6, 1)]
     script = tmp_path / "snippet.py"
-    at = lambda func, marker: f"{func} ({script}:{line_of(ELEVEN_EVENTS, marker)})"  # noqa: E731
+    at = lambda func, marker: f"{func} ({script}:{line_of(ELEVEN_EVENTS, '# ' + marker)})"  # noqa: E731
     # Innermost first, no allocator frame, trimmed below main() (which started
     # the profiler): no <module> frame.
-    assert frames_of(data) == [
+    assert all_frames(data) == [
         [at("hot", "HOT"), at("caller", "CALLER"), at("main", "MAIN-1")],
         [at("main", "MAIN-2")],
     ]
@@ -97,7 +84,7 @@ def test_ad_hoc_file_renders_in_the_real_viewer(run_python, tmp_path: Path) -> N
     assert "in 11 events (100%" in result.text
     assert "Total:     135 units (95.74%" in result.text
     assert "Occurred at {" in result.text
-    assert f"hot ({tmp_path / 'snippet.py'}:{line_of(ELEVEN_EVENTS, 'HOT')})" in result.text
+    assert f"hot ({tmp_path / 'snippet.py'}:{line_of(ELEVEN_EVENTS, '# HOT')})" in result.text
     assert "t-end:  11 events" in result.text
 
 
@@ -118,9 +105,9 @@ def test_file_name_and_trim_backtraces_apply(run_python, tmp_path: Path) -> None
         """
     )
 
-    data = json.loads((tmp_path / "events.json").read_text())
+    data = load(tmp_path / "events.json")
     assert [(pp["tb"], pp["tbk"], len(pp["fs"])) for pp in data["pps"]] == [(6, 2, 1)]
-    assert frames_of(data)[0][0].startswith("f (")
+    assert all_frames(data)[0][0].startswith("f (")
 
 
 # ---- ad_hoc_event ---------------------------------------------------------------

@@ -17,7 +17,8 @@ import pytest
 
 import dhatc._cli
 from dhatc._errors import CommandError
-from native_util import PRELOAD, line_of
+from dhat_helpers import all_frames as frames_of, line_of, load
+from native_util import PRELOAD
 
 SUMMARY = re.compile(r"^dhat: (Total|At t-gmax|At t-end|The data has been saved)")
 
@@ -44,14 +45,6 @@ def plain_python(args: List[str], cwd: Path, env: Optional[Dict[str, str]] = Non
 
 def non_dhat_lines(text: str) -> List[str]:
     return [line for line in text.splitlines() if not line.startswith("dhat: ")]
-
-
-def load(path: Path) -> dict:
-    return json.loads(path.read_text())
-
-
-def frames_of(data: dict) -> List[List[str]]:
-    return [[data["ftbl"][i] for i in pp["fs"]] for pp in data["pps"]]
 
 
 def write(path: Path, code: str) -> Path:
@@ -603,3 +596,134 @@ def test_dhatc_library_put_first_by_hand_wraps_another_malloc(tmp_path, other_ma
     line = line_of(NATIVE_PROBE, "12_345")
     assert [pp["tb"] for pp, fs in zip(data["pps"], frames_of(data))
             if fs[0] == "malloc" and fs[-1].endswith(f":{line})")] == [12_345]
+
+
+# --- the profile is never lost, and a failure to save is never silent ---------------------
+
+
+def test_an_unwritable_output_is_refused_before_the_target_runs(tmp_path):
+    write(tmp_path / "prog.py", "open('ran', 'w').close()\n")
+    for output, problem in (("no-such-dir/x.json", "there is no directory"),
+                            (".", "it is a directory")):
+        got = dhatc_run(["-o", output, "prog.py"], tmp_path)
+        assert (got.returncode, got.stdout) == (2, "")
+        assert got.stderr.startswith(f"dhatc run: error: cannot write the profile to {output!r}: ")
+        assert problem in got.stderr and len(got.stderr.splitlines()) == 1
+        assert not (tmp_path / "ran").exists()
+
+
+@pytest.mark.parametrize(
+    "ending, status",
+    [("pass", 2), ("raise SystemExit(0)", 2), ("raise SystemExit(3)", 3),
+     ("raise ValueError('x')", 1), ("os._exit(0)", 2), ("os._exit(5)", 5)],
+)
+def test_a_profile_that_cannot_be_saved_at_the_end_fails_the_run(tmp_path, ending, status):
+    # The output's directory goes away while the target runs.
+    write(tmp_path / "prog.py", f"import os, shutil\nshutil.rmtree('out')\n{ending}\n")
+    (tmp_path / "out").mkdir()
+    got = dhatc_run(["-o", "out/x.json", "prog.py"], tmp_path)
+    assert got.returncode == status
+    errors = [line for line in got.stderr.splitlines() if line.startswith("dhat: error:")]
+    assert errors == ["dhat: error: [Errno 2] dhatc: cannot write the profile to "
+                      f"{str(tmp_path / 'out' / 'x.json')!r}: No such file or directory"]
+
+
+@pytest.mark.parametrize("stderr_fate", ["sys.stderr.close()", "sys.stderr = None"])
+def test_a_save_error_under_run_reaches_descriptor_2_and_the_status(tmp_path, stderr_fate):
+    write(tmp_path / "prog.py", f"import shutil, sys\nshutil.rmtree('out')\n{stderr_fate}\n")
+    (tmp_path / "out").mkdir()
+    got = dhatc_run(["-o", "out/x.json", "prog.py"], tmp_path)
+    assert got.returncode == 2
+    assert "dhat: error: [Errno 2] dhatc: cannot write the profile to" in got.stderr
+
+
+def test_under_run_a_broken_stderr_does_not_stop_the_save(tmp_path):
+    write(tmp_path / "prog.py", "import sys\nx = [bytes(100)] * 10\nprint('done')\n")
+    read_end, write_end = os.pipe()
+    os.close(read_end)  # dhatc run script.py 2>&1 | head -1, the reader gone
+    env = {k: v for k, v in os.environ.items() if k not in ("LD_PRELOAD", "PYTHONMALLOC")}
+    try:
+        got = subprocess.run([sys.executable, "-m", "dhatc", "run", "prog.py"], cwd=tmp_path,
+                             env=env, stdout=subprocess.PIPE, stderr=write_end, text=True,
+                             timeout=300)
+    finally:
+        os.close(write_end)
+    assert (got.returncode, got.stdout) == (0, "done\n")
+    assert load(tmp_path / "dhat-heap.json")["dhatFileVersion"] == 2
+
+
+def test_output_to_a_descriptor_path(tmp_path):
+    got = dhatc_run(["-o", "/dev/fd/1", "-c", "x = [bytes(100)] * 10"], tmp_path)
+    assert got.returncode == 0, got.stderr
+    assert json.loads(got.stdout)["dhatFileVersion"] == 2
+    assert sorted(p.name for p in tmp_path.iterdir()) == []
+
+
+# --- what dhatc puts into the target behaves as python's own -------------------------------
+
+WRONG_CALLS = """\
+import os, sys, json
+calls = {
+    "excepthook": [((1, '1', 1), {}), ((), {}), ((1, 2, 3, 4), {}),
+                   ((ValueError, ValueError('v'), None), {}),
+                   ((ValueError, ValueError('v'), None), {"x": 1})],
+    "_exit": [(("x",), {}), ((), {}), ((1, 2), {}), ((), {"stat": 0}), ((1,), {"status": 0}),
+              ((2**40,), {}), ((1.5,), {}), ((None,), {})],
+}
+results = []
+for name, cases in calls.items():
+    function = sys.excepthook if name == "excepthook" else os._exit
+    results.append([name, function.__name__, function.__doc__ == (
+        sys.__excepthook__ if name == "excepthook" else os._exit).__doc__ or name == "_exit"])
+    for args, kwargs in cases:
+        try:
+            results.append([name, repr(function(*args, **kwargs))])
+        except BaseException as e:
+            results.append([name, type(e).__name__, str(e)])
+print(json.dumps(results))
+sys.stdout.flush()
+os._exit(status=True)
+"""
+
+
+def test_wrappers_in_the_target_behave_as_the_originals_on_wrong_calls(tmp_path):
+    write(tmp_path / "prog.py", WRONG_CALLS)
+    expected = plain_python(["prog.py"], tmp_path)
+    got = dhatc_run(["prog.py"], tmp_path)
+    assert got.returncode == expected.returncode == 1
+    assert json.loads(got.stdout) == json.loads(expected.stdout)
+    assert non_dhat_lines(got.stderr) == non_dhat_lines(expected.stderr)
+    # The profile ran on after the wrong calls, and was saved by os._exit(status=True).
+    assert got.stderr.count("dhat: The data has been saved to dhat-heap.json") == 1
+
+
+def test_the_bootstrap_imports_nothing_from_the_current_directory(tmp_path):
+    # GIVEN a directory holding a module of the name of everything dhatc's
+    # bootstrap imports (zipfile, json, tempfile, ...), each failing loudly
+    listing = dhatc_run(["-c", "import sys; print(' '.join(sorted(sys.modules)))"], tmp_path)
+    names = {name.split(".")[0] for name in listing.stdout.split()}
+    names -= set(sys.builtin_module_names) | {"dhatc", "__main__"}
+    here = tmp_path / "untrusted"
+    for name in names:
+        write(here / f"{name}.py", f"raise SystemExit('imported {name} from the current directory')\n")
+    script = write(tmp_path / "elsewhere" / "ok.py", "import sys\nprint(sys.path[0])\n")
+    # WHEN a script elsewhere runs from there (the launcher as the console script runs,
+    # without the current directory on sys.path)
+    launcher = [sys.executable, "-c",
+                "import sys; del sys.path[0]; from dhatc._cli import main; sys.exit(main())"]
+    got = run(["run", str(script)], here, launcher=launcher)
+    # THEN it runs as python runs it
+    expected = plain_python([str(script)], here)
+    assert got.returncode == expected.returncode == 0, got.stderr
+    assert got.stdout == expected.stdout == f"{script.parent}\n"
+    assert len(names) > 20 and {"json", "zipfile", "tempfile"} & names
+
+
+def test_a_profiler_started_by_the_target_says_run_profiles_it_already(tmp_path):
+    got = dhatc_run(["-c", "import dhatc\nwith dhatc.Profiler():\n    pass\n"], tmp_path)
+    assert got.returncode == 1
+    assert ("dhatc.ProfilerAlreadyRunningError: dhat: creating a profiler while a profiler is "
+            "already running (this process runs under `dhatc run`, which profiles all of it: "
+            "run the program without `dhatc run` to use a dhatc.Profiler of its own)"
+            ) in got.stderr.splitlines()
+    assert load(tmp_path / "dhat-heap.json")["dhatFileVersion"] == 2

@@ -6,11 +6,13 @@ from __future__ import annotations
 import json
 import os
 import re
+import stat
 from pathlib import Path
 
 import pytest
 
 from dhatc import _dhat_file
+from dhat_helpers import all_frames, frames_of, load, pp_at_line
 
 SCRIPT = """
 import allocmod as m
@@ -39,17 +41,7 @@ main()
 
 def run_script(run_python, tmp_path: Path, trim="10", extra=""):
     proc = run_python(SCRIPT.replace("TRIM", trim) + extra)
-    return proc, json.loads((tmp_path / "out.json").read_text())
-
-
-def frames_of(data: dict, pp: dict) -> list:
-    return [data["ftbl"][i] for i in pp["fs"]]
-
-
-def pp_by_line(data: dict, line: int) -> dict:
-    hits = [pp for pp in data["pps"] if f"snippet.py:{line})" in frames_of(data, pp)[1]]
-    assert len(hits) == 1, (line, data["pps"])
-    return hits[0]
+    return proc, load(tmp_path / "out.json")
 
 
 def test_header_fields(run_python, tmp_path):
@@ -70,7 +62,7 @@ def test_header_fields(run_python, tmp_path):
 
 def test_per_pp_figures(run_python, tmp_path):
     _, data = run_script(run_python, tmp_path)
-    a, b, c, d, e = (pp_by_line(data, n) for n in (6, 10, 12, 13, 16))
+    a, b, c, d, e = (pp_at_line(data, n) for n in (6, 10, 12, 13, 16))
     #        tb    tbk  mb    mbk gb    gbk eb    ebk
     assert [(pp["tb"], pp["tbk"], pp["mb"], pp["mbk"], pp["gb"], pp["gbk"], pp["eb"], pp["ebk"])
             for pp in (a, b, c, d, e)] == [
@@ -90,7 +82,7 @@ def test_per_pp_figures(run_python, tmp_path):
 
 def test_frames_name_allocator_then_python_stack_and_trim_below_root(run_python, tmp_path):
     _, data = run_script(run_python, tmp_path)
-    frames = frames_of(data, pp_by_line(data, 6))
+    frames = frames_of(data, pp_at_line(data, 6))
     path = str(tmp_path / "snippet.py")
     assert frames == [
         "PyObject_Malloc",
@@ -98,8 +90,8 @@ def test_frames_name_allocator_then_python_stack_and_trim_below_root(run_python,
         f"middle ({path}:11)",
         f"main ({path}:20)",  # the frame that started the profiler is kept ...
     ]  # ... and <module> below it is trimmed
-    assert frames_of(data, pp_by_line(data, 12))[0] == "PyMem_RawMalloc"
-    assert frames_of(data, pp_by_line(data, 10))[0] == "PyMem_Malloc"
+    assert frames_of(data, pp_at_line(data, 12))[0] == "PyMem_RawMalloc"
+    assert frames_of(data, pp_at_line(data, 10))[0] == "PyMem_Malloc"
 
 
 def test_trim_backtraces_bounds_python_frames(run_python, tmp_path):
@@ -107,7 +99,7 @@ def test_trim_backtraces_bounds_python_frames(run_python, tmp_path):
     for pp in data["pps"]:
         assert len(pp["fs"]) <= 2  # allocator frame + one Python frame
     # leaf's block and middle's blocks are distinct PPs even when trimmed.
-    assert frames_of(data, pp_by_line(data, 6))[1:] == [f"leaf ({tmp_path / 'snippet.py'}:6)"]
+    assert frames_of(data, pp_at_line(data, 6))[1:] == [f"leaf ({tmp_path / 'snippet.py'}:6)"]
 
 
 def test_trim_none_keeps_every_frame(run_python, tmp_path):
@@ -129,7 +121,7 @@ def test_trim_none_keeps_every_frame(run_python, tmp_path):
         main()
         """
     )
-    data = json.loads((tmp_path / "out.json").read_text())
+    data = load(tmp_path / "out.json")
     pp = next(pp for pp in data["pps"] if pp["tb"] == 123)
     # allocator + 41 deep frames + main
     assert len(pp["fs"]) == 1 + 41 + 1
@@ -150,7 +142,7 @@ def test_equal_frames_merge_into_one_pp(run_python, tmp_path):
         main()
         """
     )
-    data = json.loads((tmp_path / "out.json").read_text())
+    data = load(tmp_path / "out.json")
     fs = [tuple(pp["fs"]) for pp in data["pps"]]
     assert len(fs) == len(set(fs))
     pp = next(pp for pp in data["pps"] if pp["tb"] == 300)
@@ -184,7 +176,7 @@ def test_summary_lines_on_stderr(run_python, tmp_path):
         """
     )
     lines = proc.stderr.splitlines()
-    data = json.loads((tmp_path / "out.json").read_text())
+    data = load(tmp_path / "out.json")
     total_bytes = sum(pp["tb"] for pp in data["pps"])
     total_blocks = sum(pp["tbk"] for pp in data["pps"])
     assert lines[0] == f"dhat: Total:     {total_bytes:,} bytes in {total_blocks:,} blocks"
@@ -198,7 +190,7 @@ def test_summary_lines_on_stderr(run_python, tmp_path):
 
 def test_default_file_name(run_python, tmp_path):
     run_python("import dhatc\nwith dhatc.Profiler():\n    x = [1] * 1000\n")
-    assert json.loads((tmp_path / "dhat-heap.json").read_text())["mode"] == "heap"
+    assert load(tmp_path / "dhat-heap.json")["mode"] == "heap"
 
 
 def test_eprint_json_prints_instead_of_saving(run_python, tmp_path):
@@ -227,7 +219,7 @@ def test_file_has_the_usual_permissions(run_python, tmp_path):
 def test_trim_zero_keeps_only_the_allocator_frame(run_python, tmp_path):
     _, data = run_script(run_python, tmp_path, trim="0")
     assert {len(pp["fs"]) for pp in data["pps"]} == {1}
-    assert {data["ftbl"][pp["fs"][0]] for pp in data["pps"]} <= {
+    assert {fs[0] for fs in all_frames(data)} <= {
         "PyObject_Malloc", "PyObject_Calloc", "PyObject_Realloc", "PyMem_Malloc",
         "PyMem_Calloc", "PyMem_Realloc", "PyMem_RawMalloc", "PyMem_RawCalloc", "PyMem_RawRealloc"}
 
@@ -243,7 +235,7 @@ def engine_data(pps: list) -> dict:
         "total_blocks": sum(row[3] for row in pps),
         "total_bytes": sum(row[2] for row in pps),
         "curr_blocks": 0, "curr_bytes": 0, "max_blocks": 0, "max_bytes": 0,
-        "time_of_peak": 0, "time_of_end": 0, "dropped": 0,
+        "time_of_peak": 0, "time_of_end": 0, "dropped": 0, "hooks_lost": 0,
         "pps": pps,
     }
 
@@ -331,7 +323,7 @@ def test_identical_functions_in_two_files_are_two_pps(run_python, tmp_path):
             twin_b.work(1, 2222)
         """
     )
-    data = json.loads((tmp_path / "out.json").read_text())
+    data = load(tmp_path / "out.json")
     found = {
         frames_of(data, pp)[1]: pp["tb"]
         for pp in data["pps"]
@@ -341,3 +333,89 @@ def test_identical_functions_in_two_files_are_two_pps(run_python, tmp_path):
         f"work ({tmp_path / 'twin_a.py'}:4)": 1111,
         f"work ({tmp_path / 'twin_b.py'}:4)": 2222,
     }
+
+
+# ---- what save() writes to: regular files replaced, anything else in place ------
+
+
+def test_save_through_a_symlink_replaces_its_target_and_keeps_the_link(tmp_path):
+    real = tmp_path / "real" / "profile.json"
+    real.parent.mkdir()
+    real.write_text("the previous profile")
+    link = tmp_path / "link.json"
+    link.symlink_to(real)
+    _dhat_file.save(a_profile(), str(link))
+    assert link.is_symlink() and os.readlink(link) == str(real)
+    assert load(real)["dhatFileVersion"] == 2
+    assert sorted(os.listdir(real.parent)) == ["profile.json"]  # no temporary left
+
+
+def test_save_through_a_dangling_symlink_creates_its_target(tmp_path):
+    link = tmp_path / "link.json"
+    link.symlink_to(tmp_path / "new.json")
+    _dhat_file.save(a_profile(), str(link))
+    assert link.is_symlink() and load(tmp_path / "new.json")["dhatFileVersion"] == 2
+
+
+def test_save_to_a_fifo_writes_into_it(tmp_path):
+    fifo = tmp_path / "profile.fifo"
+    os.mkfifo(fifo)
+    # The reading end, opened first (without waiting for a writer), so that
+    # the writer does not block and a test that fails does not hang.
+    reader = os.open(fifo, os.O_RDONLY | os.O_NONBLOCK)
+    try:
+        _dhat_file.save(a_profile(), str(fifo))  # small: fits the pipe's buffer
+        received = os.read(reader, 1 << 16)
+    except BlockingIOError:
+        received = b""
+    finally:
+        os.close(reader)
+    assert json.loads(received)["dhatFileVersion"] == 2
+    assert stat.S_ISFIFO(os.lstat(fifo).st_mode)
+    assert sorted(os.listdir(tmp_path)) == ["profile.fifo"]
+
+
+def test_save_to_a_device_through_a_symlink_writes_into_the_device(tmp_path):
+    # (Through a link of our own: a broken fix must not touch /dev itself.)
+    link = tmp_path / "null.json"
+    link.symlink_to("/dev/null")
+    _dhat_file.save(a_profile(), str(link))
+    assert link.is_symlink() and stat.S_ISCHR(os.stat("/dev/null").st_mode)
+    assert sorted(os.listdir(tmp_path)) == ["null.json"]
+
+
+def test_save_to_a_descriptor_path_appends_to_what_it_names(tmp_path):
+    # /dev/fd/N names an open descriptor: the profile goes after what was
+    # written through it, into the same file.
+    target = tmp_path / "out.txt"
+    with open(target, "w") as f:
+        f.write("program output\n")
+        f.flush()
+        _dhat_file.save(a_profile(), f"/dev/fd/{f.fileno()}")
+    text = target.read_text()
+    assert text.startswith("program output\n{")
+    assert json.loads(text.split("\n", 1)[1])["dhatFileVersion"] == 2
+    assert sorted(os.listdir(tmp_path)) == ["out.txt"]
+
+
+def test_save_to_a_directory_fails_naming_it(tmp_path):
+    with pytest.raises(IsADirectoryError, match="cannot write the profile to .*: Is a directory"):
+        _dhat_file.save(a_profile(), str(tmp_path))
+
+
+@pytest.mark.parametrize(
+    "name, problem",
+    [
+        ("out.json", None),
+        ("missing/out.json", "there is no directory"),
+        (".", "it is a directory"),
+        ("/dev/null", None),
+    ],
+)
+def test_writable_problem_foresees_what_save_would_say(tmp_path, monkeypatch, name, problem):
+    monkeypatch.chdir(tmp_path)
+    found = _dhat_file.writable_problem(name)
+    if problem is None:
+        assert found is None
+    else:
+        assert found is not None and problem in found

@@ -1,6 +1,7 @@
 """The engine's own C tests (no Python inside), built with AddressSanitizer
-and UBSan: a model check of every figure against a naive rescanning model,
-concurrent recording from several threads, and ad hoc events."""
+and UBSan and the figures' invariant checks (src/dhatc/check.h): a model
+check of every figure against a naive rescanning model, concurrent recording
+from several threads, and ad hoc events."""
 
 from __future__ import annotations
 
@@ -19,7 +20,7 @@ def test_engine_model_under_sanitizers(tmp_path):
     exe = tmp_path / "test_profile_model"
     subprocess.run(
         [
-            "gcc", "-std=c11", "-D_GNU_SOURCE", "-Wall", "-Wextra", "-Werror", "-O1", "-g",
+            "gcc", "-std=c11", "-D_GNU_SOURCE", "-DDHATC_CHECKS", "-Wall", "-Wextra", "-Werror", "-O1", "-g",
             "-fsanitize=address,undefined", "-fno-sanitize-recover=all",
             "-I", str(ROOT / "src" / "dhatc"),
             str(ROOT / "tests" / "c" / "test_profile_model.c"),

@@ -6,7 +6,6 @@ so once."""
 
 from __future__ import annotations
 
-import json
 import os
 import re
 import shutil
@@ -15,12 +14,12 @@ import sys
 
 import pytest
 
+from dhat_helpers import frames_of, line_of, load, pps_with_frames
 from native_util import (
     NATIVE_KINDS,
     PRELOAD,
     by_kind_and_line,
     last_json_line,
-    line_of,
     native_only,
     with_prelude,
 )
@@ -236,13 +235,10 @@ def test_native_blocks_appear_in_the_file_under_the_c_function(run_python, tmp_p
         kept = work()
     """)
     run_python(code, env=WITH_PRELOAD)
-    data = json.loads((tmp_path / "out.json").read_text())
+    data = load(tmp_path / "out.json")
     line = line_of(code, "# @calloc")
-    matches = [
-        pp for pp in data["pps"]
-        if [data["ftbl"][i] for i in pp["fs"]][:1] == ["calloc"]
-        and data["ftbl"][pp["fs"][1]].endswith(f"snippet.py:{line})")
-    ]
+    matches = [pp for pp, fs in pps_with_frames(data)
+               if fs[0] == "calloc" and fs[1].endswith(f"snippet.py:{line})")]
     assert len(matches) == 1
     assert (matches[0]["tb"], matches[0]["tbk"], matches[0]["eb"]) == (99_999, 1, 99_999)
 
@@ -362,13 +358,13 @@ def test_valgrind_dhat_agrees_on_native_blocks(tmp_path):
          sys.executable, str(script)],
         cwd=tmp_path, env=env, capture_output=True, text=True, check=True, timeout=900,
     )
-    ours = json.loads((tmp_path / "dhatc.json").read_text())
-    theirs = json.loads((tmp_path / "valgrind.json").read_text())
+    ours = load(tmp_path / "dhatc.json")
+    theirs = load(tmp_path / "valgrind.json")
 
     def sums(data, keep, name):
         out = {}
         for pp in data["pps"]:
-            frames = [data["ftbl"][i] for i in pp["fs"]]
+            frames = frames_of(data, pp)
             if keep(frames):
                 key = name(frames)
                 tb, tbk, eb, ebk = out.get(key, (0, 0, 0, 0))

@@ -5,13 +5,18 @@ exceptions and KeyboardInterrupt inside the block."""
 from __future__ import annotations
 
 import json
+import os
+import subprocess
 import sys
 
 import pytest
 
+from conftest import child_environment
+from dhat_helpers import load
+
 
 def saved_total(tmp_path, name="out.json"):
-    data = json.loads((tmp_path / name).read_text())
+    data = load(tmp_path / name)
     return sum(pp["tb"] for pp in data["pps"]), data
 
 
@@ -218,3 +223,58 @@ def test_results_survive_a_stop_that_runs_out_of_memory(run_python):
         "then a new profile runs",
     ], proc.stdout + proc.stderr
     assert proc.stderr == ""  # no false "hooks replaced" warning either
+
+
+# ---- save first, print after: nothing printed can stop the save -------------------
+
+
+@pytest.mark.parametrize(
+    "break_stderr",
+    ["sys.stderr.close()", "sys.stderr = None", "os.close(2)"],
+    ids=["closed", "none", "fd-closed"],
+)
+@pytest.mark.parametrize("how", ["with", "at-exit", "dropped"])
+def test_the_profile_is_saved_whatever_stderr_became(run_python, tmp_path, break_stderr, how):
+    body = {
+        "with": "with dhatc.Profiler(file_name='out.json'):\n    work()\n",
+        "at-exit": "p = dhatc.Profiler(file_name='out.json').start()\nwork()\n",
+        "dropped": "def f():\n    p = dhatc.Profiler(file_name='out.json').start()\n    work()\nf()\n",
+    }[how]
+    proc = run_python(
+        "import os, sys\nimport dhatc\n\n"
+        "def work():\n    return [bytes(100) for _ in range(10)]\n\n"
+        f"{break_stderr}\n{body}print('done')\n"
+    )
+    assert proc.stdout.strip() == "done"
+    assert sum(pp["tbk"] for pp in load(tmp_path / "out.json")["pps"]) >= 10
+
+
+def test_the_profile_is_saved_when_stderr_is_a_broken_pipe(tmp_path):
+    (tmp_path / "prog.py").write_text(
+        "import dhatc\nwith dhatc.Profiler(file_name='out.json'):\n    x = [bytes(100)] * 10\n"
+        "print('done')\n"
+    )
+    read_end, write_end = os.pipe()
+    os.close(read_end)  # whoever read stderr has gone (2>&1 | head -1)
+    try:
+        proc = subprocess.run([sys.executable, "prog.py"], cwd=tmp_path, stdout=subprocess.PIPE,
+                              stderr=write_end, env=child_environment(), text=True, timeout=300)
+    finally:
+        os.close(write_end)
+    assert (proc.returncode, proc.stdout) == (0, "done\n")
+    assert load(tmp_path / "out.json")["dhatFileVersion"] == 2
+
+
+def test_a_save_error_goes_to_descriptor_2_when_sys_stderr_cannot_take_it(run_python, tmp_path):
+    proc = run_python(
+        """
+        import sys
+        import dhatc
+        sys.stderr.close()
+        p = dhatc.Profiler(file_name="no-such-dir/out.json").start()   # saved at exit
+        """
+    )
+    assert proc.stderr == (
+        "dhat: error: [Errno 2] dhatc: cannot write the profile to 'no-such-dir/out.json': "
+        "No such file or directory\n"
+    )

@@ -4,11 +4,15 @@ from __future__ import annotations
 
 import os
 import re
+import shlex
 import subprocess
 import sys
 from pathlib import Path
+from typing import List, Tuple
 
 import pytest
+
+from command_util import dhatc_command
 
 README = (Path(__file__).resolve().parent.parent / "README.md").read_text()
 
@@ -64,3 +68,40 @@ def test_plugin_example_fails_as_shown(tmp_path):
         assert line in proc.stdout
         assert line in README
     assert (tmp_path / ".dhatc" / "test_cache.py__test_lookup_does_not_leak.json").is_file()
+
+
+def console_session(first_command: str) -> List[Tuple[str, List[str]]]:
+    """The ```console block of the README that starts with `$ first_command`:
+    its commands, each with the lines it prints."""
+    for body in re.findall(r"```console\n(.*?)```", README, re.S):
+        if body.startswith(f"$ {first_command}\n"):
+            session: List[Tuple[str, List[str]]] = []
+            for line in body.splitlines():
+                if line.startswith("$ "):
+                    session.append((line[2:], []))
+                else:
+                    session[-1][1].append(line)
+            return session
+    raise AssertionError(f"no console block starting with $ {first_command} in README.md")
+
+
+@needs_311
+def test_see_and_share_session(tmp_path):
+    (tmp_path / "shapes.py").write_text(example("shapes.py"))
+    session = console_session("python shapes.py")
+    assert [c.split()[3] for c, _ in session if c.startswith("python -m dhatc")] == [
+        "flamegraph", "export", "export", "export", "export", "merge"]
+    dhatc = " ".join(shlex.quote(a) for a in dhatc_command())
+    for command, expected in session:
+        if command.startswith("python -m dhatc "):
+            line = dhatc + command[len("python -m dhatc"):]
+        elif command.startswith("python "):
+            line = shlex.quote(sys.executable) + command[len("python"):]
+        else:
+            line = command
+        proc = subprocess.run(["bash", "-c", f"{line} 2>&1"], cwd=tmp_path, capture_output=True,
+                              text=True, timeout=300, env=dict(os.environ, DHATC_QUIET="1"))
+        assert proc.returncode == 0, (command, proc.stdout)
+        assert proc.stdout.replace(str(tmp_path), "/path/to").splitlines() == expected, command
+    for name in ("shapes.html", "shapes.pb.gz", "shapes.speedscope.json", "all.json"):
+        assert (tmp_path / name).stat().st_size > 0

@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import json
 
+from dhat_helpers import frames_of, load, pps_with_frames
+
 
 def test_threads_without_gil_give_exact_totals(run_python):
     proc = run_python(
@@ -65,15 +67,14 @@ def test_python_threads_are_attributed_to_their_own_stacks(run_python, tmp_path)
         main()
         """
     )
-    data = json.loads((tmp_path / "t.json").read_text())
-    ftbl = data["ftbl"]
+    data = load(tmp_path / "t.json")
     thread_pp = [pp for pp in data["pps"] if pp["tb"] == 5 * 1111]
     assert len(thread_pp) == 1 and thread_pp[0]["tbk"] == 5
-    frames = [ftbl[i] for i in thread_pp[0]["fs"]]
+    frames = frames_of(data, thread_pp[0])
     assert frames[0] == "PyMem_Malloc" and frames[1].startswith("in_thread (")
     assert any(f.startswith("Thread.run (") or f.startswith("run (") for f in frames)
     main_pp = [pp for pp in data["pps"] if pp["tb"] == 2222]
-    assert [ftbl[i] for i in main_pp[0]["fs"]][1].startswith("main (")
+    assert frames_of(data, main_pp[0])[1].startswith("main (")
 
 
 def test_this_thread_only_ignores_other_threads(run_python):
@@ -119,14 +120,14 @@ def test_code_destroyed_before_its_pp_could_hold_it(run_python, tmp_path):
         main()
         """
     )
-    data = json.loads((tmp_path / "out.json").read_text())
-    churn = [pp for pp in data["pps"] if 100 <= pp["tb"] < 300 and pp["tbk"] == 1
-             and data["ftbl"][pp["fs"][0]] == "PyMem_RawMalloc"]
+    data = load(tmp_path / "out.json")
+    churn = [pp for pp, fs in pps_with_frames(data) if 100 <= pp["tb"] < 300 and pp["tbk"] == 1
+             and fs[0] == "PyMem_RawMalloc"]
     assert len(churn) == 200
     for pp in churn:
         # Which frames stay named depends on when the interpreter next calls
         # a hook with the GIL; a named frame must be the right function.
-        inner = data["ftbl"][pp["fs"][1]]
+        inner = frames_of(data, pp)[1]
         i = pp["tb"] - 100
         assert inner.startswith(f"f{i} (") or inner.startswith(
             "[code object destroyed while profiling]"

@@ -135,3 +135,35 @@ def test_hooks_removed_behind_dhatcs_back_warns_and_next_profile_is_exact(run_py
     assert json.loads(proc.stdout) == [[5001], 7, 7003, 1]
     assert "dhat: warning: another allocator hook replaced dhatc's (raw, mem, object domain)" in proc.stderr
     assert proc.stderr.count("dhat: warning") == 1
+
+
+def test_the_wrapped_tracemalloc_stop_behaves_as_the_original_on_wrong_calls(run_python):
+    # While a heap profile runs over a tracing tracemalloc, dhatc wraps
+    # tracemalloc.stop; a wrong call gets the original's own error.
+    proc = run_python(
+        """
+        import json, tracemalloc, _tracemalloc
+        import dhatc
+
+        def outcomes(function):
+            out = [function.__name__, function.__doc__]
+            for args, kwargs in [((1,), {}), ((), {"x": 1}), ((None, None), {})]:
+                try:
+                    out.append(repr(function(*args, **kwargs)))
+                except BaseException as e:
+                    out.append([type(e).__name__, str(e)])
+            return out
+
+        original = outcomes(tracemalloc.stop)
+        tracemalloc.start()
+        with dhatc.Profiler(testing=True):
+            wrapped_is_ours = tracemalloc.stop is not _tracemalloc.stop
+            wrapped = outcomes(tracemalloc.stop)
+            still_tracing = tracemalloc.is_tracing()
+            tracemalloc.stop()
+        print(json.dumps([wrapped_is_ours, still_tracing, wrapped == original, wrapped]))
+        """
+    )
+    wrapped_is_ours, still_tracing, same, wrapped = json.loads(proc.stdout)
+    assert (wrapped_is_ours, still_tracing, same) == (True, True, True), wrapped
+    assert wrapped[2][0] == "TypeError"

@@ -3,11 +3,10 @@ Chromium) and the page shows our totals."""
 
 from __future__ import annotations
 
-import json
-
 import pytest
 
 import dh_viewer
+from dhat_helpers import load
 
 pytestmark = [
     pytest.mark.skipif(dh_viewer.chromium_path() is None, reason="chromium not installed"),
@@ -38,7 +37,7 @@ def test_heap_file_renders_with_our_totals(run_python, tmp_path):
         main()
         """
     )
-    data = json.loads((tmp_path / "heap.json").read_text())
+    data = load(tmp_path / "heap.json")
     result = dh_viewer.render(tmp_path / "heap.json")
     assert result.error is None, result.error
     total_bytes = sum(pp["tb"] for pp in data["pps"])

@@ -1,10 +1,9 @@
 #include "frames.h"
 
+#include "codetable.h"
 #include "cpython_internal.h"
 
 typedef dhatc_py_frame_t frame_t;
-
-uint32_t dhatc_frames_limit = 10;
 
 /* The frame that started the profiler and its code (the frame's memory can
  * be reused by a later call, so both must match). */
@@ -114,7 +113,7 @@ uint32_t dhatc_frames_capture(PyThreadState *tstate, dhatc_frame_t *out, uint32_
         if (code == NULL) {
             continue;
         }
-        out[depth] = (dhatc_frame_t){.code = code, .where = offset};
+        out[depth] = (dhatc_frame_t){.code = code, .where = offset, .kind = DHATC_FRAME_PYTHON};
         h = dhatc_hash_step(h, &out[depth]);
         depth++;
         if (frame == root_frame && code == root_code) {
@@ -125,10 +124,15 @@ uint32_t dhatc_frames_capture(PyThreadState *tstate, dhatc_frame_t *out, uint32_
     return depth;
 }
 
-void dhatc_frames_canonicalize(const dhatc_frame_t *captured, uint32_t depth, dhatc_frame_t *out)
+bool dhatc_frames_canonicalize(const dhatc_frame_t *captured, uint32_t depth, dhatc_frame_t *out)
 {
     for (uint32_t i = 0; i < depth; i++) {
-        PyCodeObject *code = (PyCodeObject *)captured[i].code;
-        out[i] = (dhatc_frame_t){.code = code, .where = PyCode_Addr2Line(code, captured[i].where)};
+        out[i] = captured[i];
+        if (captured[i].kind == DHATC_FRAME_PYTHON &&
+            !dhatc_codetable_resolve((PyCodeObject *)captured[i].code, captured[i].where,
+                                     &out[i].code, &out[i].where)) {
+            return false;
+        }
     }
+    return true;
 }

@@ -11,12 +11,10 @@
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
 
+#include <stdbool.h>
 #include <stdint.h>
 
 #include "stack.h"
-
-/* How many frames a capture keeps (the profiler's trim_backtraces). */
-extern uint32_t dhatc_frames_limit;
 
 /* Remembers the frame `skip` levels above the current one of the calling
  * thread as the root: captures stop after it, dropping the common frames
@@ -26,19 +24,14 @@ void dhatc_frames_clear_root(void);
 
 /* Captures at most `limit` frames of `tstate`'s stack into `out`, innermost
  * first; returns the depth and sets *hash.  `tstate` may be NULL (a thread
- * with no Python state). */
+ * with no Python state); it must belong to the profile's interpreter. */
 uint32_t dhatc_frames_capture(PyThreadState *tstate, dhatc_frame_t *out, uint32_t limit,
                               uint64_t *hash, dhatc_kind_t kind);
 
-/* The current limit, read once per capture (a profile starting on another
- * thread may change it). */
-static inline uint32_t dhatc_frames_current_limit(void)
-{
-    return __atomic_load_n(&dhatc_frames_limit, __ATOMIC_RELAXED);
-}
-
-/* dhatc_canonicalize_fn: instruction offsets -> line numbers.  Reads only the
- * code objects' immutable line tables, so it is safe without the GIL. */
-void dhatc_frames_canonicalize(const dhatc_frame_t *captured, uint32_t depth, dhatc_frame_t *out);
+/* dhatc_canonicalize_fn: (code, instruction offset) -> (the code object
+ * standing for every one with its file and name, line); other frames are
+ * kept as they are.  Reads only the code objects' immutable fields, so it is
+ * safe without the GIL (codetable.h). */
+bool dhatc_frames_canonicalize(const dhatc_frame_t *captured, uint32_t depth, dhatc_frame_t *out);
 
 #endif

@@ -19,6 +19,11 @@
  * running interpreter's own; `size` its size in bytes.  Needs the GIL. */
 int dhatc_layout_check(const void *published, size_t size);
 
+/* Makes dhatc_layout_check(NULL, 0) check a copy of offsets instead of the
+ * interpreter's own (bytes, for tests; None: its own again).  -1 with a
+ * TypeError for anything else. */
+int dhatc_layout_set_override(PyObject *offsets);
+
 /* The running interpreter's published offsets as bytes (a copy to doctor in
  * tests), or None before 3.13 or when the interpreter does not export them. */
 PyObject *dhatc_layout_published(void);

@@ -6,12 +6,14 @@
 
 #include <pthread.h>
 
-#include "frames.h"
+#include "codetable.h"
 #include "guard.h"
-#include "hooks.h"
 #include "layout.h"
+#include "linetable.h"
 #include "native.h"
 #include "profile.h"
+#include "record.h"
+#include "session.h"
 #include "stats_types.h"
 
 /* Py_BuildValue's "K" reads an unsigned long long, which uint64_t need not be. */
@@ -22,22 +24,6 @@ static const char *const kind_names[] = {
     DHATC_KINDS(DHATC_KIND_NAME)
 #undef DHATC_KIND_NAME
 };
-
-/* A stopped profile whose results stop() could not build (out of memory):
- * kept, so that calling stop() again returns them.  Data collected is never
- * dropped because building its Python form failed once. */
-static struct {
-    bool pending;
-    dhatc_mode_t mode;
-    int hooks_lost;
-} uncollected;
-
-/* Raised, by this module and by the Python half alike, when a profile is
- * asked for while one runs: callers tell it apart by type, not by text. */
-static PyObject *ProfilerAlreadyRunningError;
-
-/* Offsets start() checks instead of the interpreter's own (tests only). */
-static PyObject *test_layout;
 
 static PyObject *engine_start(PyObject *module, PyObject *args)
 {
@@ -51,79 +37,39 @@ static PyObject *engine_start(PyObject *module, PyObject *args)
         PyErr_Format(PyExc_ValueError, "dhatc._engine.start: unknown mode %d", mode);
         return NULL;
     }
-    if (dhatc_phase != DHATC_PHASE_IDLE || dhatc_profile_running() != DHATC_MODE_NONE ||
-        uncollected.pending) {
-        PyErr_SetString(ProfilerAlreadyRunningError,
-                        "dhat: creating a profiler while a profiler is already running");
+    dhatc_session_config_t config = {
+        .mode = (dhatc_mode_t)mode,
+        .trim = trim < 0 || trim > DHATC_MAX_DEPTH ? -1 : (int32_t)trim,
+        .skip = skip,
+        .this_thread_only = this_thread_only,
+    };
+    if (dhatc_session_start(&config) < 0) {
         return NULL;
     }
-    /* Checked at every start, cheaply: a mismatch must never become a crash
-     * or garbage frames inside an allocator hook. */
-    if (dhatc_layout_check(test_layout == NULL ? NULL : PyBytes_AS_STRING(test_layout),
-                           test_layout == NULL ? 0 : (size_t)PyBytes_GET_SIZE(test_layout)) < 0) {
-        return NULL;
-    }
-    __atomic_store_n(&dhatc_frames_limit,
-                     trim < 0 || trim > DHATC_MAX_DEPTH ? DHATC_MAX_DEPTH : (uint32_t)trim,
-                     __ATOMIC_RELAXED);
-    dhatc_frames_set_root(skip);
-    dhatc_hooks_one_thread_only = this_thread_only;
-    dhatc_hooks_only_thread = pthread_self();
-    /* Hooks first: they pass calls through until the profile runs. */
-    if (mode == DHATC_MODE_HEAP && dhatc_hooks_install() < 0) {
-        dhatc_hooks_uninstall(); /* the domains hooked before the failure */
-        dhatc_frames_clear_root();
-        return NULL;
-    }
-    dhatc_phase = DHATC_PHASE_RUNNING;
-    /* Last: from here on every allocation counts, so nothing after it may
-     * allocate on this path. */
-    if (!dhatc_profile_start((dhatc_mode_t)mode, dhatc_frames_canonicalize)) {
-        dhatc_phase = DHATC_PHASE_IDLE;
-        dhatc_hooks_uninstall();
-        dhatc_frames_clear_root();
-        return PyErr_NoMemory();
-    }
+    /* Nothing may allocate after the start on the way back to the user. */
     Py_RETURN_NONE;
 }
 
-/* Stops recording and takes references on every program point's code. */
-static void stop_recording(void)
+/* One frame of a program point as _dhat_file.py reads it: a Python frame is
+ * (code object, line), the code None if it died before the profile could
+ * keep it; a frame standing for another interpreter's is its text. */
+static PyObject *frame_as_object(const dhatc_frame_t *frame)
 {
-    dhatc_profile_stop();
-    dhatc_hooks_uninstall();
-    dhatc_hooks_retain_code();
-    dhatc_frames_clear_root();
-}
-
-/* Releases the profile's tables, then the references its program points
- * hold on code objects.  In that order: dropping a reference can run any
- * Python code (a weakref callback, a co_extra destructor), even code that
- * starts a new profile, so no table may be in use by then.  The references
- * are moved into a list first; if even that fails they are kept (a few code
- * objects outlive the profile) rather than dropped early. */
-static void release_profile(void)
-{
-    PyObject *error_type, *error_value, *error_traceback;
-    PyErr_Fetch(&error_type, &error_value, &error_traceback);
-    PyObject *codes = PyList_New(0);
-    uint32_t count = dhatc_profile_pp_count();
-    for (uint32_t id = 0; id < count; id++) {
-        dhatc_pp_figures_t pp;
-        dhatc_profile_pp_figures(id, &pp);
-        for (uint32_t i = 0; i < pp.depth; i++) {
-            PyObject *code = (PyObject *)pp.frames[i].code; /* NULL: never held */
-            if (code != NULL && codes != NULL && PyList_Append(codes, code) == 0) {
-                Py_DECREF(code); /* the list holds it now */
-            }
-        }
+    if (frame->kind == DHATC_FRAME_SUBINTERPRETER) {
+        return PyUnicode_FromFormat(
+            "[subinterpreter %d: its Python frames are not recorded]", (int)frame->where);
     }
-    PyErr_Clear();
-    dhatc_profile_release();
-    Py_XDECREF(codes);
-    PyErr_Restore(error_type, error_value, error_traceback);
+    PyObject *code = frame->code != NULL && dhatc_session_code_alive(frame->code)
+                         ? (PyObject *)frame->code
+                         : Py_None;
+    return Py_BuildValue("(Oi)", code, frame->where);
 }
 
+/* One program point as dhatpy/_engine_data.py's RawProgramPoint, the fields
+ * in EngineProgramPoint's order: (kind, frames, tb, tbk, tl, mb, mbk, gb, gbk,
+ * eb, ebk), kind the allocator entry's name or None for an ad hoc event,
+ * frames innermost first, each as frame_as_object() makes it.  Change both
+ * together (tests/test_engine_data.py checks them against each other). */
 static PyObject *pp_as_tuple(const dhatc_pp_figures_t *pp)
 {
     PyObject *frames = PyTuple_New(pp->depth);
@@ -131,8 +77,7 @@ static PyObject *pp_as_tuple(const dhatc_pp_figures_t *pp)
         return NULL;
     }
     for (uint32_t i = 0; i < pp->depth; i++) {
-        PyObject *code = pp->frames[i].code != NULL ? (PyObject *)pp->frames[i].code : Py_None;
-        PyObject *frame = Py_BuildValue("(Oi)", code, pp->frames[i].where);
+        PyObject *frame = frame_as_object(&pp->frames[i]);
         if (frame == NULL) {
             Py_DECREF(frames);
             return NULL;
@@ -146,26 +91,15 @@ static PyObject *pp_as_tuple(const dhatc_pp_figures_t *pp)
                          ULL(pp->end_bytes), ULL(pp->end_blocks));
 }
 
+/* stop(): the dict dhatpy/_engine_data.py's StopData describes (its keys,
+ * each figure an unsigned 64-bit int, "pps" a list of pp_as_tuple's). */
 static PyObject *engine_stop(PyObject *module, PyObject *unused)
 {
     (void)module;
     (void)unused;
-    dhatc_mode_t mode = dhatc_profile_running();
+    dhatc_mode_t mode;
     int lost;
-    if (mode != DHATC_MODE_NONE) {
-        /* Before stopping: a hook removed by someone else means a profile
-         * that silently missed allocations, which the user must be told. */
-        lost = mode == DHATC_MODE_HEAP ? dhatc_hooks_lost() : 0;
-        stop_recording();
-        dhatc_phase = DHATC_PHASE_IDLE;
-        uncollected.pending = true;
-        uncollected.mode = mode;
-        uncollected.hooks_lost = lost;
-    } else if (uncollected.pending) {
-        mode = uncollected.mode;
-        lost = uncollected.hooks_lost;
-    } else {
-        PyErr_SetString(PyExc_RuntimeError, "dhatc: no profile is running");
+    if (dhatc_session_stop(&mode, &lost) < 0) {
         return NULL;
     }
 
@@ -184,7 +118,7 @@ static PyObject *engine_stop(PyObject *module, PyObject *unused)
     }
     PyObject *result = NULL;
     if (pps != NULL) {
-        result = Py_BuildValue("{s:s,s:K,s:K,s:K,s:K,s:K,s:K,s:K,s:K,s:K,s:N,s:i}", "mode",
+        result = Py_BuildValue("{s:s,s:K,s:K,s:K,s:K,s:K,s:K,s:K,s:K,s:K,s:K,s:N,s:i}", "mode",
                                mode == DHATC_MODE_HEAP ? "heap" : "ad-hoc", "total_blocks",
                                ULL(stats.total_blocks), "total_bytes", ULL(stats.total_bytes),
                                "curr_blocks", ULL(stats.curr_blocks), "curr_bytes",
@@ -192,7 +126,8 @@ static PyObject *engine_stop(PyObject *module, PyObject *unused)
                                "max_bytes", ULL(stats.max_bytes), "time_of_peak",
                                ULL(dhatc_profile_time_of_peak()), "time_of_end",
                                ULL(dhatc_profile_time_of_end()), "dropped",
-                               ULL(dhatc_profile_dropped()), "pps", pps, "hooks_lost", lost);
+                               ULL(dhatc_profile_dropped()), "saturated",
+                               ULL(dhatc_profile_saturated()), "pps", pps, "hooks_lost", lost);
     }
     /* The results stay in the engine until release(): if building the
      * Python profile from them fails (MemoryError, KeyboardInterrupt, a bad
@@ -204,10 +139,7 @@ static PyObject *engine_release(PyObject *module, PyObject *unused)
 {
     (void)module;
     (void)unused;
-    if (uncollected.pending) {
-        uncollected.pending = false;
-        release_profile();
-    }
+    dhatc_session_release();
     Py_RETURN_NONE;
 }
 
@@ -215,17 +147,14 @@ static PyObject *engine_has_uncollected(PyObject *module, PyObject *unused)
 {
     (void)module;
     (void)unused;
-    return PyBool_FromLong(uncollected.pending);
+    return PyBool_FromLong(dhatc_session_phase() == DHATC_SESSION_STOPPED);
 }
 
 static PyObject *engine_abandon(PyObject *module, PyObject *unused)
 {
     (void)module;
     (void)unused;
-    stop_recording();
-    dhatc_phase = DHATC_PHASE_IDLE;
-    uncollected.pending = false;
-    release_profile();
+    dhatc_session_abandon();
     Py_RETURN_NONE;
 }
 
@@ -253,7 +182,7 @@ static PyObject *engine_rehook(PyObject *module, PyObject *unused)
 {
     (void)module;
     (void)unused;
-    if (dhatc_profile_running() == DHATC_MODE_HEAP && dhatc_hooks_install() < 0) {
+    if (dhatc_session_rehook() < 0) {
         return NULL;
     }
     Py_RETURN_NONE;
@@ -266,7 +195,7 @@ static PyObject *engine_set_asserted(PyObject *module, PyObject *arg)
     if (asserted < 0) {
         return NULL;
     }
-    dhatc_phase = asserted ? DHATC_PHASE_ASSERTED : DHATC_PHASE_IDLE;
+    dhatc_session_set_asserted(asserted);
     Py_RETURN_NONE;
 }
 
@@ -302,13 +231,7 @@ static PyObject *engine_ad_hoc_event(PyObject *module, PyObject *const *args, Py
         }
     }
     if (dhatc_profile_running() == DHATC_MODE_AD_HOC) {
-        const uint32_t limit = dhatc_frames_current_limit();
-        dhatc_frame_t frames[limit + 1]; /* + 1: never a zero-length array */
-        uint64_t hash;
-        uint32_t depth =
-            dhatc_frames_capture(PyThreadState_Get(), frames, limit, &hash, DHATC_KIND_AD_HOC);
-        dhatc_profile_record_event(weight, frames, depth, hash);
-        dhatc_hooks_retain_code_if_gil(true);
+        dhatc_record_event(weight);
     }
     Py_RETURN_NONE;
 }
@@ -345,15 +268,51 @@ static PyObject *engine_check_layout(PyObject *module, PyObject *arg)
 static PyObject *engine_set_test_layout(PyObject *module, PyObject *arg)
 {
     (void)module;
-    if (arg != Py_None && !PyBytes_Check(arg)) {
-        PyErr_SetString(PyExc_TypeError, "_set_test_layout() takes bytes or None");
+    if (dhatc_layout_set_override(arg) < 0) {
         return NULL;
     }
-    if (arg != Py_None) {
-        Py_INCREF(arg);
-    }
-    Py_XSETREF(test_layout, arg == Py_None ? NULL : arg);
     Py_RETURN_NONE;
+}
+
+static PyObject *engine_check_lines(PyObject *module, PyObject *arg)
+{
+    (void)module;
+    if (!PyCode_Check(arg)) {
+        PyErr_SetString(PyExc_TypeError, "_check_lines() takes a code object");
+        return NULL;
+    }
+    PyCodeObject *code = (PyCodeObject *)arg;
+    uint32_t room = dhatc_linetable_max_ranges(code);
+    dhatc_line_range_t *ranges = PyMem_Malloc(room * sizeof *ranges);
+    if (ranges == NULL) {
+        return PyErr_NoMemory();
+    }
+    uint32_t count = dhatc_linetable_decode(code, ranges);
+    PyObject *result = NULL;
+    Py_ssize_t size = dhatc_linetable_code_bytes(code);
+    for (Py_ssize_t offset = -4; offset < size + 6 && result == NULL; offset += 2) {
+        /* PyCode_Addr2Line's own range (3.10+ asserts 0 <= offset < size). */
+        if (offset >= size && PY_VERSION_HEX >= 0x030A0000) {
+            break;
+        }
+        int expected = PyCode_Addr2Line(code, (int)offset);
+        int32_t got = dhatc_linetable_line(ranges, count, (int32_t)offset);
+        if (expected != got || count > room) {
+            result = Py_BuildValue("(nii)", offset, expected, (int)got);
+        }
+    }
+    PyMem_Free(ranges);
+    if (result == NULL && !PyErr_Occurred()) {
+        Py_RETURN_NONE;
+    }
+    return result;
+}
+
+static PyObject *engine_lines_decoded(PyObject *module, PyObject *unused)
+{
+    (void)module;
+    (void)unused;
+    return PyLong_FromUnsignedLongLong(dhatc_codetable_decodes());
 }
 
 static PyMethodDef engine_methods[] = {
@@ -394,14 +353,20 @@ static PyMethodDef engine_methods[] = {
     {"_set_test_layout", engine_set_test_layout, METH_O,
      "_set_test_layout(offsets)\n--\n\nMakes start() check these offsets instead of the "
      "interpreter's own (None: its own again).  For tests."},
+    {"_lines_decoded", engine_lines_decoded, METH_NOARGS,
+     "_lines_decoded()\n--\n\nHow many line tables the running or last profile decoded "
+     "(one per code object).  For tests."},
+    {"_check_lines", engine_check_lines, METH_O,
+     "_check_lines(code)\n--\n\nCompares the engine's decoded line table of `code` with "
+     "PyCode_Addr2Line at every offset: None, or the first (offset, expected, got) that "
+     "differs.  For tests."},
     {NULL, NULL, 0, NULL},
 };
 
 /* fork: the child must not record into (or save) the parent's profile. */
 static void after_fork_child(void)
 {
-    dhatc_profile_after_fork_child();
-    uncollected.pending = false; /* the parent's, and the tables are forgotten */
+    dhatc_session_after_fork_child();
 }
 
 static struct PyModuleDef engine_module = {
@@ -423,7 +388,7 @@ static int add_type(PyObject *module, const char *name, PyTypeObject *type)
 
 PyMODINIT_FUNC PyInit__engine(void)
 {
-    if (dhatc_stats_types_ready() < 0) {
+    if (dhatc_stats_types_ready() < 0 || dhatc_session_ready() < 0) {
         return NULL;
     }
     if (heap_name == NULL) {
@@ -437,20 +402,10 @@ PyMODINIT_FUNC PyInit__engine(void)
     if (module == NULL) {
         return NULL;
     }
-    if (ProfilerAlreadyRunningError == NULL) {
-        ProfilerAlreadyRunningError = PyErr_NewExceptionWithDoc(
-            "dhatc.ProfilerAlreadyRunningError",
-            "A profiler was started while another one runs (one runs at a time).",
-            PyExc_RuntimeError, NULL);
-        if (ProfilerAlreadyRunningError == NULL) {
-            Py_DECREF(module);
-            return NULL;
-        }
-    }
-    Py_INCREF(ProfilerAlreadyRunningError);
-    if (PyModule_AddObject(module, "ProfilerAlreadyRunningError", ProfilerAlreadyRunningError) <
-        0) {
-        Py_DECREF(ProfilerAlreadyRunningError);
+    PyObject *already_running = dhatc_session_already_running_error();
+    Py_INCREF(already_running);
+    if (PyModule_AddObject(module, "ProfilerAlreadyRunningError", already_running) < 0) {
+        Py_DECREF(already_running);
         Py_DECREF(module);
         return NULL;
     }

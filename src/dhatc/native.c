@@ -8,9 +8,8 @@
 #include <string.h>
 
 #include "guard.h"
-#include "hooks.h"
 #include "native_abi.h"
-#include "profile.h"
+#include "record.h"
 #include "stack.h"
 
 /* The preload library reports kinds in stack.h's order. */
@@ -27,7 +26,7 @@ SAME_ORDER(DHATC_NATIVE_PVALLOC, DHATC_KIND_PVALLOC);
 
 /* ---- the callbacks: the same rules as the PyMem hooks (hooks.c) --------- */
 
-/* dhatc_hooks_active() is false inside any dhatc hook on this thread: a
+/* dhatc_record_heap_active() is false inside any dhatc hook on this thread: a
  * PyMem hook that leads into malloc has already recorded the block, so it is
  * counted once, at the outermost entry.  The guard stays set while
  * recording, so anything the recording itself allocates is not recorded (and
@@ -35,24 +34,23 @@ SAME_ORDER(DHATC_NATIVE_PVALLOC, DHATC_KIND_PVALLOC);
 
 static void on_allocated(void *block, size_t size, dhatc_native_kind_t kind)
 {
-    if (!dhatc_hooks_active() || !dhatc_hooks_thread_counts()) {
+    if (!dhatc_record_heap_active() || !dhatc_record_thread_counts()) {
         return;
     }
     dhatc_in_hook = 1;
     /* gil_held false: C code may call malloc from any thread, with or
      * without the GIL, or from a thread Python does not know. */
-    dhatc_hooks_record_new_block(block, size, (dhatc_kind_t)(DHATC_KIND_MALLOC + (int)kind), false);
+    dhatc_record_block(block, size, (dhatc_kind_t)(DHATC_KIND_MALLOC + (int)kind), false);
     dhatc_in_hook = 0;
 }
 
 static void on_freeing(void *block)
 {
-    if (!dhatc_hooks_active()) {
+    if (!dhatc_record_heap_active()) {
         return;
     }
     dhatc_in_hook = 1;
-    dhatc_profile_record_free((uintptr_t)block);
-    dhatc_hooks_retain_code_if_gil(false);
+    dhatc_record_free(block, false);
     dhatc_in_hook = 0;
 }
 
@@ -66,12 +64,12 @@ _Static_assert(sizeof(uint64_t) + sizeof(dhatc_realloc_ticket_t) <=
 static void on_reallocating(void *old, dhatc_native_realloc_state_t *state)
 {
     state->opaque[0] = REALLOC_NOT_OURS; /* e.g. a PyMem hook already records it */
-    if (!dhatc_hooks_active()) {
+    if (!dhatc_record_heap_active()) {
         return;
     }
     dhatc_in_hook = 1;
     dhatc_realloc_ticket_t ticket;
-    if (dhatc_profile_realloc_begin((uintptr_t)old, &ticket)) {
+    if (dhatc_record_realloc_begin(old, &ticket)) {
         state->opaque[0] = REALLOC_KNOWN;
         memcpy(&state->opaque[1], &ticket, sizeof ticket);
     } else {
@@ -86,14 +84,13 @@ static void on_reallocated(dhatc_native_realloc_state_t *state, void *block, siz
         return;
     }
     dhatc_in_hook = 1;
-    if (state->opaque[0] == REALLOC_KNOWN) {
-        dhatc_realloc_ticket_t ticket;
+    dhatc_realloc_ticket_t ticket = {0};
+    bool known = state->opaque[0] == REALLOC_KNOWN;
+    if (known) {
         memcpy(&ticket, &state->opaque[1], sizeof ticket);
-        dhatc_profile_realloc_end(&ticket, (uintptr_t)block, size);
-    } else if (block != NULL && dhatc_hooks_thread_counts()) {
-        /* A block allocated before the profile started: a new block of it. */
-        dhatc_hooks_record_new_block(block, size, DHATC_KIND_REALLOC, false);
     }
+    /* Unknown: a block allocated before the profile started, a new one of it. */
+    dhatc_record_realloc_end(known, &ticket, block, size, DHATC_KIND_REALLOC, false);
     dhatc_in_hook = 0;
 }
 

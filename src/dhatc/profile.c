@@ -3,6 +3,7 @@
 #include <stdatomic.h>
 #include <string.h>
 
+#include "check.h"
 #include "livemap.h"
 #include "lock.h"
 #include "rawmem.h"
@@ -38,12 +39,12 @@ static struct {
     dhatc_stacktable_t pp_stacks;       /* (code, line) stacks -> PP */
     pp_t *pps;
     uint32_t pp_count, pp_capacity;
-    uint32_t pps_visited; /* PPs already shown to visit_new_pps */
     dhatc_livemap_t live;
     dhatc_stats_t stats;
     uint64_t peaks;     /* how many times a new global peak was reached */
     uint64_t peak_time; /* clock at the latest global peak (t-gmax) */
     uint64_t dropped;   /* events lost because the engine had no memory */
+    uint64_t saturated; /* ad hoc events whose weight the totals could not hold */
     uint64_t generation; /* counts profiles, so a realloc ticket from an
                           * earlier one is never applied to this one */
     dhatc_frame_t canonical[DHATC_MAX_DEPTH];
@@ -51,7 +52,7 @@ static struct {
 
 dhatc_mode_t dhatc_profile_running(void)
 {
-    return (dhatc_mode_t)atomic_load_explicit(&g.mode, memory_order_relaxed);
+    return (dhatc_mode_t)atomic_load_explicit(&g.mode, memory_order_acquire);
 }
 
 /* Under the lock: a thread still in a hook (one that passed the unlocked mode
@@ -65,9 +66,7 @@ static void release_tables(void)
     dhatc_rawmem_free(g.pps, (size_t)g.pp_capacity * sizeof(pp_t));
     g.pps = NULL;
     g.pp_capacity = 0;
-    /* Atomic stores: has_new_pps() peeks at these without the lock. */
-    __atomic_store_n(&g.pp_count, 0, __ATOMIC_RELAXED);
-    __atomic_store_n(&g.pps_visited, 0, __ATOMIC_RELAXED);
+    g.pp_count = 0;
     dhatc_unlock(&g.lock);
 }
 
@@ -76,7 +75,7 @@ bool dhatc_profile_start(dhatc_mode_t mode, dhatc_canonicalize_fn canonicalize)
     release_tables();
     dhatc_lock(&g.lock);
     memset(&g.stats, 0, sizeof g.stats);
-    g.peaks = g.peak_time = g.dropped = 0;
+    g.peaks = g.peak_time = g.dropped = g.saturated = 0;
     g.generation++;
     g.canonicalize = canonicalize;
     g.pp_capacity = 1024;
@@ -86,8 +85,8 @@ bool dhatc_profile_start(dhatc_mode_t mode, dhatc_canonicalize_fn canonicalize)
                  (mode != DHATC_MODE_HEAP || dhatc_livemap_init(&g.live));
     if (ready) {
         /* Published under the lock: a hook that takes it and sees the mode
-         * also sees the tables. */
-        atomic_store_explicit(&g.mode, mode, memory_order_relaxed);
+         * also sees the tables; a release, for the hooks' unlocked read. */
+        atomic_store_explicit(&g.mode, mode, memory_order_release);
     }
     dhatc_unlock(&g.lock);
     if (!ready) {
@@ -128,10 +127,7 @@ static uint32_t new_pp_unlocked(uint32_t kind)
     memset(pp, 0, sizeof *pp);
     pp->kind = kind;
     pp->snapshot_peak = g.peaks;
-    uint32_t id = g.pp_count;
-    /* Atomic store: has_new_pps() peeks at the count without the lock. */
-    __atomic_store_n(&g.pp_count, id + 1, __ATOMIC_RELAXED);
-    return id;
+    return g.pp_count++;
 }
 
 /* The PP of a captured stack.  The hot path is one lookup; the first time a
@@ -145,7 +141,9 @@ static uint32_t pp_of_stack_unlocked(uint64_t hash, uint32_t kind, const dhatc_f
     if (pp != DHATC_NO_VALUE) {
         return pp;
     }
-    g.canonicalize(frames, depth, g.canonical);
+    if (!g.canonicalize(frames, depth, g.canonical)) {
+        return DHATC_NO_VALUE;
+    }
     uint64_t canonical_hash = DHATC_HASH_SEED;
     for (uint32_t i = 0; i < depth; i++) {
         canonical_hash = dhatc_hash_step(canonical_hash, &g.canonical[i]);
@@ -159,7 +157,7 @@ static uint32_t pp_of_stack_unlocked(uint64_t hash, uint32_t kind, const dhatc_f
             !dhatc_stacktable_add(&g.pp_stacks, canonical_hash, kind, g.canonical, depth, pp,
                                   &stored)) {
             if (pp != DHATC_NO_VALUE) {
-                __atomic_store_n(&g.pp_count, pp, __ATOMIC_RELAXED);
+                g.pp_count = pp; /* not stored: unmade */
             }
             return DHATC_NO_VALUE;
         }
@@ -188,12 +186,14 @@ static inline void snapshot_if_first_change_since_peak(pp_t *pp)
 /* `>=`: of several equal peaks the latest counts, as in Valgrind and dhat-rs. */
 static inline void note_global_peak_unlocked(void)
 {
+    DHATC_CHECK(g.stats.curr_blocks <= g.stats.total_blocks);
     if (g.stats.curr_bytes >= g.stats.max_bytes) {
         g.stats.max_bytes = g.stats.curr_bytes;
         g.stats.max_blocks = g.stats.curr_blocks;
         g.peaks++;
         g.peak_time = g.stats.total_blocks;
     }
+    DHATC_CHECK(g.stats.max_bytes >= g.stats.curr_bytes);
 }
 
 static inline void note_pp_peak(pp_t *pp)
@@ -202,6 +202,7 @@ static inline void note_pp_peak(pp_t *pp)
         pp->max_bytes = pp->curr_bytes;
         pp->max_blocks = pp->curr_blocks;
     }
+    DHATC_CHECK(pp->curr_bytes <= pp->max_bytes && pp->curr_blocks <= pp->total_blocks);
 }
 
 static void forget_block_unlocked(const dhatc_block_t *block)
@@ -209,6 +210,9 @@ static void forget_block_unlocked(const dhatc_block_t *block)
     pp_t *pp = &g.pps[dhatc_block_pp(block)];
     uint64_t size = dhatc_block_size(block);
     snapshot_if_first_change_since_peak(pp);
+    /* Live counts never go below zero: a block is forgotten once. */
+    DHATC_CHECK(pp->curr_blocks > 0 && pp->curr_bytes >= size);
+    DHATC_CHECK(g.stats.curr_blocks > 0 && g.stats.curr_bytes >= size);
     pp->curr_blocks--;
     pp->curr_bytes -= size;
     pp->free_times += g.stats.total_blocks;
@@ -321,6 +325,7 @@ void dhatc_profile_realloc_end(const dhatc_realloc_ticket_t *ticket, uintptr_t n
     uint64_t old_size = dhatc_block_size(&block);
     pp_t *pp = &g.pps[dhatc_block_pp(&block)];
     snapshot_if_first_change_since_peak(pp);
+    DHATC_CHECK(pp->curr_bytes >= old_size && g.stats.curr_bytes >= old_size);
     pp->total_blocks++;
     pp->total_bytes += size;
     pp->curr_bytes = pp->curr_bytes - old_size + size;
@@ -344,10 +349,20 @@ void dhatc_profile_record_event(uint64_t weight, const dhatc_frame_t *frames, ui
         if (id == DHATC_NO_VALUE) {
             g.dropped++;
         } else {
-            g.pps[id].total_blocks++;
-            g.pps[id].total_bytes += weight;
+            /* Weights are the caller's: their sums may not fit.  They stop
+             * at 2**64 - 1, and the profile says so, rather than wrap. */
+            pp_t *pp = &g.pps[id];
+            bool capped = __builtin_add_overflow(pp->total_bytes, weight, &pp->total_bytes);
+            if (capped) {
+                pp->total_bytes = UINT64_MAX;
+            }
+            if (__builtin_add_overflow(g.stats.total_bytes, weight, &g.stats.total_bytes)) {
+                g.stats.total_bytes = UINT64_MAX;
+                capped = true;
+            }
+            g.saturated += capped;
+            pp->total_blocks++;
             g.stats.total_blocks++;
-            g.stats.total_bytes += weight;
         }
     }
     dhatc_unlock(&g.lock);
@@ -378,6 +393,11 @@ uint64_t dhatc_profile_dropped(void)
     return g.dropped;
 }
 
+uint64_t dhatc_profile_saturated(void)
+{
+    return g.saturated;
+}
+
 uint32_t dhatc_profile_pp_count(void)
 {
     return g.pp_count;
@@ -404,24 +424,6 @@ void dhatc_profile_pp_figures(uint32_t id, dhatc_pp_figures_t *out)
     };
 }
 
-void dhatc_profile_visit_new_pps(void (*fn)(dhatc_frame_t *frames, uint32_t depth))
-{
-    dhatc_lock(&g.lock);
-    for (uint32_t id = g.pps_visited; id < g.pp_count; id++) {
-        /* The PP's frames live in its pp_stacks entry, copied there for it. */
-        fn((dhatc_frame_t *)g.pps[id].frames, g.pps[id].depth);
-    }
-    __atomic_store_n(&g.pps_visited, g.pp_count, __ATOMIC_RELAXED);
-    dhatc_unlock(&g.lock);
-}
-
-bool dhatc_profile_has_new_pps(void)
-{
-    /* Unlocked peek; a stale answer only delays the visit to the next call. */
-    return __atomic_load_n(&g.pps_visited, __ATOMIC_RELAXED) !=
-           __atomic_load_n(&g.pp_count, __ATOMIC_RELAXED);
-}
-
 /* ---- fork -------------------------------------------------------------- */
 
 /* The child of a fork neither records into nor reports the parent's
@@ -437,5 +439,5 @@ void dhatc_profile_after_fork_child(void)
     memset(&g.pp_stacks, 0, sizeof g.pp_stacks);
     memset(&g.live, 0, sizeof g.live);
     g.pps = NULL;
-    g.pp_count = g.pp_capacity = g.pps_visited = 0;
+    g.pp_count = g.pp_capacity = 0;
 }

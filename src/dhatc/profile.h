@@ -32,9 +32,11 @@ typedef enum {
 } dhatc_mode_t;
 
 /* Maps a captured stack (code, instruction offset) to the program point's
- * frames (code, line).  Called under the engine lock when a stack is seen for
- * the first time; must not allocate. */
-typedef void (*dhatc_canonicalize_fn)(const dhatc_frame_t *captured, uint32_t depth,
+ * frames (code, line): stacks whose frames map alike are one program point.
+ * Called under the engine lock when a stack is seen for the first time; must
+ * not call the allocators the engine hooks.  False: out of memory (the event
+ * is dropped). */
+typedef bool (*dhatc_canonicalize_fn)(const dhatc_frame_t *captured, uint32_t depth,
                                       dhatc_frame_t *out);
 
 typedef struct {
@@ -55,7 +57,9 @@ typedef struct {
 } dhatc_pp_figures_t;
 
 /* The mode of the running profile, DHATC_MODE_NONE when none runs.  A cheap
- * unlocked read for the hooks' fast path; record_* re-check under the lock. */
+ * unlocked read for the hooks' fast path (an acquire: a hook that sees a
+ * profile running also sees the configuration written before it started);
+ * record_* re-check under the lock. */
 dhatc_mode_t dhatc_profile_running(void);
 
 bool dhatc_profile_start(dhatc_mode_t mode, dhatc_canonicalize_fn canonicalize);
@@ -90,15 +94,10 @@ dhatc_stats_t dhatc_profile_stats(void);
 uint64_t dhatc_profile_time_of_peak(void);
 uint64_t dhatc_profile_time_of_end(void);
 uint64_t dhatc_profile_dropped(void);
+/* Ad hoc weights whose sums would pass 2**64 - 1: the totals stop there. */
+uint64_t dhatc_profile_saturated(void);
 uint32_t dhatc_profile_pp_count(void);
 void dhatc_profile_pp_figures(uint32_t pp, dhatc_pp_figures_t *out);
-
-/* Calls `fn` on the frames of every program point created since the last
- * call (under the lock), so the binding can take references on them.  `fn`
- * may set a frame's code to NULL (a code object that is being destroyed). */
-void dhatc_profile_visit_new_pps(void (*fn)(dhatc_frame_t *frames, uint32_t depth));
-/* Whether program points exist that visit_new_pps has not shown yet. */
-bool dhatc_profile_has_new_pps(void);
 
 /* fork(2) handlers: the lock must not be inherited held, and the child does
  * not go on recording into the parent's profile. */

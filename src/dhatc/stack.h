@@ -1,5 +1,5 @@
-/* Stacks as the engine sees them: opaque (code, where) pairs plus the kind
- * of allocator entry on top.  The engine never looks inside `code`; the
+/* Stacks as the engine sees them: opaque (code, where, kind) frames plus the
+ * kind of allocator entry on top.  The engine never looks inside `code`; the
  * binding decides what `where` means (an instruction offset in a captured
  * stack, a line number in a program point). */
 #ifndef DHATC_STACK_H
@@ -7,10 +7,19 @@
 
 #include <stdint.h>
 
+/* What a frame is.  A Python frame's `code` is its code object; a
+ * subinterpreter frame stands for the Python frames of another interpreter,
+ * which the profile never keeps (their code objects die with it): `code` is
+ * NULL and `where` the interpreter's id. */
+typedef enum {
+    DHATC_FRAME_PYTHON = 0,
+    DHATC_FRAME_SUBINTERPRETER = 1,
+} dhatc_frame_kind_t;
+
 typedef struct {
     const void *code;
     int32_t where;
-    int32_t unused;
+    int32_t kind; /* dhatc_frame_kind_t */
 } dhatc_frame_t;
 
 /* The entry points a block can come through, listed once.  The name is the
@@ -47,7 +56,7 @@ static inline uint64_t dhatc_hash_step(uint64_t hash, const dhatc_frame_t *frame
 {
     hash ^= (uint64_t)(uintptr_t)frame->code;
     hash *= UINT64_C(0x100000001B3);
-    hash ^= (uint64_t)(uint32_t)frame->where;
+    hash ^= (uint64_t)(uint32_t)frame->where | ((uint64_t)(uint32_t)frame->kind << 32);
     hash *= UINT64_C(0x9E3779B97F4A7C15);
     return hash;
 }

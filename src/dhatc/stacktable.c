@@ -29,7 +29,8 @@ static inline bool same_stack(const dhatc_stack_entry_t *entry, uint64_t hash, u
         return false;
     }
     for (uint32_t i = 0; i < depth; i++) {
-        if (entry->frames[i].code != frames[i].code || entry->frames[i].where != frames[i].where) {
+        if (entry->frames[i].code != frames[i].code || entry->frames[i].where != frames[i].where ||
+            entry->frames[i].kind != frames[i].kind) {
             return false;
         }
     }

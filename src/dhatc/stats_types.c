@@ -3,8 +3,29 @@
 #include <structmember.h>
 
 #include "profile.h"
+#include "session.h"
 
-dhatc_phase_t dhatc_phase = DHATC_PHASE_IDLE;
+/* The constructors' figures: ints from 0 to 2**64 - 1, checked exactly
+ * ("K" would wrap -1 to 2**64 - 1 and 2**64 to 0). */
+static int figures_from(PyObject *const *objects, char *const *names, unsigned long long *out,
+                        int count)
+{
+    for (int i = 0; i < count; i++) {
+        if (!PyLong_Check(objects[i]) || PyBool_Check(objects[i])) {
+            PyErr_Format(PyExc_TypeError, "%s must be an int, not %.100s", names[i],
+                         Py_TYPE(objects[i])->tp_name);
+            return -1;
+        }
+        out[i] = PyLong_AsUnsignedLongLong(objects[i]);
+        if (out[i] == (unsigned long long)-1 && PyErr_Occurred()) {
+            PyErr_Clear();
+            PyErr_Format(PyExc_ValueError, "%s must be an int from 0 to 2**64 - 1, got %R",
+                         names[i], objects[i]);
+            return -1;
+        }
+    }
+    return 0;
+}
 
 /* ---- HeapStats ---------------------------------------------------------- */
 
@@ -42,7 +63,7 @@ static PyObject *heap_stats_get(PyObject *unused_self, PyObject *unused_args)
     if (mode == DHATC_MODE_AD_HOC) {
         PyErr_SetString(PyExc_RuntimeError,
                         "dhat: getting heap stats while doing ad hoc profiling");
-    } else if (dhatc_phase == DHATC_PHASE_ASSERTED) {
+    } else if (dhatc_session_asserted()) {
         PyErr_SetString(PyExc_RuntimeError,
                         "dhat: getting heap stats after the profiler has asserted");
     } else {
@@ -57,9 +78,11 @@ static PyObject *heap_stats_new(PyTypeObject *type, PyObject *args, PyObject *kw
 {
     static char *names[] = {"total_blocks", "total_bytes", "curr_blocks",
                             "curr_bytes",   "max_blocks",  "max_bytes", NULL};
-    unsigned long long v[6]; /* "K" stores unsigned long long, not uint64_t */
-    if (!PyArg_ParseTupleAndKeywords(args, kwargs, "$KKKKKK:HeapStats", names, &v[0], &v[1],
-                                     &v[2], &v[3], &v[4], &v[5])) {
+    PyObject *o[6];
+    unsigned long long v[6];
+    if (!PyArg_ParseTupleAndKeywords(args, kwargs, "$OOOOOO:HeapStats", names, &o[0], &o[1],
+                                     &o[2], &o[3], &o[4], &o[5]) ||
+        figures_from(o, names, v, 6) < 0) {
         return NULL;
     }
     dhatc_stats_t stats = {.total_blocks = v[0], .total_bytes = v[1], .curr_blocks = v[2],
@@ -187,7 +210,7 @@ static PyObject *ad_hoc_stats_get(PyObject *unused_self, PyObject *unused_args)
     if (mode == DHATC_MODE_HEAP) {
         PyErr_SetString(PyExc_RuntimeError,
                         "dhat: getting ad hoc stats while doing heap profiling");
-    } else if (dhatc_phase == DHATC_PHASE_ASSERTED) {
+    } else if (dhatc_session_asserted()) {
         PyErr_SetString(PyExc_RuntimeError,
                         "dhat: getting ad hoc stats after the profiler has asserted");
     } else {
@@ -201,11 +224,13 @@ static PyObject *ad_hoc_stats_get(PyObject *unused_self, PyObject *unused_args)
 static PyObject *ad_hoc_stats_new(PyTypeObject *type, PyObject *args, PyObject *kwargs)
 {
     static char *names[] = {"total_events", "total_units", NULL};
-    unsigned long long events, units;
-    if (!PyArg_ParseTupleAndKeywords(args, kwargs, "$KK:AdHocStats", names, &events, &units)) {
+    PyObject *o[2];
+    unsigned long long v[2];
+    if (!PyArg_ParseTupleAndKeywords(args, kwargs, "$OO:AdHocStats", names, &o[0], &o[1]) ||
+        figures_from(o, names, v, 2) < 0) {
         return NULL;
     }
-    return ad_hoc_stats_new_from(type, events, units);
+    return ad_hoc_stats_new_from(type, v[0], v[1]);
 }
 
 static PyObject *ad_hoc_stats_as_tuple(PyObject *self)

@@ -11,15 +11,6 @@
 extern PyTypeObject dhatc_HeapStats_Type;
 extern PyTypeObject dhatc_AdHocStats_Type;
 
-/* The profiler's phase as the stats getters need to know it. */
-typedef enum {
-    DHATC_PHASE_IDLE,
-    DHATC_PHASE_RUNNING,
-    DHATC_PHASE_ASSERTED, /* a dhatc assertion failed and stopped the profile */
-} dhatc_phase_t;
-
-extern dhatc_phase_t dhatc_phase;
-
 int dhatc_stats_types_ready(void);
 
 #endif

@@ -26,11 +26,12 @@
 
 /* Captured stacks: `where` is an "instruction offset"; two offsets map to one
  * "line", so distinct captured stacks share program points. */
-static void canonicalize(const dhatc_frame_t *captured, uint32_t depth, dhatc_frame_t *out)
+static bool canonicalize(const dhatc_frame_t *captured, uint32_t depth, dhatc_frame_t *out)
 {
     for (uint32_t i = 0; i < depth; i++) {
         out[i] = (dhatc_frame_t){.code = captured[i].code, .where = captured[i].where / 2};
     }
+    return true;
 }
 
 enum { STACKS = 5000, DEPTH = 3, MAX_LIVE = 60000, OPS = 400000 };

@@ -1,0 +1,137 @@
+#include "record.h"
+
+#include "codetable.h"
+#include "frames.h"
+
+__thread int dhatc_in_hook __attribute__((tls_model("initial-exec")));
+
+/* Written by the session while no profile runs (see record.h). */
+static dhatc_record_config_t config = {.frames_limit = 10};
+
+void dhatc_record_configure(const dhatc_record_config_t *new_config)
+{
+    config = *new_config;
+}
+
+bool dhatc_record_thread_counts(void)
+{
+    return !config.one_thread_only || pthread_equal(pthread_self(), config.only_thread);
+}
+
+/* The thread state running Python now, without checks: up to 3.11 the GIL
+ * holder's (whichever thread that is), from 3.12 this thread's own (a
+ * thread-local), NULL when none runs. */
+static inline PyThreadState *running_thread_state(void)
+{
+#if PY_VERSION_HEX >= 0x030D0000
+    return PyThreadState_GetUnchecked();
+#else
+    return _PyThreadState_UncheckedGet();
+#endif
+}
+
+/* Whether the calling thread holds the GIL of the profile's interpreter: its
+ * own thread state is the one running, and of that interpreter.  Not
+ * PyGILState_Check(), which answers yes on every thread once a
+ * subinterpreter has been created; and a subinterpreter with a GIL of its own
+ * (3.12+) must never touch the profile's code objects. */
+static bool holds_profile_gil(bool gil_held)
+{
+    PyThreadState *running = running_thread_state();
+    return running != NULL && running->interp == config.interp &&
+           (gil_held || running == PyGILState_GetThisThreadState());
+}
+
+void dhatc_record_retain_code(bool gil_held)
+{
+    if (dhatc_codetable_has_new() && holds_profile_gil(gil_held)) {
+        dhatc_codetable_retain_new();
+    }
+}
+
+/* The thread state whose Python stack a block of the calling thread gets:
+ * the running one when this thread is known to run it (from 3.12 it is this
+ * thread's own, a thread-local, and right where a thread swapped states; up
+ * to 3.11 it is the GIL holder's, this thread's when the caller holds the
+ * GIL), else this thread's GILState one, else NULL (a thread Python does not
+ * know). */
+static PyThreadState *stack_owner(bool gil_held)
+{
+#if PY_VERSION_HEX >= 0x030C0000
+    (void)gil_held;
+    PyThreadState *running = running_thread_state();
+#else
+    PyThreadState *running = gil_held ? running_thread_state() : NULL;
+#endif
+    return running != NULL ? running : PyGILState_GetThisThreadState();
+}
+
+/* The stack of a block or an event: this thread's Python frames, or, in a
+ * thread running another interpreter, one frame saying so (that
+ * interpreter's code objects die with it: the profile never keeps them). */
+static uint32_t capture(bool gil_held, dhatc_frame_t *frames, uint32_t limit, uint64_t *hash,
+                        dhatc_kind_t kind)
+{
+    PyThreadState *tstate = stack_owner(gil_held);
+    if (tstate == NULL || tstate->interp == config.interp) {
+        return dhatc_frames_capture(tstate, frames, limit, hash, kind);
+    }
+    uint32_t depth = 0;
+    uint64_t h = DHATC_HASH_SEED;
+    if (limit > 0) {
+        frames[0] = (dhatc_frame_t){.code = NULL,
+                                    .where = (int32_t)PyInterpreterState_GetID(tstate->interp),
+                                    .kind = DHATC_FRAME_SUBINTERPRETER};
+        h = dhatc_hash_step(h, &frames[0]);
+        depth = 1;
+    }
+    *hash = dhatc_hash_finish(h, (uint32_t)kind, depth);
+    return depth;
+}
+
+void dhatc_record_block(void *block, size_t size, dhatc_kind_t kind, bool gil_held)
+{
+    /* Sized by the limit: 160 bytes for the default 10 frames rather than the
+     * 8 KiB the maximum needs, since C threads may have small stacks. */
+    const uint32_t limit = __atomic_load_n(&config.frames_limit, __ATOMIC_RELAXED);
+    dhatc_frame_t frames[limit + 1]; /* + 1: never a zero-length array */
+    uint64_t hash;
+    uint32_t depth = capture(gil_held, frames, limit, &hash, kind);
+    dhatc_profile_record_alloc((uintptr_t)block, size, kind, frames, depth, hash);
+    /* A new program point's code objects are kept alive by a reference,
+     * which needs the GIL; without it, the next hooked call that holds it. */
+    dhatc_record_retain_code(gil_held);
+}
+
+void dhatc_record_free(void *block, bool gil_held)
+{
+    dhatc_profile_record_free((uintptr_t)block);
+    /* Before `block` (maybe a dying code object) is gone. */
+    dhatc_record_retain_code(gil_held);
+}
+
+bool dhatc_record_realloc_begin(void *old, dhatc_realloc_ticket_t *ticket)
+{
+    return old != NULL && dhatc_profile_realloc_begin((uintptr_t)old, ticket);
+}
+
+void dhatc_record_realloc_end(bool known, const dhatc_realloc_ticket_t *ticket, void *block,
+                              size_t size, dhatc_kind_t kind, bool gil_held)
+{
+    if (known) {
+        dhatc_profile_realloc_end(ticket, (uintptr_t)block, size); /* NULL: put back */
+    } else if (block != NULL && dhatc_record_thread_counts()) {
+        /* New, or a block from before the profile: a new block within. */
+        dhatc_record_block(block, size, kind, gil_held);
+    }
+}
+
+void dhatc_record_event(uint64_t weight)
+{
+    const uint32_t limit = __atomic_load_n(&config.frames_limit, __ATOMIC_RELAXED);
+    dhatc_frame_t frames[limit + 1];
+    uint64_t hash;
+    uint32_t depth = capture(true, frames, limit, &hash, DHATC_KIND_AD_HOC);
+    dhatc_profile_record_event(weight, frames, depth, hash);
+    dhatc_record_retain_code(true);
+}
