@@ -31,42 +31,27 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import platform
 import statistics
-import subprocess
 import sys
-import tempfile
 import textwrap
 from collections.abc import Mapping
-from dataclasses import dataclass, field
 from pathlib import Path
 
 BENCH_DIR = Path(__file__).resolve().parent
 sys.path.insert(0, str(BENCH_DIR))
 
-from workloads import WORKLOADS  # noqa: E402  (needs the path above)
-
-BASELINE = "none"
-
-
-@dataclass(frozen=True)
-class Tool:
-    """How to run a workload under one profiler, in the child process."""
-
-    description: str
-    # Statements run inside the timed region.  They must call ``run()`` (the
-    # workload function) exactly once, and start/stop the profiler around it.
-    region: str
-    # Statements run once before the warm-up, untimed: imports, configuration.
-    setup: str = ""
-    # A module the tool needs.  If it cannot be imported, the tool is reported
-    # as "<module> not installed" and skipped.
-    requires: str | None = None
-    # Command-line tools: arguments between ``sys.executable`` and the child
-    # script, e.g. ("-m", "memray", "run", "-o", "{tmpdir}/out.bin").
-    # ``{tmpdir}`` becomes a fresh temporary directory (also the child's cwd).
-    launcher: tuple[str, ...] = field(default_factory=tuple)
+from harness import (  # noqa: E402  (needs the path above)
+    BASELINE,
+    Results,
+    Tool,
+    check_tools,
+    format_ratio,
+    machine_line,
+    notes,
+    run_child,
+    run_rounds,
+)
+from workloads import WORKLOADS  # noqa: E402
 
 
 def _tracemalloc_tool(frames: int) -> Tool:
@@ -151,134 +136,16 @@ def child_script(workload: str, tool: Tool) -> str:
     )
 
 
-class MeasurementError(Exception):
-    """A child process failed or printed no result."""
-
-
-def _child_env() -> dict[str, str]:
-    env = dict(os.environ)
-    # Same string hashes in every child: dict layouts (and so timings) repeat.
-    env["PYTHONHASHSEED"] = "0"
-    return env
-
-
-def _tail(text: str, lines: int = 5) -> str:
-    return "\n".join(text.strip().splitlines()[-lines:])
-
-
 def measure(workload: str, tool: Tool, timeout: float) -> float:
     """Run one measurement in a fresh interpreter; return the seconds."""
-    with tempfile.TemporaryDirectory(prefix="dhatc-bench-") as tmpdir:
-        script = Path(tmpdir) / "bench_child.py"
-        script.write_text(child_script(workload, tool))
-        launcher = [arg.replace("{tmpdir}", tmpdir) for arg in tool.launcher]
-        cmd = [sys.executable, *launcher, str(script)]
-        try:
-            proc = subprocess.run(
-                cmd,
-                cwd=tmpdir,
-                env=_child_env(),
-                capture_output=True,
-                text=True,
-                timeout=timeout,
-            )
-        except subprocess.TimeoutExpired as exc:
-            raise MeasurementError(f"timed out after {timeout:g} s") from exc
-    if proc.returncode != 0:
-        raise MeasurementError(
-            f"exit status {proc.returncode}:\n{_tail(proc.stderr or proc.stdout)}"
-        )
-    # The last JSON line with "seconds": a tool may print its own output too.
-    for line in reversed(proc.stdout.splitlines()):
-        try:
-            result = json.loads(line)
-        except ValueError:
-            continue
-        if isinstance(result, dict) and "seconds" in result:
-            return float(result["seconds"])
-    raise MeasurementError(f"no result on stdout:\n{_tail(proc.stdout)}")
-
-
-def unavailable_reason(tool: Tool) -> str | None:
-    """None if the tool can run here, else why not (e.g. "dhatc not installed")."""
-    if tool.requires is None:
-        return None
-    with tempfile.TemporaryDirectory(prefix="dhatc-bench-") as tmpdir:
-        proc = subprocess.run(
-            [sys.executable, "-c", f"import {tool.requires}"],
-            cwd=tmpdir,
-            env=_child_env(),
-            capture_output=True,
-            text=True,
-        )
-    if proc.returncode == 0:
-        return None
-    if "ModuleNotFoundError" in proc.stderr and repr(tool.requires) in proc.stderr:
-        return f"{tool.requires} not installed"
-    return f"import {tool.requires} failed: {_tail(proc.stderr, 1)}"
-
-
-# --- machine description and report -----------------------------------------
-
-
-def cpu_model() -> str:
-    try:
-        with open("/proc/cpuinfo", encoding="utf-8", errors="replace") as f:
-            for line in f:
-                key, _, value = line.partition(":")
-                if key.strip() in ("model name", "Hardware", "cpu model"):
-                    return value.strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown CPU"
-
-
-def machine_line() -> str:
-    cores = os.cpu_count() or 0
-    return (
-        f"Machine: {platform.machine()}, {cpu_model()}, {cores} cores; "
-        f"{platform.python_implementation()} {platform.python_version()}"
-    )
-
-
-@dataclass
-class Results:
-    workloads: list[str]
-    tools: list[str]
-    repeat: int
-    stat: str = "median"  # "median" or "min": the statistic ratios are made of
-    samples: dict[tuple[str, str], list[float]] = field(default_factory=dict)
-    errors: dict[tuple[str, str], str] = field(default_factory=dict)
-    unavailable: dict[str, str] = field(default_factory=dict)
-
-    def summary(self, workload: str, tool: str) -> float | None:
-        """The chosen statistic (median by default) of one pair's samples."""
-        values = self.samples.get((workload, tool))
-        if not values:
-            return None
-        return min(values) if self.stat == "min" else statistics.median(values)
-
-    def ratio(self, workload: str, tool: str) -> float | None:
-        """summary(tool) / summary(none), for the same workload."""
-        value = self.summary(workload, tool)
-        base = self.summary(workload, BASELINE)
-        if value is None or not base:
-            return None
-        return value / base
-
-    def measured_tools(self) -> list[str]:
-        return [t for t in self.tools if t not in self.unavailable]
-
-
-def format_ratio(ratio: float) -> str:
-    return f"{ratio:.1f}x" if ratio < 100 else f"{ratio:.0f}x"
+    return run_child(child_script(workload, tool), tool, timeout).seconds
 
 
 def plain_table(res: Results) -> str:
     ratio_title = f"ratio of {res.stat}s"
     header = ("workload", "tool", "median s", "min s", "max s", ratio_title, "runs")
     rows: list[tuple[str, ...]] = []
-    for workload in res.workloads:
+    for workload in res.items:
         for tool in res.measured_tools():
             values = res.samples.get((workload, tool), [])
             error = res.errors.get((workload, tool))
@@ -313,12 +180,12 @@ def markdown_table(res: Results) -> str:
         f"{machine_line()}; {stat} of {res.repeat} interleaved runs, "
         "each in a fresh process.",
         "",
-        "| tool | " + " | ".join(res.workloads) + " |",
-        "|---|" + "---|" * len(res.workloads),
+        "| tool | " + " | ".join(res.items) + " |",
+        "|---|" + "---|" * len(res.items),
     ]
     for tool in res.measured_tools():
         cells = []
-        for workload in res.workloads:
+        for workload in res.items:
             value = res.summary(workload, tool)
             ratio = res.ratio(workload, tool)
             if value is None:
@@ -328,16 +195,6 @@ def markdown_table(res: Results) -> str:
             else:
                 cells.append(f"{format_ratio(ratio)} ({value:.2f} s)")
         lines.append(f"| {TOOLS[tool].description} | " + " | ".join(cells) + " |")
-    return "\n".join(lines)
-
-
-def notes(res: Results) -> str:
-    lines = [f"{tool}: {why}" for tool, why in res.unavailable.items()]
-    for (workload, tool), error in res.errors.items():
-        # First line (what failed) and last line (usually the exception).
-        parts = error.strip().splitlines() or [""]
-        summary = parts[0] if len(parts) == 1 else f"{parts[0]} {parts[-1].strip()}"
-        lines.append(f"{tool} on {workload}: {summary}")
     return "\n".join(lines)
 
 
@@ -423,38 +280,17 @@ def main(argv: list[str] | None = None) -> int:
     if BASELINE not in tools:
         tools = [BASELINE, *tools]
     res = Results(
-        workloads=args.workloads, tools=tools, repeat=args.repeat, stat=args.stat
+        items=args.workloads, tools=tools, repeat=args.repeat, stat=args.stat
     )
 
     print(machine_line(), file=sys.stderr)
-    for name in tools:
-        reason = unavailable_reason(TOOLS[name])
-        if reason is not None:
-            res.unavailable[name] = reason
-            print(f"{name}: {reason}; skipped", file=sys.stderr)
-
-    for round_no in range(1, args.repeat + 1):
-        for workload in res.workloads:
-            for name in res.measured_tools():
-                key = (workload, name)
-                if key in res.errors:
-                    continue  # failed before: do not keep paying for it
-                try:
-                    seconds = measure(workload, TOOLS[name], args.timeout)
-                except MeasurementError as exc:
-                    res.errors[key] = str(exc)
-                    print(
-                        f"[{round_no}/{args.repeat}] {workload:6} {name:14} "
-                        f"FAILED: {exc}",
-                        file=sys.stderr,
-                    )
-                    continue
-                res.samples.setdefault(key, []).append(seconds)
-                print(
-                    f"[{round_no}/{args.repeat}] {workload:6} {name:14} "
-                    f"{seconds:.4f} s",
-                    file=sys.stderr,
-                )
+    check_tools(res, TOOLS)
+    run_rounds(
+        res,
+        lambda workload, name: run_child(
+            child_script(workload, TOOLS[name]), TOOLS[name], args.timeout
+        ),
+    )
 
     print(machine_line())
     print()

@@ -44,6 +44,8 @@ COMMANDS = (
     "flamegraph",
     "export",
     "merge",
+    "report",
+    "diff",
 )
 
 

@@ -20,7 +20,7 @@ types that Valgrind's format comment (``dhat/dh_main.c``) gives them:
 * each program point: ``tb``, ``tbk`` and ``fs``; with ``bklt`` also ``tl``,
   ``mb``, ``mbk``, ``gb``, ``gbk``, ``eb``, ``ebk``; with ``bkacc`` also
   ``rb``, ``wb``; ``acc`` (Valgrind's run-length-encoded access counts) is
-  checked as the viewer decodes it, and not kept.
+  decoded as the viewer decodes it, kept in the table only.
 * figures are integers from 0 to 2**64 - 1 (not booleans, not 1.0); frame
   indices point into ``ftbl`` past its entry 0 (the root); ``ftbl`` holds
   strings.
@@ -39,7 +39,8 @@ file and function names as it finds them).
 Everything wrong with a file is a :class:`DhatFileError`, one line naming
 the file and the problem.  Nothing else escapes: JSON nested too deeply,
 numbers with thousands of digits, a file too big for memory, a directory, a
-device, a FIFO (read to its end; one that nobody writes to reads as empty).
+device, a FIFO (read to its end; one that no writer opens within
+FIFO_WAIT_SECONDS is given up on).
 
 How it scales: the top-level object is parsed field by field, and the
 ``pps`` array a megabyte at a time by the C JSON scanner; each chunk is
@@ -57,6 +58,7 @@ import json
 import operator
 import os
 import re
+import select
 import stat
 import sys
 from array import array
@@ -71,6 +73,13 @@ FILE_VERSION = 2
 MAX_FIGURE = 2**64 - 1
 _MAX_DIGITS = len(str(MAX_FIGURE))
 _MAX_FRAME_INDEX = 2**32 - 1  # frame indices are kept in an array('I')
+#: An access count Valgrind stopped counting at: it means "65535 or more".
+ACCESS_LATCH = 0xFFFF
+#: Access counts per program point dhatc keeps; Valgrind records them for blocks
+#: of up to 1 KiB, and a repeat count must not make a small file take gigabytes.
+MAX_ACCESS_COUNTS = 1 << 16
+#: How long a FIFO may stay without a writer before it is given up on.
+FIFO_WAIT_SECONDS = 10.0
 #: Characters of the pps array parsed at a time.
 _CHUNK_CHARS = 1 << 20
 
@@ -222,7 +231,8 @@ class DhatTable:
     the DhatFile."""
 
     def __init__(self, header: DhatHeader, ftbl: List[str], figures: "array[int]",
-                 frame_indices: "array[int]", offsets: "array[int]") -> None:
+                 frame_indices: "array[int]", offsets: "array[int]",
+                 accesses: Optional[Dict[int, List[int]]] = None) -> None:
         self.header = header
         self.ftbl = ftbl  # entry 0 is the root
         self.figure_names = recorded_figures(header.block_lifetimes, header.block_accesses)
@@ -230,6 +240,9 @@ class DhatTable:
         self.figures = figures
         self.frame_index_array = frame_indices
         self.offsets = offsets  # len(self) + 1 entries
+        #: Valgrind's access counts of the PPs that have them (`acc`, decoded): one
+        #: per byte offset of the PP's blocks, ACCESS_LATCH meaning "that or more".
+        self.accesses = accesses or {}
 
     def __len__(self) -> int:
         return len(self.offsets) - 1
@@ -365,7 +378,14 @@ def _read_bytes(name: str) -> bytes:
             _fail(name, "a directory, not a DHAT file")
         if not (stat.S_ISREG(mode) or stat.S_ISFIFO(mode)):
             _fail(name, "not a regular file (a device or a socket?); give the path of a DHAT file")
-        os.set_blocking(fd, True)  # a FIFO with a writer: wait for all it writes
+        if stat.S_ISFIFO(mode):
+            # Nothing to read before a writer comes; one that never comes must
+            # not keep us waiting for ever.
+            poller = select.poll()
+            poller.register(fd, select.POLLIN)
+            if not poller.poll(FIFO_WAIT_SECONDS * 1000):
+                _fail(name, f"a pipe that nobody wrote to in {FIFO_WAIT_SECONDS:g} seconds")
+        os.set_blocking(fd, True)  # then wait for all the writer writes
         with os.fdopen(fd, "rb", closefd=False) as f:
             data = f.read()
     except MemoryError:
@@ -375,7 +395,7 @@ def _read_bytes(name: str) -> bytes:
     finally:
         os.close(fd)
     if not data:
-        _fail(name, "empty file (a pipe nobody wrote to?)" if stat.S_ISFIFO(mode)
+        _fail(name, "empty (a pipe closed before anything was written)" if stat.S_ISFIFO(mode)
               else "empty file (not written yet, or its writer was killed?)")
     return data
 
@@ -689,6 +709,7 @@ class _TableBuilder:
         self.offsets: "array[int]" = array("Q", [0])
         self.max_index = 0
         self.hashes: set = set()  # type: ignore[type-arg]
+        self.accesses: Dict[int, List[int]] = {}
 
     def fail(self, problem: str) -> NoReturn:
         _fail(self.name, problem)
@@ -699,27 +720,32 @@ class _TableBuilder:
         try:
             figures = list(itertools.chain.from_iterable(map(self.figures_of, chunk)))
             fss = list(map(operator.itemgetter("fs"), chunk))
-        except (KeyError, TypeError):
+            # The array refuses negatives, numbers past 2**64-1, floats, strings
+            # and null; the set of types catches the booleans it takes for ints.
+            packed = array("Q", figures)
+        except (KeyError, TypeError, OverflowError):
             self.find_bad(chunk)
-        if (
-            set(map(type, figures)) != _INT or min(figures) < 0 or max(figures) > MAX_FIGURE
-            or set(map(type, fss)) != {list}
-        ):
+        if set(map(type, figures)) != _INT or set(map(type, fss)) != {list}:
             self.find_bad(chunk)
         indices = list(itertools.chain.from_iterable(fss))
         if indices:
-            if set(map(type, indices)) != _INT or min(indices) < 1 or max(indices) > _MAX_FRAME_INDEX:
+            if set(map(type, indices)) != _INT or min(indices) < 1:
                 self.find_bad(chunk)
-            self.max_index = max(self.max_index, max(indices))
+            highest = max(indices)
+            if highest > _MAX_FRAME_INDEX:
+                self.find_bad(chunk)
+            if highest > self.max_index:
+                self.max_index = highest
         if set(map(len, chunk)) != {self.n_keys}:  # more keys than needed: acc?
             for i, pp in enumerate(chunk):
                 if "acc" in pp:
-                    self.check_accesses(self.count + i, pp["acc"])
+                    self.accesses[self.count + i] = self.check_accesses(self.count + i,
+                                                                        pp["acc"])
         hashes = set(map(hash, map(tuple, fss)))
         if len(hashes) != len(fss) or not self.hashes.isdisjoint(hashes):
             self.find_repeat(fss)
         self.hashes |= hashes
-        self.figures.extend(figures)
+        self.figures.extend(packed)
         self.fs.extend(indices)
         ends = itertools.accumulate(map(len, fss), initial=self.offsets[-1])
         next(ends)  # the initial value, already there
@@ -757,25 +783,32 @@ class _TableBuilder:
                 self.fail(f"{where}: fs[{j}] is {_describe(index)}, not an index into "
                           f"'ftbl'{bounds}")
 
-    def check_accesses(self, i: int, acc: Any) -> None:
-        """Valgrind's `acc`, as the viewer decodes it: counts up to 0xffff (which
-        means "at least that"), a negative entry repeating the count after it."""
+    def check_accesses(self, i: int, acc: Any) -> List[int]:
+        """Valgrind's `acc` decoded as the viewer decodes it: a count per byte of
+        the blocks, 65535 meaning "that or more"; a negative entry repeats the
+        count after it."""
         where = f"pps[{i:,}]: field 'acc'"
         if not isinstance(acc, list):
             self.fail(f"{where} is {_describe(acc)}, expected an array of integers")
-        repeat = False
+        counts: List[int] = []
+        repeat = 0
         for j, value in enumerate(acc):
             if type(value) is not int:
                 self.fail(f"{where}: entry {j} is {_describe(value)}, expected an integer")
             if value < 0 and not repeat:
-                repeat = True  # a repeat count; the count to repeat follows
+                repeat = -value  # a repeat count; the count to repeat follows
                 continue
-            if not 0 <= value <= 0xFFFF:
+            if not 0 <= value <= ACCESS_LATCH:
                 self.fail(f"{where}: entry {j} is {value}, expected an access count "
-                          "from 0 to 65535")
-            repeat = False
+                          f"from 0 to {ACCESS_LATCH}")
+            if len(counts) + max(repeat, 1) > MAX_ACCESS_COUNTS:
+                self.fail(f"{where} holds more than {MAX_ACCESS_COUNTS:,} counts, one per "
+                          "byte of a block (Valgrind records them for small blocks only)")
+            counts.extend([value] * max(repeat, 1))
+            repeat = 0
         if repeat:
             self.fail(f"{where} ends with a repeat count and no count to repeat")
+        return counts
 
     def stored(self) -> "Dict[Tuple[int, ...], int]":
         """Index tuple -> first PP with it, for the PPs stored so far (slow: only
@@ -809,7 +842,7 @@ class _TableBuilder:
         if len(set(ftbl)) != n_frames:
             self.repeats_by_string(ftbl)
         self.hashes = set()
-        return DhatTable(header, ftbl, self.figures, self.fs, self.offsets)
+        return DhatTable(header, ftbl, self.figures, self.fs, self.offsets, self.accesses)
 
     def repeats_by_string(self, ftbl: List[str]) -> None:
         """The frame table lists a string twice: PPs with different indices may

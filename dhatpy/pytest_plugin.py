@@ -1,6 +1,6 @@
 """The module pytest loads as dhatc's plugin (entry point ``pytest11``, name
 ``dhatc``; turn it off with ``-p no:dhatc``).  The plugin itself, and its
-documentation, is :mod:`dhatc._pytest_plugin`.
+documentation, is :mod:`dhatc._pytest_hooks` and the modules it names.
 
 It needs pytest 7 or later.  Being installed next to an older pytest must not
 keep pytest from starting, so there this module only says, once, that the
@@ -18,17 +18,16 @@ SUPPORTED = hasattr(pytest, "StashKey")
 
 if SUPPORTED:
     # The names pytest looks for in a plugin module: its hooks and fixture.
-    from ._pytest_plugin import (  # noqa: F401
-        LIMIT_FIELDS,
-        LimitError,
+    from ._pytest_hooks import (  # noqa: F401
         dhatc_heap,
-        parse_size,
         pytest_addoption,
         pytest_configure,
         pytest_pyfunc_call,
+        pytest_runtest_call,
         pytest_runtest_makereport,
         pytest_runtest_setup,
     )
+    from ._pytest_limits import LIMIT_FIELDS, LimitError, parse_size  # noqa: F401
 else:
 
     def pytest_configure(config: pytest.Config) -> None:

@@ -235,7 +235,7 @@ def engine_data(pps: list) -> dict:
         "total_blocks": sum(row[3] for row in pps),
         "total_bytes": sum(row[2] for row in pps),
         "curr_blocks": 0, "curr_bytes": 0, "max_blocks": 0, "max_bytes": 0,
-        "time_of_peak": 0, "time_of_end": 0, "dropped": 0, "hooks_lost": 0,
+        "time_of_peak": 0, "time_of_end": 0, "dropped": 0, "saturated": 0, "hooks_lost": 0,
         "pps": pps,
     }
 

@@ -1,6 +1,6 @@
 """The pytest plugin (dhatc.pytest_plugin), driven through pytest's own pytester.
 
-Every inner session runs in a fresh interpreter (runpytest_subprocess), so the
+Every inner session runs in a fresh interpreter (the `inner` fixture), so the
 figures the tests see are exact.  Inner test modules call bytes() once at import:
 3.9/3.10 intern a name on the first call.  On 64-bit CPython, bytes(n) for
 n >= 2 is one block of n + 33 bytes.
@@ -9,33 +9,17 @@ n >= 2 is one block of n + 33 bytes.
 from __future__ import annotations
 
 import hashlib
-import json
-from pathlib import Path
-from typing import List
+import os
 
 import pytest
 
 import dh_viewer
-from dhatc._pytest_plugin import LimitError, _file_name, parse_size
+import dhat_helpers
+from dhatc._pytest_limits import LimitError, parse_size
+from dhatc._pytest_run import file_name
+from plugin_sessions import Inner, dhat_files, inner, line_of, lines  # noqa: F401 (fixture)
 
 TRAMPOLINE_FILE = "<dhatc pytest plugin>"
-
-
-@pytest.fixture(autouse=True)
-def _plain_allocator(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.delenv("PYTHONMALLOC", raising=False)
-
-
-def run(pytester: pytest.Pytester, *args: str) -> pytest.RunResult:
-    return pytester.runpytest_subprocess("-p", "no:cacheprovider", *args)
-
-
-def lines(result: pytest.RunResult) -> List[str]:
-    return result.stdout.str().splitlines()
-
-
-def dhat_files(directory: Path) -> List[str]:
-    return sorted(p.name for p in directory.glob("*.json")) if directory.exists() else []
 
 
 def short_hash(nodeid: str) -> str:
@@ -46,16 +30,16 @@ def short_hash(nodeid: str) -> str:
 # ---- registration -------------------------------------------------------------------
 
 
-def test_plugin_is_loaded_by_its_entry_point(pytester: pytest.Pytester) -> None:
-    markers = run(pytester, "--markers")
+def test_plugin_is_loaded_by_its_entry_point(inner: Inner) -> None:
+    markers = inner.run("--markers")
     markers.stdout.fnmatch_lines(
         [
             "@pytest.mark.limit_heap(total_blocks=, total_bytes=, max_blocks=, max_bytes=, "
-            "curr_blocks=, curr_bytes=): fail the test if its call exceeds *",
+            "curr_blocks=, curr_bytes=, repeat=1): fail the test if its call exceeds *",
             "@pytest.mark.no_heap_profile: never heap-profile this test *",
         ]
     )
-    help_text = run(pytester, "--help")
+    help_text = inner.run("--help")
     help_text.stdout.fnmatch_lines(
         [
             "dhatc heap profiling*",
@@ -65,20 +49,23 @@ def test_plugin_is_loaded_by_its_entry_point(pytester: pytest.Pytester) -> None:
             "  --dhatc-top=N *",
             "  --dhatc-sort=FIGURE *",
             "  --dhatc-limit=LIMITS*",
+            "  --dhatc-baseline=DIR*",
+            "  --dhatc-max-increase=PERCENT*",
+            "  --dhatc-save-baseline=DIR*",
         ]
     )
-    fixtures = run(pytester, "--fixtures")
+    fixtures = inner.run("--fixtures")
     fixtures.stdout.fnmatch_lines(["dhatc_heap*", "*Runs the test function under a testing-mode heap profiler*"])
 
-    disabled = run(pytester, "-p", "no:dhatc", "--markers")
+    disabled = inner.run("-p", "no:dhatc", "--markers")
     assert "limit_heap" not in disabled.stdout.str()
 
 
 # ---- the dhatc_heap fixture: exact figures of the test call ----------------------------
 
 
-def test_fixture_gives_exact_figures_of_the_test_call_only(pytester: pytest.Pytester) -> None:
-    pytester.makeconftest(
+def test_fixture_gives_exact_figures_of_the_test_call_only(inner: Inner) -> None:
+    inner.makeconftest(
         """
         import pytest
 
@@ -93,7 +80,7 @@ def test_fixture_gives_exact_figures_of_the_test_call_only(pytester: pytest.Pyte
             yield bytes(50_000)
         """
     )
-    pytester.makepyfile(
+    inner.makepyfile(
         test_exact="""
         import pytest
         import dhatc
@@ -132,13 +119,13 @@ def test_fixture_gives_exact_figures_of_the_test_call_only(pytester: pytest.Pyte
                 "test_exact.py__test_fixture_value_is_the_running_profiler.json")
         """
     )
-    result = run(pytester)
+    result = inner.run()
     result.assert_outcomes(passed=7)
-    assert dhat_files(pytester.path / ".dhatc") == []
+    assert inner.dhat_files() == []
 
 
-def test_fixture_and_limit_together(pytester: pytest.Pytester) -> None:
-    pytester.makepyfile(
+def test_fixture_and_limit_together(inner: Inner) -> None:
+    inner.makepyfile(
         test_both="""
         import pytest
         import dhatc
@@ -156,21 +143,21 @@ def test_fixture_and_limit_together(pytester: pytest.Pytester) -> None:
             assert dhatc.HeapStats.get().total_blocks == 1
         """
     )
-    result = run(pytester)
+    result = inner.run()
     result.assert_outcomes(passed=1, failed=1)
     result.stdout.fnmatch_lines(
         ["  total_blocks: 2 blocks allocated in total, over the limit of 1 block"]
     )
 
 
-def test_request_getfixturevalue_is_refused(pytester: pytest.Pytester) -> None:
-    pytester.makepyfile(
+def test_request_getfixturevalue_is_refused(inner: Inner) -> None:
+    inner.makepyfile(
         """
         def test_dynamic(request):
             request.getfixturevalue("dhatc_heap")
         """
     )
-    result = run(pytester)
+    result = inner.run()
     result.assert_outcomes(failed=1)
     result.stdout.fnmatch_lines(
         ["*dhatc: the dhatc_heap fixture must be a parameter of the test function*"]
@@ -210,8 +197,8 @@ def test_sizes_that_are_not_sizes(text: str) -> None:
         parse_size(text, "max_bytes")
 
 
-def test_limits_are_inclusive_upper_bounds_in_blocks_and_bytes(pytester: pytest.Pytester) -> None:
-    pytester.makepyfile(
+def test_limits_are_inclusive_upper_bounds_in_blocks_and_bytes(inner: Inner) -> None:
+    inner.makepyfile(
         test_late="""
         import pytest
 
@@ -261,7 +248,7 @@ def test_limits_are_inclusive_upper_bounds_in_blocks_and_bytes(pytester: pytest.
         def test_peak_over(): bytes(1000)
         """,
     )
-    result = run(pytester, "test_markers.py", "-rA")
+    result = inner.run("test_markers.py", "-rA")
     result.assert_outcomes(passed=4, failed=4)
     result.stdout.fnmatch_lines_random(
         [
@@ -286,7 +273,7 @@ def test_limits_are_inclusive_upper_bounds_in_blocks_and_bytes(pytester: pytest.
     # A marker added once the test is set up (by a fixture; the test body is
     # later still) is too late to count: the six tests whose late limits they
     # exceed pass, each profiled under the module's limit all the same.
-    late = run(pytester, "test_late.py", "--dhatc-profile-all")
+    late = inner.run("test_late.py", "--dhatc-profile-all")
     late.assert_outcomes(passed=10)
     late.stdout.fnmatch_lines(["*= dhatc: 10 of 10 profiled tests, most total_bytes first =*"])
     late.stdout.fnmatch_lines_random(
@@ -323,17 +310,13 @@ def test_leaky():
 """
 
 
-def line_of(source: str, marker: str) -> int:
-    return next(n for n, text in enumerate(source.splitlines(), 1) if text.endswith(f"# {marker}"))
-
-
 def test_failure_message_names_each_figure_its_top_program_points_and_the_file(
-    pytester: pytest.Pytester,
+    inner: Inner,
 ) -> None:
-    pytester.makepyfile(test_leaky=LEAKY)
-    result = run(pytester)
+    inner.makepyfile(test_leaky=LEAKY)
+    result = inner.run()
     result.assert_outcomes(failed=1)
-    path = pytester.path / ".dhatc" / "test_leaky.py__test_leaky.json"
+    path = inner.path / ".dhatc" / "test_leaky.py__test_leaky.json"
     at = lambda name, marker: f"{name} (test_leaky.py:{line_of(LEAKY, marker)})"  # noqa: E731
     block = [
         "dhatc: test_leaky.py::test_leaky exceeded its heap limits:",
@@ -349,16 +332,16 @@ def test_failure_message_names_each_figure_its_top_program_points_and_the_file(
     out = lines(result)
     start = out.index(block[0])
     assert out[start : start + len(block)] == block
-    assert dhat_files(pytester.path / ".dhatc") == ["test_leaky.py__test_leaky.json"]
+    assert inner.dhat_files() == ["test_leaky.py__test_leaky.json"]
 
 
-def test_dhat_file_stacks_end_at_the_test_function(pytester: pytest.Pytester) -> None:
-    pytester.makepyfile(test_leaky=LEAKY)
-    run(pytester).assert_outcomes(failed=1)
-    path = pytester.path / ".dhatc" / "test_leaky.py__test_leaky.json"
-    data = json.loads(path.read_text())
-    stacks = [[data["ftbl"][i] for i in pp["fs"]] for pp in data["pps"]]
-    source = str(pytester.path / "test_leaky.py")
+def test_dhat_file_stacks_end_at_the_test_function(inner: Inner) -> None:
+    inner.makepyfile(test_leaky=LEAKY)
+    inner.run().assert_outcomes(failed=1)
+    path = inner.path / ".dhatc" / "test_leaky.py__test_leaky.json"
+    data = dhat_helpers.load(path)
+    stacks = dhat_helpers.all_frames(data)
+    source = str(inner.path / "test_leaky.py")
     at = lambda name, marker: f"{name} ({source}:{line_of(LEAKY, marker)})"  # noqa: E731
     # Innermost first: the allocator entry, then Python frames down to the
     # test function and no further (no pytest, no dhatc frame).
@@ -367,30 +350,30 @@ def test_dhat_file_stacks_end_at_the_test_function(pytester: pytest.Pytester) ->
         [at("leak", "LEAK"), at("test_leaky", "CALL-LEAK")],
     ]
     assert {stack[0] for stack in stacks} <= {"PyObject_Malloc", "PyObject_Calloc", "PyMem_RawMalloc", "PyMem_RawCalloc"}
-    assert not any(TRAMPOLINE_FILE in frame for frame in data["ftbl"])
+    assert not any(TRAMPOLINE_FILE in frame for stack in stacks for frame in stack)
     assert [(pp["tb"], pp["tbk"], pp["gb"], pp["eb"]) for pp in data["pps"]] == [
         (20_033, 1, 20_033, 0),
         (5_033, 1, 0, 5_033),
     ]
 
 
-def test_a_failing_tests_file_renders_in_the_real_viewer(pytester: pytest.Pytester) -> None:
+def test_a_failing_tests_file_renders_in_the_real_viewer(inner: Inner) -> None:
     if dh_viewer.chromium_path() is None or dh_viewer.viewer_dir() is None:
         pytest.skip("needs chromium and Valgrind's dh_view.html")
-    pytester.makepyfile(test_leaky=LEAKY)
-    run(pytester).assert_outcomes(failed=1)
+    inner.makepyfile(test_leaky=LEAKY)
+    inner.run().assert_outcomes(failed=1)
 
-    view = dh_viewer.render(pytester.path / ".dhatc" / "test_leaky.py__test_leaky.json")
+    view = dh_viewer.render(inner.path / ".dhatc" / "test_leaky.py__test_leaky.json")
 
     assert view.error is None
     assert "Total:     25,066 bytes (100%" in view.text
     assert "At t-end:  5,033 bytes (100%) in 1 blocks (100%)" in view.text
-    source = pytester.path / "test_leaky.py"
+    source = inner.path / "test_leaky.py"
     assert f"test_leaky ({source}:{line_of(LEAKY, 'CALL-LEAK')})" in view.text
 
 
-def test_parametrized_tests_get_their_own_limits_and_files(pytester: pytest.Pytester) -> None:
-    pytester.makepyfile(
+def test_parametrized_tests_get_their_own_limits_and_files(inner: Inner) -> None:
+    inner.makepyfile(
         test_param="""
         import pytest
 
@@ -407,7 +390,7 @@ def test_parametrized_tests_get_their_own_limits_and_files(pytester: pytest.Pyte
             bytes(n)
         """
     )
-    result = run(pytester, "-rA")
+    result = inner.run("-rA")
     result.assert_outcomes(passed=2, failed=2)
     result.stdout.fnmatch_lines_random(
         [
@@ -419,14 +402,14 @@ def test_parametrized_tests_get_their_own_limits_and_files(pytester: pytest.Pyte
             "  total_bytes: 83 bytes allocated in total, over the limit of 82 bytes",
         ]
     )
-    assert dhat_files(pytester.path / ".dhatc") == [
+    assert inner.dhat_files() == [
         "test_param.py__test_p[200000].json",
         "test_param.py__test_p[tight].json",
     ]
 
 
-def test_module_class_and_function_markers_combine_figure_by_figure(pytester: pytest.Pytester) -> None:
-    pytester.makepyfile(
+def test_module_class_and_function_markers_combine_figure_by_figure(inner: Inner) -> None:
+    inner.makepyfile(
         test_levels="""
         import pytest
 
@@ -446,7 +429,7 @@ def test_module_class_and_function_markers_combine_figure_by_figure(pytester: py
             pass
         """
     )
-    result = run(pytester, "-rA")
+    result = inner.run("-rA")
     result.assert_outcomes(passed=2, failed=1)
     result.stdout.fnmatch_lines_random(
         [
@@ -458,8 +441,8 @@ def test_module_class_and_function_markers_combine_figure_by_figure(pytester: py
     )
 
 
-def test_bad_limits_are_setup_errors_that_say_what_to_write(pytester: pytest.Pytester) -> None:
-    pytester.makepyfile(
+def test_bad_limits_are_setup_errors_that_say_what_to_write(inner: Inner) -> None:
+    inner.makepyfile(
         test_bad="""
         import pytest
 
@@ -492,7 +475,7 @@ def test_bad_limits_are_setup_errors_that_say_what_to_write(pytester: pytest.Pyt
         def test_contradiction(): pass
         """
     )
-    result = run(pytester)
+    result = inner.run()
     result.assert_outcomes(errors=9)
     result.stdout.fnmatch_lines_random(
         [
@@ -521,8 +504,8 @@ def test_bad_limits_are_setup_errors_that_say_what_to_write(pytester: pytest.Pyt
 # ---- what is measured -------------------------------------------------------------------
 
 
-def test_fixtures_and_pytest_itself_are_not_measured(pytester: pytest.Pytester) -> None:
-    pytester.makeconftest(
+def test_fixtures_and_pytest_itself_are_not_measured(inner: Inner) -> None:
+    inner.makeconftest(
         """
         import pytest
 
@@ -538,7 +521,7 @@ def test_fixtures_and_pytest_itself_are_not_measured(pytester: pytest.Pytester) 
             sys.modules[__name__].__dict__.setdefault("kept", []).append(bytes(10_000))
         """
     )
-    pytester.makepyfile(
+    inner.makepyfile(
         test_clean="""
         import pytest
 
@@ -556,7 +539,7 @@ def test_fixtures_and_pytest_itself_are_not_measured(pytester: pytest.Pytester) 
             pass
         """
     )
-    run(pytester).assert_outcomes(passed=4)
+    inner.run().assert_outcomes(passed=4)
 
 
 THREADED = """\
@@ -578,17 +561,17 @@ def test_thread():
 """
 
 
-def test_only_the_test_thread_counts_by_default(pytester: pytest.Pytester) -> None:
-    pytester.makepyfile(test_thread=THREADED)
-    run(pytester).assert_outcomes(passed=1)
+def test_only_the_test_thread_counts_by_default(inner: Inner) -> None:
+    inner.makepyfile(test_thread=THREADED)
+    inner.run().assert_outcomes(passed=1)
 
 
 @pytest.mark.parametrize("how", ["option", "ini"])
-def test_all_threads_count_when_asked(pytester: pytest.Pytester, how: str) -> None:
-    pytester.makepyfile(test_thread=THREADED)
+def test_all_threads_count_when_asked(inner: Inner, how: str) -> None:
+    inner.makepyfile(test_thread=THREADED)
     if how == "ini":
-        pytester.makeini("[pytest]\ndhatc_all_threads = true\n")
-    result = run(pytester, *(["--dhatc-all-threads"] if how == "option" else []))
+        inner.makeini("[pytest]\ndhatc_all_threads = true\n")
+    result = inner.run(*(["--dhatc-all-threads"] if how == "option" else []))
     result.assert_outcomes(failed=1)
     result.stdout.fnmatch_lines(
         [
@@ -602,8 +585,8 @@ def test_all_threads_count_when_asked(pytester: pytest.Pytester, how: str) -> No
 # ---- tests that fail on their own -----------------------------------------------------
 
 
-def test_a_test_that_raises_keeps_its_error_and_gets_a_profile(pytester: pytest.Pytester) -> None:
-    pytester.makepyfile(
+def test_a_test_that_raises_keeps_its_error_and_gets_a_profile(inner: Inner) -> None:
+    inner.makepyfile(
         test_raise="""
         import pytest
         import dhatc
@@ -633,7 +616,7 @@ def test_a_test_that_raises_keeps_its_error_and_gets_a_profile(pytester: pytest.
             assert dhatc.HeapStats.get().total_blocks == 5
         """
     )
-    result = run(pytester)
+    result = inner.run()
     result.assert_outcomes(failed=2, passed=2, skipped=1)
     result.stdout.fnmatch_lines(
         [
@@ -653,14 +636,14 @@ def test_a_test_that_raises_keeps_its_error_and_gets_a_profile(pytester: pytest.
             "  (open it in Valgrind's DHAT viewer, dh_view.html)",
         ]
     )
-    assert dhat_files(pytester.path / ".dhatc") == [
+    assert inner.dhat_files() == [
         "test_raise.py__test_plain_assert_fails.json",
         "test_raise.py__test_raises.json",
     ]
 
 
-def test_failed_dhatc_assertion_in_the_fixture_saves_the_profile(pytester: pytest.Pytester) -> None:
-    pytester.makepyfile(
+def test_failed_dhatc_assertion_in_the_fixture_saves_the_profile(inner: Inner) -> None:
+    inner.makepyfile(
         test_assert="""
         import dhatc
 
@@ -672,9 +655,9 @@ def test_failed_dhatc_assertion_in_the_fixture_saves_the_profile(pytester: pytes
             dhatc.assert_eq(stats.total_blocks, 3, "three blocks")
         """
     )
-    result = run(pytester)
+    result = inner.run()
     result.assert_outcomes(failed=1)
-    path = pytester.path / ".dhatc" / "test_assert.py__test_counts.json"
+    path = inner.path / ".dhatc" / "test_assert.py__test_counts.json"
     result.stdout.fnmatch_lines(
         [
             ">       dhatc.assert_eq(stats.total_blocks, 3, \"three blocks\")",
@@ -690,13 +673,15 @@ def test_failed_dhatc_assertion_in_the_fixture_saves_the_profile(pytester: pytes
             f"DHAT file: {path}",
         ]
     )
-    data = json.loads(path.read_text())
-    assert not any(TRAMPOLINE_FILE in frame for frame in data["ftbl"])  # rewritten without it
+    data = dhat_helpers.load(path)
+    assert not any(  # rewritten without it
+        TRAMPOLINE_FILE in frame for stack in dhat_helpers.all_frames(data) for frame in stack
+    )
     assert sum(pp["tbk"] for pp in data["pps"]) == 2
 
 
-def test_a_file_from_an_earlier_failure_goes_when_the_test_passes(pytester: pytest.Pytester) -> None:
-    test_file = pytester.makepyfile(
+def test_a_file_from_an_earlier_failure_goes_when_the_test_passes(inner: Inner) -> None:
+    test_file = inner.makepyfile(
         test_fixed="""
         import pytest
 
@@ -705,32 +690,12 @@ def test_a_file_from_an_earlier_failure_goes_when_the_test_passes(pytester: pyte
             bytes(100)
         """
     )
-    run(pytester).assert_outcomes(failed=1)
-    assert dhat_files(pytester.path / ".dhatc") == ["test_fixed.py__test_it.json"]
+    inner.run().assert_outcomes(failed=1)
+    assert inner.dhat_files() == ["test_fixed.py__test_it.json"]
 
     test_file.write_text(test_file.read_text().replace("bytes(100)", "pass"))
-    run(pytester).assert_outcomes(passed=1)
-    assert dhat_files(pytester.path / ".dhatc") == []
-
-
-def test_unittest_methods_with_limits_fail_rather_than_pass_unchecked(pytester: pytest.Pytester) -> None:
-    pytester.makepyfile(
-        test_unit="""
-        import unittest
-        import pytest
-
-        class TestU(unittest.TestCase):
-            @pytest.mark.limit_heap(total_blocks=0)
-            def test_u(self):
-                bytes(100)
-        """
-    )
-    result = run(pytester)
-    result.assert_outcomes(failed=1)
-    result.stdout.fnmatch_lines(
-        ["dhatc: test_unit.py::TestU::test_u was not heap-profiled: only plain (not async) test "
-         "functions can be, *; its limit_heap limits were not checked"]
-    )
+    inner.run().assert_outcomes(passed=1)
+    assert inner.dhat_files() == []
 
 
 # ---- where files go ------------------------------------------------------------------
@@ -751,15 +716,15 @@ def test_unittest_methods_with_limits_fail_rather_than_pass_unchecked(pytester: 
     ],
 )
 def test_file_names_of_node_ids(nodeid: str, name: str) -> None:
-    assert _file_name(nodeid) == name
+    assert file_name(nodeid) == name
 
 
 def test_tests_whose_ids_differ_only_in_awkward_characters_get_their_own_files(
-    pytester: pytest.Pytester,
+    inner: Inner,
 ) -> None:
     # Before: both were test_p.py__test_it[a_b].json, and the second test's
     # removal of its stale file took the first test's file away.
-    pytester.makepyfile(
+    inner.makepyfile(
         test_p="""
         import pytest
 
@@ -769,8 +734,8 @@ def test_tests_whose_ids_differ_only_in_awkward_characters_get_their_own_files(
             bytes(100)
         """
     )
-    run(pytester).assert_outcomes(failed=3)
-    assert dhat_files(pytester.path / ".dhatc") == sorted([
+    inner.run().assert_outcomes(failed=3)
+    assert inner.dhat_files() == sorted([
         "test_p.py__test_it[a_b].json",
         f"test_p.py__test_it[a_b]-{short_hash('test_p.py::test_it[a b]')}.json",
         f"test_p.py__test_it[a_b]-{short_hash('test_p.py::test_it[a/b]')}.json",
@@ -778,8 +743,8 @@ def test_tests_whose_ids_differ_only_in_awkward_characters_get_their_own_files(
 
 
 @pytest.mark.parametrize("how", ["option", "ini"])
-def test_dhatc_dir_sets_where_files_go(pytester: pytest.Pytester, how: str) -> None:
-    pytester.makepyfile(
+def test_dhatc_dir_sets_where_files_go(inner: Inner, how: str) -> None:
+    inner.makepyfile(
         test_dir="""
         import pytest
 
@@ -791,22 +756,104 @@ def test_dhatc_dir_sets_where_files_go(pytester: pytest.Pytester, how: str) -> N
         """
     )
     if how == "ini":
-        pytester.makeini("[pytest]\ndhatc_dir = profiles/heap\n")
+        inner.makeini("[pytest]\ndhatc_dir = profiles/heap\n")
         args: tuple = ()
     else:
         args = ("--dhatc-dir", "profiles/heap")
-    run(pytester, *args).assert_outcomes(failed=1)
-    assert dhat_files(pytester.path / "profiles" / "heap") == [
+    inner.run(*args).assert_outcomes(failed=1)
+    assert inner.dhat_files("profiles/heap") == [
         f"test_dir.py__TestK__test_it[a_b_c]-{short_hash('test_dir.py::TestK::test_it[a b/c]')}.json"
     ]
-    assert not (pytester.path / ".dhatc").exists()
+    assert not (inner.path / ".dhatc").exists()
+
+
+USES_THE_DIRECTORY = """
+import pytest
+
+def test_fixture(dhatc_heap):
+    pass
+
+@pytest.mark.limit_heap(total_blocks=0)
+def test_over():
+    bytes(100)
+"""
+
+
+@pytest.mark.parametrize(
+    "how, given, problem",
+    [
+        ("option", "/dev/null/x", "/dev/null is not a directory"),
+        ("option", "a_file", "{path}/a_file is not a directory"),
+        ("option", "a_file/sub", "{path}/a_file is not a directory"),
+        # Not writable, even by root.
+        ("option", "/proc/self/x", "/proc/*/x cannot be created: /proc/* is not writable"),
+        ("ini", "a_file/sub", "{path}/a_file is not a directory"),
+    ],
+)
+def test_a_directory_that_cannot_hold_files_is_a_usage_error(
+    inner: Inner, given: str, problem: str, how: str
+) -> None:
+    # Before: tests using the fixture errored at setup with a NotADirectoryError
+    # traceback from the fixture, and the others ran on.
+    (inner.path / "a_file").write_text("not a directory\n")
+    inner.makepyfile(test_dir=USES_THE_DIRECTORY)
+    if how == "ini":
+        inner.makeini(f"[pytest]\ndhatc_dir = {given}\n")
+        where = f"the dhatc_dir ini option ({given})"
+        result = inner.run()
+    else:
+        where = f"--dhatc-dir {given}"
+        result = inner.run("--dhatc-dir", given)
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    result.stderr.fnmatch_lines(
+        [f"ERROR: dhatc: {where}: {problem.format(path=inner.path)}; name a directory "
+         "the DHAT files can be written to"]
+    )
+    assert "Traceback" not in result.stderr.str() + result.stdout.str()
+    assert (inner.path / "a_file").read_text() == "not a directory\n"
+
+
+def test_an_unwritable_directory_is_a_usage_error(inner: Inner) -> None:
+    if os.geteuid() == 0:
+        pytest.skip("root may write in a directory without write permission")
+    locked = inner.path / "locked"
+    locked.mkdir(mode=0o555)
+    inner.makepyfile(test_dir=USES_THE_DIRECTORY)
+    for given, problem in [
+        ("locked", f"{locked} is not writable"),
+        ("locked/sub", f"{locked}/sub cannot be created: {locked} is not writable"),
+    ]:
+        result = inner.run("--dhatc-dir", given)
+        assert result.ret == pytest.ExitCode.USAGE_ERROR
+        result.stderr.fnmatch_lines([f"ERROR: dhatc: --dhatc-dir {given}: {problem}; *"])
+
+
+def test_a_default_directory_that_cannot_be_made_fails_only_the_tests_that_need_it(
+    inner: Inner,
+) -> None:
+    # The default (.dhatc) is not checked up front: a session that never
+    # needs it must run wherever it is started.
+    (inner.path / ".dhatc").write_text("a file where the directory would go\n")
+    inner.makepyfile(test_dir=USES_THE_DIRECTORY + "\ndef test_plain():\n    bytes(100)\n")
+    result = inner.run("-rA")
+    result.assert_outcomes(passed=1, failed=1, errors=1)
+    result.stdout.fnmatch_lines_random(
+        [
+            f"dhatc: cannot create the directory {inner.path}/.dhatc (File exists); "
+            "set --dhatc-dir to a directory dhatc can write to",
+            "ERROR test_dir.py::test_fixture - Failed: dhatc: cannot create the directory *",
+            "  the DHAT file could not be written: *",
+            "PASSED test_dir.py::test_plain",
+        ]
+    )
+    assert "Traceback" not in result.stdout.str()
 
 
 # ---- default limits, opting out ---------------------------------------------------------
 
 
-def test_default_limits_apply_to_every_test_and_markers_override_them(pytester: pytest.Pytester) -> None:
-    pytester.makepyfile(
+def test_default_limits_apply_to_every_test_and_markers_override_them(inner: Inner) -> None:
+    inner.makepyfile(
         test_default="""
         import pytest
         import dhatc
@@ -834,7 +881,7 @@ def test_default_limits_apply_to_every_test_and_markers_override_them(pytester: 
                 pass
         """
     )
-    result = run(pytester, "--dhatc-limit", "total_bytes=1 KiB, curr_blocks=0", "-rA")
+    result = inner.run("--dhatc-limit", "total_bytes=1 KiB, curr_blocks=0", "-rA")
     result.assert_outcomes(passed=3, failed=2)
     result.stdout.fnmatch_lines_random(
         [
@@ -845,21 +892,21 @@ def test_default_limits_apply_to_every_test_and_markers_override_them(pytester: 
             "PASSED test_default.py::test_runs_its_own_profiler",
         ]
     )
-    pytester.makeini("[pytest]\ndhatc_limit = total_bytes=1 KiB, curr_blocks=0\n")
-    run(pytester).assert_outcomes(passed=3, failed=2)
+    inner.makeini("[pytest]\ndhatc_limit = total_bytes=1 KiB, curr_blocks=0\n")
+    inner.run().assert_outcomes(passed=3, failed=2)
 
 
-def test_a_bad_default_limit_is_a_usage_error(pytester: pytest.Pytester) -> None:
-    pytester.makepyfile("def test_x(): pass")
-    result = run(pytester, "--dhatc-limit", "max_bytes")
+def test_a_bad_default_limit_is_a_usage_error(inner: Inner) -> None:
+    inner.makepyfile("def test_x(): pass")
+    result = inner.run("--dhatc-limit", "max_bytes")
     assert result.ret == pytest.ExitCode.USAGE_ERROR
     result.stderr.fnmatch_lines(
         ["ERROR: dhatc: --dhatc-limit: 'max_bytes' is not FIGURE=VALUE, e.g. \"max_bytes=10 MiB\""]
     )
 
 
-def test_a_test_with_its_own_profiler_is_told_to_opt_out(pytester: pytest.Pytester) -> None:
-    pytester.makepyfile(
+def test_a_test_with_its_own_profiler_is_told_to_opt_out(inner: Inner) -> None:
+    inner.makepyfile(
         test_own="""
         import dhatc
 
@@ -868,7 +915,7 @@ def test_a_test_with_its_own_profiler_is_told_to_opt_out(pytester: pytest.Pytest
                 pass
         """
     )
-    result = run(pytester, "--dhatc-profile-all")
+    result = inner.run("--dhatc-profile-all")
     result.assert_outcomes(failed=1)
     result.stdout.fnmatch_lines(
         [
@@ -878,7 +925,45 @@ def test_a_test_with_its_own_profiler_is_told_to_opt_out(pytester: pytest.Pytest
             "runs at a time).  Mark it @pytest.mark.no_heap_profile to keep the plugin away from it.",
         ]
     )
-    run(pytester).assert_outcomes(passed=1)  # without --dhatc-profile-all: untouched
+    inner.run().assert_outcomes(passed=1)  # without --dhatc-profile-all: untouched
+
+
+def test_profilers_that_meet_are_told_apart_by_the_error_type_not_its_text(inner: Inner) -> None:
+    inner.makepyfile(
+        test_meet="""
+        import pytest
+        import dhatc
+
+        @pytest.fixture
+        def running_profiler():
+            with dhatc.Profiler(testing=True):
+                yield
+
+        def test_under_a_running_profiler(running_profiler):
+            pass
+
+        def test_same_words_other_error():
+            raise RuntimeError("dhat: creating a profiler while a profiler is already running")
+        """
+    )
+    result = inner.run("--dhatc-profile-all")
+    result.assert_outcomes(failed=2)
+    result.stdout.fnmatch_lines(
+        [
+            "E*ProfilerAlreadyRunningError: dhat: creating a profiler while a profiler is already running",
+            "*- dhatc heap profile -*",
+            "The dhatc pytest plugin could not profile this test: another dhatc.Profiler was already "
+            "running (only one runs at a time).  Stop it before the test, or mark the test "
+            "@pytest.mark.no_heap_profile.",
+        ]
+    )
+    # A RuntimeError that only says the same is the test's own failure.
+    assert result.stdout.str().count("- dhatc heap profile -") == 2
+    result.stdout.fnmatch_lines(
+        ["E       RuntimeError: dhat: creating a profiler while a profiler is already running",
+         "*- dhatc heap profile -*",
+         "DHAT file: */.dhatc/test_meet.py__test_same_words_other_error.json"]
+    )
 
 
 # ---- the session summary and xdist ------------------------------------------------------
@@ -909,9 +994,9 @@ def test_d():
 """
 
 
-def test_profile_all_prints_the_tests_that_allocate_most(pytester: pytest.Pytester) -> None:
-    pytester.makepyfile(test_session=SESSION)
-    result = run(pytester, "--dhatc-profile-all", "--dhatc-top", "3")
+def test_profile_all_prints_the_tests_that_allocate_most(inner: Inner) -> None:
+    inner.makepyfile(test_session=SESSION)
+    result = inner.run("--dhatc-profile-all", "--dhatc-top", "3")
     result.assert_outcomes(passed=3, failed=1)
     result.stdout.fnmatch_lines(
         [
@@ -922,20 +1007,20 @@ def test_profile_all_prints_the_tests_that_allocate_most(pytester: pytest.Pytest
             "        133             1         133            1          0           0  test_session.py::test_c",
         ]
     )
-    by_end = run(pytester, "--dhatc-profile-all", "--dhatc-top", "1", "--dhatc-sort", "curr_blocks")
+    by_end = inner.run("--dhatc-profile-all", "--dhatc-top", "1", "--dhatc-sort", "curr_blocks")
     by_end.stdout.fnmatch_lines(
         [
             "*= dhatc: 1 of 4 profiled tests, most curr_blocks first =*",
             "*5,033           1  test_session.py::test_b",
         ]
     )
-    assert "dhatc:" not in run(pytester).stdout.str().split("FAILURES")[0]  # no summary without the option
+    assert "dhatc:" not in inner.run().stdout.str().split("FAILURES")[0]  # no summary without the option
 
 
-def test_works_under_xdist(pytester: pytest.Pytester) -> None:
+def test_works_under_xdist(inner: Inner) -> None:
     pytest.importorskip("xdist")
-    pytester.makepyfile(test_session=SESSION)
-    pytester.makepyfile(
+    inner.makepyfile(test_session=SESSION)
+    inner.makepyfile(
         test_more="""
         import pytest
         import dhatc
@@ -953,7 +1038,7 @@ def test_works_under_xdist(pytester: pytest.Pytester) -> None:
             kept = bytes(64)
         """
     )
-    result = run(pytester, "-n", "2", "--dhatc-profile-all", "--dhatc-top", "1")
+    result = inner.run("-n", "2", "--dhatc-profile-all", "--dhatc-top", "1")
     result.assert_outcomes(passed=5, failed=2)
     # The controller prints the figures the two workers sent with their reports.
     result.stdout.fnmatch_lines(
@@ -971,15 +1056,15 @@ def test_works_under_xdist(pytester: pytest.Pytester) -> None:
             "      1 block, 133 bytes  test_c (test_session.py:17)",
         ]
     )
-    assert dhat_files(pytester.path / ".dhatc") == [
+    assert inner.dhat_files() == [
         "test_more.py__test_leak.json",
         "test_session.py__test_c.json",
     ]
 
 
 def test_the_entry_point_module_exposes_every_hook_and_fixture():
-    """pytest loads dhatc.pytest_plugin; the plugin lives in _pytest_plugin."""
-    import dhatc._pytest_plugin as impl
+    """pytest loads dhatc.pytest_plugin; the hooks live in _pytest_hooks."""
+    import dhatc._pytest_hooks as impl
     import dhatc.pytest_plugin as entry
 
     wanted = {name for name in vars(impl) if name.startswith("pytest_")} | {"dhatc_heap"}

@@ -105,3 +105,26 @@ def test_see_and_share_session(tmp_path):
         assert proc.stdout.replace(str(tmp_path), "/path/to").splitlines() == expected, command
     for name in ("shapes.html", "shapes.pb.gz", "shapes.speedscope.json", "all.json"):
         assert (tmp_path / name).stat().st_size > 0
+
+
+@needs_311
+def test_kinds_of_tests_example_passes(tmp_path):
+    pytest.importorskip("pytest_asyncio")
+    (tmp_path / "test_kinds.py").write_text(example("test_kinds.py"))
+    proc = run(["-m", "pytest", "-q", "-p", "no:cacheprovider", "-o",
+                "asyncio_default_fixture_loop_scope=function", "--dhatc-profile-all",
+                "test_kinds.py"], tmp_path)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert "3 passed" in proc.stdout
+    assert "dhatc: 3 of 3 profiled tests, most total_bytes first" in proc.stdout
+
+
+@needs_311
+def test_plugin_example_passes_with_repeat(tmp_path):
+    source = example("test_cache.py")
+    marker = '@pytest.mark.limit_heap(max_bytes="1 MiB", curr_blocks=0)'
+    assert marker in source and "With `repeat=2`, `test_lookup_does_not_leak` above" in README
+    (tmp_path / "test_cache.py").write_text(source.replace(marker, marker[:-1] + ", repeat=2)"))
+    proc = run(["-m", "pytest", "-q", "-p", "no:cacheprovider", "test_cache.py"], tmp_path)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert "2 passed" in proc.stdout

@@ -1,0 +1,241 @@
+"""Two DHAT files compared program point by program point.
+
+A program point is matched by its frames without their addresses (Valgrind
+and the crate write ``0x4AA1D9F: func (file.c:332)``; ASLR moves the address
+from run to run, ``func (file.c:332)`` stays).  Program points of one file
+that differ only by addresses (two call instructions on one line) are one
+program point here, their figures summed; for max_* that sum is an upper
+bound of their combined peak, not the peak.
+
+Scale: each file's program points get a key, the bytes of the array of the
+hashes of their address-free frames, computed with C-level passes only.  The
+two files can be read in two processes (forked, so string hashes agree), the
+keys matched with set operations.  Key equality means frame equality as long
+as no two different frames share a hash; that is checked over all frames of
+both files, and if it ever fails the keys are made of the strings themselves.
+"""
+
+from __future__ import annotations
+
+import heapq
+import itertools
+import multiprocessing
+import operator
+import os
+from array import array
+from dataclasses import dataclass, field
+from typing import Any, Callable, Dict, Iterable, List, Optional, Set, Tuple
+
+from ._dhat_reader import FIGURES, DhatTable, frame_without_address
+from ._errors import CommandError
+from ._report_common import read_table
+
+
+@dataclass
+class Side:
+    """One file, ready to be matched: its table, the address-free frame of each
+    ftbl entry, and a key per program point."""
+
+    table: DhatTable
+    frames: List[str]  # ftbl without addresses
+    keys: List[bytes]
+    index: Dict[bytes, int] = field(default_factory=dict)  # key -> its first PP
+    groups: Dict[bytes, List[int]] = field(default_factory=dict)  # keys of more than one PP
+
+    def finish(self) -> None:
+        self.index = dict(zip(reversed(self.keys), range(len(self.keys) - 1, -1, -1)))
+        if len(self.index) != len(self.keys):  # addresses apart, the same frames
+            seen: Dict[bytes, List[int]] = {}
+            for i, key in enumerate(self.keys):
+                seen.setdefault(key, []).append(i)
+            self.groups = {key: pps for key, pps in seen.items() if len(pps) > 1}
+
+    def figure(self, figure: str) -> Callable[[bytes], int]:
+        """key -> the figure summed over the key's program points."""
+        column = self.table.column(figure)
+        if column is None:
+            return lambda key: 0
+        index, groups = self.index, self.groups
+        if not groups:
+            return lambda key: column[index[key]]
+        return lambda key: (sum(column[i] for i in groups[key]) if key in groups
+                            else column[index[key]])
+
+    def frame_strings(self, key: bytes) -> List[str]:
+        table = self.table
+        return [self.frames[i] for i in table.frame_indices(self.index[key])]
+
+
+def _keys_by_hash(table: DhatTable, frames: List[str]) -> List[bytes]:
+    hashes = array("q", map(hash, frames))
+    flat = array("q", map(hashes.__getitem__, table.frame_index_array))
+    view = memoryview(flat).cast("B")
+    size = flat.itemsize
+    starts = map(operator.mul, table.offsets, itertools.repeat(size))
+    ends = map(operator.mul, itertools.islice(table.offsets, 1, None), itertools.repeat(size))
+    return list(map(bytes, map(view.__getitem__, map(slice, starts, ends))))
+
+
+def _keys_by_string(table: DhatTable, frames: List[str], ids: Dict[str, int]) -> List[bytes]:
+    """Exact keys: each frame string numbered in `ids`, shared by both files."""
+    numbers = array("q", (ids.setdefault(frame, len(ids)) for frame in frames))
+    result = []
+    for i in range(len(table)):
+        result.append(array("q", map(numbers.__getitem__, table.frame_indices(i))).tobytes())
+    return result
+
+
+def prepare(path: str) -> Side:
+    """Reads the file at `path` and keys its program points."""
+    table = read_table(path)
+    frames = [frame_without_address(frame) for frame in table.ftbl]
+    return Side(table, frames, _keys_by_hash(table, frames))
+
+
+def _prepare_both(old_path: str, new_path: str) -> Tuple[Side, Side]:
+    """Reads both, the second in a forked process when there are CPUs to spare."""
+    cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    if (cpus or 1) < 2 or "fork" not in multiprocessing.get_all_start_methods() \
+            or "-" in (old_path, new_path):
+        return prepare(old_path), prepare(new_path)
+    try:
+        pool = multiprocessing.get_context("fork").Pool(1)
+    except OSError:
+        return prepare(old_path), prepare(new_path)
+    with pool:
+        pending = pool.apply_async(prepare, (new_path,))
+        old = prepare(old_path)
+        new = pending.get()
+    return old, new
+
+
+@dataclass
+class Change:
+    """A program point of either file, with the change of one figure."""
+
+    key: bytes
+    status: str  # "grew", "shrank", "unchanged", "new", "vanished"
+    old: Optional[int]  # the figure in OLD (None: not there)
+    new: Optional[int]
+    change: int
+
+
+STATUSES = ("grew", "shrank", "unchanged", "new", "vanished")
+
+
+class Comparison:
+    """Both files' program points, matched by key."""
+
+    def __init__(self, old: Side, new: Side) -> None:
+        self.old = old
+        self.new = new
+        old_keys, new_keys = old.index.keys(), new.index.keys()
+        self.matched = list(new_keys & old_keys)
+        self.added = list(new_keys - old_keys)
+        self.vanished = list(old_keys - new_keys)
+
+    def frames(self, change: Change) -> List[str]:
+        side = self.new if change.key in self.new.index else self.old
+        return side.frame_strings(change.key)
+
+    def totals(self, figure: str) -> Tuple[Optional[int], Optional[int]]:
+        return self.old.table.total(figure), self.new.table.total(figure)
+
+    def counts(self, figure: str) -> Dict[str, int]:
+        before = _values(self.old, figure, self.matched)
+        after = _values(self.new, figure, self.matched)
+        deltas = list(map(operator.sub, after, before))
+        grew = sum(map(operator.gt, deltas, itertools.repeat(0)))
+        shrank = sum(map(operator.lt, deltas, itertools.repeat(0)))
+        return {"grew": grew, "shrank": shrank, "unchanged": len(deltas) - grew - shrank,
+                "new": len(self.added), "vanished": len(self.vanished)}
+
+    def top(self, figure: str, n: int, *, growth_only: bool = False) -> List[Change]:
+        """The `n` program points (0: all) whose `figure` changed most: the biggest
+        change first, growth before shrinkage at equal size, then the bigger
+        figure, then NEW's order and OLD's.  `growth_only`: those that grew."""
+        old, new = self.old, self.new
+        groups = []
+        for keys, before_side, after_side in ((self.matched, old, new), (self.added, None, new),
+                                              (self.vanished, old, None)):
+            before = _values(before_side, figure, keys) if before_side else [0] * len(keys)
+            after = _values(after_side, figure, keys) if after_side else [0] * len(keys)
+            order = (list(map(new.index.__getitem__, keys)) if after_side else
+                     list(map(operator.add, map(old.index.__getitem__, keys),
+                              itertools.repeat(len(new.keys)))))
+            deltas = list(map(operator.sub, after, before))
+            groups.append(zip(map(operator.neg, map(abs, deltas)), map(operator.neg, deltas),
+                              map(operator.neg, map(max, before, after)), order,
+                              keys, before, after))
+        entries: Iterable[Tuple[Any, ...]] = itertools.chain.from_iterable(groups)
+        if growth_only:
+            entries = (e for e in entries if e[1] < 0)
+        chosen = sorted(entries) if not n else heapq.nsmallest(n, entries)
+        result = []
+        for _, minus_delta, _, _, key, before, after in chosen:
+            in_old, in_new = key in old.index, key in new.index
+            delta = -minus_delta
+            status = ("new" if not in_old else "vanished" if not in_new else
+                      "grew" if delta > 0 else "shrank" if delta < 0 else "unchanged")
+            result.append(Change(key, status, before if in_old else None,
+                                 after if in_new else None, delta))
+        return result
+
+
+def _values(side: Optional[Side], figure: str, keys: List[bytes]) -> List[int]:
+    """The figure of each key, summed over the key's program points."""
+    if side is None:
+        return [0] * len(keys)
+    column = side.table.column(figure)
+    if column is None:
+        return [0] * len(keys)
+    if not side.groups:
+        return list(map(column.__getitem__, map(side.index.__getitem__, keys)))
+    get = side.figure(figure)
+    return [get(key) for key in keys]
+
+
+def compare(old_path: str, new_path: str) -> Comparison:
+    """Reads both files and matches their program points."""
+    if old_path == "-" and new_path == "-":
+        raise CommandError("only one of OLD and NEW can be '-' (standard input)")
+    old, new = _prepare_both(old_path, new_path)
+    _check_hashes(old, new)
+    old.finish()
+    new.finish()
+    return Comparison(old, new)
+
+
+def _check_hashes(old: Side, new: Side) -> None:
+    """If two different frames share a hash, keys would confuse them: make exact ones."""
+    strings: Set[str] = set(old.frames)
+    strings.update(new.frames)
+    if len(set(map(hash, strings))) == len(strings):
+        return
+    ids: Dict[str, int] = {}
+    old.keys = _keys_by_string(old.table, old.frames, ids)
+    new.keys = _keys_by_string(new.table, new.frames, ids)
+
+
+# --- limits (--fail-if-more) -----------------------------------------------------------
+
+
+#: Figures a limit can name: the totals of a file.  max_* is the global peak, as
+#: in HeapStats (the most bytes live at once), that is the t-gmax figure.
+LIMIT_FIGURES: Dict[str, str] = {
+    "total_bytes": "total_bytes", "total_blocks": "total_blocks",
+    "units": "total_bytes", "events": "total_blocks",
+    "max_bytes": "gmax_bytes", "max_blocks": "gmax_blocks",
+    "gmax_bytes": "gmax_bytes", "gmax_blocks": "gmax_blocks",
+    "end_bytes": "end_bytes", "end_blocks": "end_blocks",
+    "curr_bytes": "end_bytes", "curr_blocks": "end_blocks",
+    "reads": "reads", "writes": "writes",
+}
+
+#: Figures diff can sort by: per program point, additive.
+SORT_FIGURES: Dict[str, str] = {
+    **{name: name for name in FIGURES if name != "total_lifetime"},
+    "units": "total_bytes", "events": "total_blocks",
+    "curr_bytes": "end_bytes", "curr_blocks": "end_blocks",
+}
+
