@@ -16,7 +16,7 @@
 # that lacks a package needed now makes apt-get add it.
 #
 # `run` mounts what CMD needs in a mount and PID namespace of its own: /proc,
-# /dev (with /dev/shm and /dev/pts), /sys read-only, a fresh /tmp, the host's
+# /dev (with /dev/shm and /dev/pts), /sys as the host has it, a fresh /tmp, the host's
 # DNS configuration and pip's configuration (the files and directories that
 # scripts/pip-config-paths.py names) read-only at the same paths, and the
 # current directory read-write at the same path.  No other process sees these
@@ -80,12 +80,24 @@ mounts_under_root() {
     awk -v root="$root" '$5 == root || index($5, root "/") == 1 { print $5 }' /proc/self/mountinfo
 }
 
+signals_to_restore() {  # INT,QUIT: those this script was not started with ignored
+    local ignored restore=()
+    ignored=$((16#$(awk '/^SigIgn:/ { print $2 }' "/proc/$$/status")))
+    (( ignored & 1 << (2 - 1) )) || restore+=(INT)
+    (( ignored & 1 << (3 - 1) )) || restore+=(QUIT)
+    (IFS=,; echo "${restore[*]}")
+}
+
 in_root_namespace() {  # WORKDIR RO-PATHS RW-PATHS CMD...: runs CMD in the root (see `run`)
-    local ns_pid status=0 interrupted=""
+    local ns_pid status=0 interrupted="" restore
+    # A command started with & ignores SIGINT and SIGQUIT (no job control
+    # here); CMD gets them back as this script has them, as on the host
+    # (Python's KeyboardInterrupt needs SIGINT).
+    restore="$(signals_to_restore)"
     # --kill-child: when unshare dies, its child (PID 1 of the namespace) is
     # killed, and with it every process of the namespace.
     unshare --mount --pid --fork --propagation private --kill-child=KILL \
-        -- bash "$script" __inside "$@" {lock_fd}>&- &
+        -- env ${restore:+"--default-signal=$restore"} bash "$script" __inside "$@" {lock_fd}>&- &
     ns_pid=$!
     trap 'interrupted=INT; kill -KILL "$ns_pid" 2>/dev/null || true' INT
     trap 'interrupted=TERM; kill -KILL "$ns_pid" 2>/dev/null || true' TERM HUP
@@ -106,7 +118,7 @@ inside() {  # PID 1 of the namespace: WORKDIR RO-PATHS RW-PATHS CMD...
     shift 3
     { mount -t proc proc "$root/proc" &&
         mount --rbind /dev "$root/dev" &&
-        mount --rbind /sys "$root/sys" && mount -o remount,bind,ro "$root/sys" &&
+        mount --rbind /sys "$root/sys" &&
         mount -t tmpfs -o mode=1777 tmpfs "$root/tmp"; } ||
         fail "mounting /proc, /dev, /sys and /tmp in the root" "mount failed (see above)"
     while read -r path; do
