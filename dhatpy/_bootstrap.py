@@ -14,93 +14,31 @@ the summary, with the exit status ``python`` gives.  ``os._exit`` saves it too
 naming no module, a directory without ``__main__.py``) fails as it does under
 ``python``, with no profile: an existing file is left as it was.
 
-Processes: only the process running the target is profiled.  A child made by
-``os.fork`` or multiprocessing's fork method neither records into nor saves
-the parent's profile; a child started by exec (subprocess, multiprocessing's
-spawn method, and the forkserver method, whose server is such a child) starts
-without the preload library.  Either kind can start a ``dhatc.Profiler`` of
-its own.
+Processes: without ``--follow-children`` only the process running the target
+is profiled.  A child made by ``os.fork`` or multiprocessing's fork method
+neither records into nor saves the parent's profile; a child started by exec
+(subprocess, multiprocessing's spawn method, and the forkserver method, whose
+server is such a child) starts without the preload library.  Either kind can
+start a ``dhatc.Profiler`` of its own.  With ``--follow-children``, see
+:mod:`dhatc._follow`.  How the profile ends (at exit, in ``os._exit``, and the
+exit status when it cannot be saved): :mod:`dhatc._run_profiler`.
 """
 
 from __future__ import annotations
 
-import atexit
 import functools
-import operator
 import os
 import sys
 from types import CodeType, FrameType, TracebackType
-from typing import Any, Callable, Dict, List, Optional, Tuple, Union
+from typing import Any, Dict, List, Optional, Tuple
 
-from . import _dhat_file, _engine, _profiler
+from importlib.machinery import BuiltinImporter
+
+from . import _dhat_file, _engine, _follow, _profiler, _run_profiler
 from ._preload import PRELOAD_LIBRARY
 from ._run_config import RunConfig
-from ._testing import give_spare_frames
 
 _PRE = _profiler.Phase.PRE
-
-# The profiler of the bootstrap, kept alive until interpreter exit, and what
-# ended the target (None: it returned), for the exit status.
-_target_profiler: Optional["_TargetProfiler"] = None
-_target_exception: Optional[BaseException] = None
-
-# os._exit as python has it, before dhatc wraps it.
-_real_os_exit = os._exit
-
-
-class _TargetProfiler(_profiler.Profiler):
-    """A Profiler that starts at the first line of the target's top frame.
-
-    ``Profiler`` takes the caller of ``start()`` as the root of every stack.
-    Here that caller must be the target's own module frame, which does not
-    exist until the target runs: a trace function waits for that frame's
-    first "line" event (the frame is then fully set up on every CPython
-    version) and starts the profile from there, then removes itself.
-    """
-
-    def __init__(self, is_target: Callable[[FrameType], bool], output_dir: str,
-                 **kwargs: Any) -> None:
-        super().__init__(**kwargs)
-        self._is_target = is_target
-        self._output_dir = output_dir
-        self._previous_trace: Any = None
-        # Set when the target's frame is entered: the target has started,
-        # even if it never runs a line (an empty script).
-        self.target_started = False
-
-    def arm(self) -> None:
-        """Installs the trace function that starts the profile."""
-        self._previous_trace = sys.gettrace()
-        sys.settrace(self._on_call)
-
-    def disarm(self) -> None:
-        """Removes it while it is still waiting (the target never ran a line)."""
-        sys.settrace(self._previous_trace)
-
-    def _on_call(self, frame: FrameType, event: str, arg: Any) -> Any:
-        if event == "call" and self._is_target(frame):
-            self.target_started = True
-            return self._on_first_line
-        return None  # no tracing of any other frame
-
-    def _on_first_line(self, frame: FrameType, event: str, arg: Any) -> Any:
-        sys.settrace(self._previous_trace)
-        frame.f_trace = None
-        if self.phase is _PRE:
-            # Profiler._begin takes the frame two levels up from itself as the
-            # root: it, this function, then the target frame being traced.
-            self._begin()
-        return None
-
-    def save(self, file_name: Optional[Union[str, "os.PathLike[str]"]] = None) -> str:
-        """Writes the profile as Profiler.save does, a relative file name taken
-        from the directory dhatc was started in, not the current one."""
-        path = os.fspath(file_name) if file_name is not None else self.file_name
-        return super().save(os.path.join(self._output_dir, path))
-
-    def _already_running_hint(self) -> str:
-        return (" (this process runs under `dhatc run`, which profiles all of it: run the "
-                "program without `dhatc run` to use a dhatc.Profiler of its own)")
 
 
 # --- what python would give the target ----------------------------------------------
@@ -119,7 +57,7 @@ def _main_namespace() -> Dict[str, Any]:
 
 def _set_path0(path0: str) -> None:
     """Puts sys.path[0] as python does for its target, unless -P/-I keep it
-    out.  (The -c program took off the '' python put there for it.)"""
+    out.  (_bootstrap_main took off the entry python put there for itself.)"""
     if getattr(sys.flags, "safe_path", False) or sys.flags.isolated:
         return
     sys.path.insert(0, path0)
@@ -149,6 +87,7 @@ def _prepare_target(config: RunConfig, args: List[str],
     if kind == "code":
         sys.argv[:] = ["-c", *args]
         _set_path0("")
+        namespace["__loader__"] = BuiltinImporter  # what python -c has
         return compile(target, "<string>", "exec", dont_inherit=True), None
     if kind == "module":
         sys.argv[:] = ["-m", *args]  # runpy puts the module's file in argv[0]
@@ -173,7 +112,7 @@ def _prepare_target(config: RunConfig, args: List[str],
 #
 # Each wrapper behaves exactly as what it wraps for every call, wrong ones
 # included: it passes the arguments on as they came, and adds its own work
-# only to a call the original accepts.
+# only to a call the original accepts.  (os._exit: see _run_profiler.)
 
 
 def _strip_bootstrap_frames(boot_code: CodeType) -> None:
@@ -203,84 +142,6 @@ def _strip_bootstrap_frames(boot_code: CodeType) -> None:
     sys.excepthook = excepthook
 
 
-def _exit_status_of_call(args: Tuple[Any, ...], kwargs: Dict[str, Any]) -> Optional[int]:
-    """The status of ``os._exit(*args, **kwargs)``, None if os._exit would
-    refuse the call (it takes one C int, ``status``)."""
-    if len(args) + len(kwargs) != 1 or (kwargs and "status" not in kwargs):
-        return None
-    value = args[0] if args else kwargs["status"]
-    if isinstance(value, float):
-        return None
-    try:
-        status = operator.index(value)
-    except Exception:
-        return None
-    return status if -(2**31) <= status < 2**31 else None
-
-
-def _save_on_os_exit(profiler: "_TargetProfiler") -> None:
-    """os._exit skips atexit: save the profile first, in the profiled process
-    only (not in a forked child, which calls it too)."""
-
-    @functools.wraps(_real_os_exit)
-    def _exit(*args: Any, **kwargs: Any) -> Any:
-        status = _exit_status_of_call(args, kwargs)
-        if status is not None and _profiler.running_profiler() is profiler:
-            if not _stop_and_save(profiler) and status == 0:
-                args, kwargs = (SAVE_FAILED_STATUS,), {}
-        return _real_os_exit(*args, **kwargs)
-
-    os._exit = _exit
-
-
-# --- the end of the run -------------------------------------------------------------
-
-#: The exit status when the profile cannot be saved and the target would
-#: have exited 0.
-SAVE_FAILED_STATUS = 2
-
-
-def _stop_and_save(profiler: "_TargetProfiler") -> bool:
-    """Stops and saves the profile; False, the error printed (to file
-    descriptor 2 where sys.stderr cannot take it), if it could not be saved."""
-    try:
-        profiler.stop()
-        return True
-    except Exception as e:
-        _dhat_file.eprint_error(f"dhat: error: {e}")
-        return False
-
-
-def _exit_status(exception: Optional[BaseException]) -> int:
-    """The status python exits with when the target ended with `exception`
-    (0 for a target that returned; any non-zero value stands for a failure)."""
-    if exception is None:
-        return 0
-    if isinstance(exception, SystemExit):
-        code = exception.code
-        if code is None:
-            return 0
-        return int(code) if isinstance(code, int) else 1
-    return 1
-
-
-def _stop_at_exit() -> None:
-    """Registered before the target runs, so called after the target's own
-    atexit handlers: stops and saves the profile.  A target that would exit 0
-    exits with SAVE_FAILED_STATUS if the profile cannot be saved."""
-    profiler = _target_profiler
-    if profiler is None or _profiler.running_profiler() is not profiler:
-        return  # never started, already saved (os._exit), or a fork child
-    if not _stop_and_save(profiler) and _exit_status(_target_exception) == 0:
-        for stream in (sys.stdout, sys.stderr):
-            try:
-                if stream is not None:
-                    stream.flush()
-            except Exception:
-                pass
-        _real_os_exit(SAVE_FAILED_STATUS)
-
-
 def _restore_preload(previous: Optional[str]) -> None:
     """Children start as they would without dhatc: LD_PRELOAD as it was."""
     if previous is None:
@@ -303,15 +164,15 @@ def _check_native_tracking(config: RunConfig) -> None:
 def bootstrap() -> None:
     """Runs the target described by ``sys.argv[1]`` (a RunConfig) under a profiler.
 
-    Called by the ``-c`` program of the re-executed interpreter; exceptions
+    Called by _bootstrap_main, the program of the re-executed interpreter; exceptions
     from the target propagate to the interpreter's top level on purpose, so
     that python prints them and picks the exit status as it always does.
     """
-    global _target_profiler, _target_exception
     boot_code = sys._getframe(1).f_code
     config = RunConfig.from_json(sys.argv[1])
     target_args: List[str] = sys.argv[2:]
-    _restore_preload(config.ld_preload)
+    if not config.follow_children:
+        _restore_preload(config.ld_preload)
     _check_native_tracking(config)
     _strip_bootstrap_frames(boot_code)
     namespace = _main_namespace()
@@ -322,21 +183,19 @@ def bootstrap() -> None:
             return frame.f_code is code
         return frame.f_globals is namespace and frame.f_code.co_name == "<module>"
 
-    profiler = _TargetProfiler(
-        is_target,
+    profiler = _run_profiler.RunProfiler(
         config.output_dir,
+        is_target,
         mode=config.mode,
         file_name=config.output,
         trim_backtraces=config.trim,
     )
     # Held until exit: the profile is saved at exit, after the target's own
     # atexit handlers, not when this function returns.
-    _target_profiler = profiler
-    _save_on_os_exit(profiler)
-    atexit.register(_stop_at_exit)
-    # (3.9/3.10) so that the calls that end the profile at exit allocate no
-    # frame objects in it.
-    give_spare_frames(_stop_at_exit, _stop_and_save, _profiler.running_profiler, profiler.stop)
+    _run_profiler.adopt(profiler)
+    _run_profiler.install_exit_handlers()
+    if config.follow_children:
+        _follow.follow_children(config, profiler)
     import runpy
 
     alter_argv = run_as_module != "__main__"
@@ -347,7 +206,7 @@ def bootstrap() -> None:
         else:
             runpy._run_module_as_main(run_as_module, alter_argv)  # type: ignore[attr-defined]
     except BaseException as e:
-        _target_exception = e  # (a store to an existing global: allocates nothing)
+        _run_profiler.ended_with = e  # (a store to an existing name: allocates nothing)
         raise
     finally:
         # Nothing here may allocate once the profile runs (it would be

@@ -6,8 +6,9 @@ Profiles a whole program, C allocations included.  TARGET is ``script.py
 The launcher checks the arguments and replaces itself (``os.execve``, same
 pid) with ``sys.executable`` started with ``LD_PRELOAD`` naming the preload
 library installed with the package (appended to any ``LD_PRELOAD`` already
-set) and a ``-c`` program that calls :func:`dhatc._bootstrap.bootstrap`, which
-runs the target under a profiler inside the new interpreter.
+set), running the script ``_bootstrap_main.py``, which calls
+:func:`dhatc._bootstrap.bootstrap`: it runs the target under a profiler
+inside the new interpreter.
 
 Python's own options go before ``-m dhatc``, as in ``python -u -X dev -m
 dhatc run script.py``; the target runs with those multiprocessing passes on to
@@ -27,7 +28,7 @@ from typing import Dict, List, Optional, Tuple
 from ._dhat_file import writable_problem
 from ._errors import CommandError
 from ._preload import PRELOAD_LIBRARY
-from ._run_config import RunConfig, Target
+from ._run_config import CHILD_CONFIG_VARIABLE, RunConfig, Target
 
 HELP = "run a Python program under the profiler, C allocations included"
 
@@ -42,21 +43,17 @@ Options stop at the target: everything after it belongs to the target.
 directly with malloc (C extensions, native libraries) are recorded too, with
 the Python stack of the thread that allocated them.  Only the target's own
 process is profiled: forked children do not record into it, and programs it
-starts (subprocess, multiprocessing's spawn) run without the library.
+starts (subprocess, multiprocessing's spawn) run without the library.  With
+--follow-children, every Python process it starts is profiled as well, each
+into its own file named after the target's with its pid (dhat-heap.PID.json);
+the summary lists them.
 
 python's own options go before '-m dhatc', and the target runs with them:
   python -u -X dev -m dhatc run script.py
 """
 
-# The -c program of the re-executed interpreter.  First it takes the current
-# directory ('' from -c) off sys.path, before anything is imported: a
-# zipfile.py there must not replace the standard library's under dhatc (the
-# bootstrap puts sys.path[0] as python would for the target).  It binds no
-# name in __main__, whose namespace becomes the target's.
-BOOTSTRAP_CODE = (
-    "(lambda path: path[:1] == [''] and path.pop(0))(__import__('sys').path); "
-    "__import__('dhatc._bootstrap', fromlist=['_']).bootstrap()"
-)
+# The program of the re-executed interpreter (see that file).
+BOOTSTRAP_SCRIPT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "_bootstrap_main.py")
 
 DEFAULT_OUTPUTS = {"heap": "dhat-heap.json", "ad-hoc": "dhat-ad-hoc.json"}
 
@@ -78,7 +75,8 @@ def _trim(text: str) -> int:
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.usage = "%(prog)s [-h] [--mode heap|ad-hoc] [-o FILE] [--trim N] TARGET"
+    parser.usage = ("%(prog)s [-h] [--mode heap|ad-hoc] [-o FILE] [--trim N] "
+                    "[--follow-children [--merge]] TARGET")
     parser.formatter_class = argparse.RawDescriptionHelpFormatter
     parser.description = "Runs a Python program as python would, profiling the whole run."
     parser.epilog = _EPILOG
@@ -89,11 +87,18 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         "dhat-ad-hoc.json in ad-hoc mode), relative to the current directory")
     parser.add_argument("--trim", metavar="N", type=_trim, default=10,
                         help="keep at most N Python frames per stack (default: 10)")
+    parser.add_argument("--follow-children", action="store_true",
+                        help="profile every Python process the target starts too, each "
+                        "into its own file beside the target's (dhat-heap.PID.json)")
+    parser.add_argument("--merge", action="store_true",
+                        help="with --follow-children: also write one merged file of all "
+                        "of them at the end (dhat-heap.merged.json)")
 
 
 # Options of `run` that take a value, and python's own command-line options
 # (dhatc's -c, -m, -h and -o aside), so that the scan below agrees with argparse.
 _VALUE_OPTIONS = ("--mode", "-o", "--output", "--trim")
+_FLAG_OPTIONS = ("--follow-children", "--merge")
 _PYTHON_FLAGS = frozenset("bBdEiIOPqRsSuvVWxX")
 _PYTHON_LONG_OPTIONS = ("--check-hash-based-pycs", "--version", "--help-env",
                         "--help-xoptions", "--help-all")
@@ -120,6 +125,9 @@ def split_passthrough(argv: List[str]) -> Tuple[List[str], Optional[Target]]:
             if i + 1 >= len(argv):
                 raise CommandError(f"argument {arg}: expected one argument")
             i += 2
+            continue
+        if arg in _FLAG_OPTIONS:
+            i += 1
             continue
         if arg.partition("=")[0] in _VALUE_OPTIONS[1:] or (arg.startswith("-o") and arg != "-o"):
             i += 1  # --mode=heap, --output=FILE, -oFILE
@@ -196,6 +204,8 @@ def run(args: argparse.Namespace) -> int:
             return 2
     if not sys.executable:
         raise CommandError("cannot tell which Python to run (sys.executable is empty)")
+    if args.merge and not args.follow_children:
+        raise CommandError("--merge merges the files of --follow-children: give both")
     output = args.output if args.output is not None else DEFAULT_OUTPUTS[args.mode]
     # Found now rather than after a long run.
     problem = writable_problem(output)
@@ -214,6 +224,8 @@ def run(args: argparse.Namespace) -> int:
         output_dir=os.getcwd(),
         ld_preload=previous,
         preloaded=preloaded,
+        follow_children=args.follow_children,
+        merge=args.merge,
     )
     env = dict(os.environ)
     if preloaded:
@@ -225,11 +237,12 @@ def run(args: argparse.Namespace) -> int:
             "not be tracked",
             file=sys.stderr,
         )
+    # Under a followed dhatc run, this one is a target of its own, not a child.
+    env.pop(CHILD_CONFIG_VARIABLE, None)
     argv = [
         sys.executable,
         *_interpreter_flags(),
-        "-c",
-        BOOTSTRAP_CODE,
+        BOOTSTRAP_SCRIPT,
         config.to_json(),
         *target.args,
     ]

@@ -131,20 +131,19 @@ def profile_from_engine(data: StopData, *, cmd: str, pid: int) -> Profile:
         key = tuple(resolved)
         pp = by_frames.get(key)
         if pp is None:
-            pp = by_frames[key] = ProgramPoint(frames=key, total_bytes=0, total_blocks=0)
+            by_frames[key] = pp = ProgramPoint(key, *engine_pp[2:])
             profile.pps.append(pp)
-        # The engine keys program points by what they show (code objects
-        # with one file and name stand for one another), so equal strings
-        # meet here only where a code object died before the engine could
-        # keep it ("[code object destroyed ...]"): their max figures add up
-        # to an upper bound.
-        _add_figures(pp, engine_pp)
+        else:
+            # The engine keys program points by what they show (code objects
+            # with one file and name stand for one another), so equal strings
+            # meet here only where a code object died before the engine could
+            # keep it ("[code object destroyed ...]"): their max figures add
+            # up to an upper bound.
+            _add_figures(pp, engine_pp)
     return profile
 
 
 def _add_figures(pp: ProgramPoint, engine_pp: EngineProgramPoint) -> None:
-    # Equal strings from distinct code objects (the same source compiled
-    # twice) are rare; their max figures add up to an upper bound.
     pp.total_bytes += engine_pp.total_bytes
     pp.total_blocks += engine_pp.total_blocks
     pp.total_lifetime += engine_pp.total_lifetime
@@ -156,18 +155,28 @@ def _add_figures(pp: ProgramPoint, engine_pp: EngineProgramPoint) -> None:
     pp.end_blocks += engine_pp.end_blocks
 
 
+# A program point's line of the file, its figures being ints: formatted
+# directly (json.dumps per program point was most of the time of a save).
+_HEAP_PP = (
+    '{{"tb":{},"tbk":{},"tl":{},"mb":{},"mbk":{},"gb":{},"gbk":{},"eb":{},"ebk":{},'
+    '"fs":[{}]}}'
+)
+_AD_HOC_PP = '{{"tb":{},"tbk":{},"fs":[{}]}}'
+_json_string = json.encoder.encode_basestring_ascii  # what json.dumps does to a str
+
+
 def _pp_json(pp: ProgramPoint, fs: Sequence[int], heap: bool) -> str:
-    fields: Dict[str, Any] = {"tb": pp.total_bytes, "tbk": pp.total_blocks}  # total bytes, blocks
+    frames = ",".join(map(str, fs))  # frames, innermost first, as indices into ftbl
     if heap:
-        fields["tl"] = pp.total_lifetime  # total lifetime of its blocks
-        fields["mb"] = pp.max_bytes  # max live bytes at this PP
-        fields["mbk"] = pp.max_blocks  # max live blocks at this PP
-        fields["gb"] = pp.gmax_bytes  # live bytes at the global peak (t-gmax)
-        fields["gbk"] = pp.gmax_blocks  # live blocks at t-gmax
-        fields["eb"] = pp.end_bytes  # live bytes at the end (t-end)
-        fields["ebk"] = pp.end_blocks  # live blocks at t-end
-    fields["fs"] = list(fs)  # frames, innermost first, as indices into ftbl
-    return json.dumps(fields, separators=(",", ":"))
+        return _HEAP_PP.format(
+            pp.total_bytes, pp.total_blocks,  # total bytes, blocks
+            pp.total_lifetime,  # total lifetime of its blocks
+            pp.max_bytes, pp.max_blocks,  # max live bytes, blocks at this PP
+            pp.gmax_bytes, pp.gmax_blocks,  # live at the global peak (t-gmax)
+            pp.end_bytes, pp.end_blocks,  # live at the end (t-end)
+            frames,
+        )
+    return _AD_HOC_PP.format(pp.total_bytes, pp.total_blocks, frames)  # units, events
 
 
 def write_json(profile: Profile, out: TextIO) -> None:
@@ -203,7 +212,7 @@ def write_json(profile: Profile, out: TextIO) -> None:
     out.write(',\n"pps":[')
     out.write(",".join(f"\n{line}" for line in pp_lines))
     out.write('\n],\n"ftbl":[')
-    out.write(",".join(f"\n{json.dumps(frame)}" for frame in ftbl))
+    out.write(",".join(f"\n{_json_string(frame)}" for frame in ftbl))
     out.write("\n]\n}\n")
 
 

@@ -146,7 +146,7 @@ def running_profiler() -> Optional["Profiler"]:
     return ref() if ref is not None else None
 
 
-def _command_line() -> str:
+def command_line() -> str:
     """The file's ``cmd``: sys.executable and sys.argv, whatever the program
     made of them (an argv that holds non-strings, an executable of None)."""
     executable = getattr(sys, "executable", None)
@@ -346,7 +346,7 @@ class Profiler:
         and dropping the data can run any Python code (it holds the last
         references to code objects), a new profile included.
         """
-        self.profile = _dhat_file.profile_from_engine(data, cmd=_command_line(), pid=self._pid)
+        self.profile = _dhat_file.profile_from_engine(data, cmd=self._command(), pid=self._pid)
         try:
             if leave:
                 _session.leave(self)
@@ -354,6 +354,10 @@ class Profiler:
             _engine.release()
         for line in _dhat_file.warning_lines(self.profile):
             _dhat_file.eprint(line)
+
+    def _command(self) -> str:
+        """What the file's ``cmd`` says ran."""
+        return command_line()
 
     def _already_running_hint(self) -> str:
         """What the error says when another profiler is started while this one runs."""

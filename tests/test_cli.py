@@ -707,11 +707,11 @@ def test_the_bootstrap_imports_nothing_from_the_current_directory(tmp_path):
     for name in names:
         write(here / f"{name}.py", f"raise SystemExit('imported {name} from the current directory')\n")
     script = write(tmp_path / "elsewhere" / "ok.py", "import sys\nprint(sys.path[0])\n")
-    # WHEN a script elsewhere runs from there (the launcher as the console script runs,
-    # without the current directory on sys.path)
-    launcher = [sys.executable, "-c",
-                "import sys; del sys.path[0]; from dhatc._cli import main; sys.exit(main())"]
-    got = run(["run", str(script)], here, launcher=launcher)
+    # WHEN a script elsewhere runs from there (the launcher as the console script runs
+    # it: a script in another directory, so without the current directory on sys.path)
+    launch = write(tmp_path / "bin" / "launch.py",
+                   "import sys\nfrom dhatc._cli import main\nsys.exit(main())\n")
+    got = run(["run", str(script)], here, launcher=[sys.executable, str(launch)])
     # THEN it runs as python runs it
     expected = plain_python([str(script)], here)
     assert got.returncode == expected.returncode == 0, got.stderr

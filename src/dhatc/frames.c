@@ -1,7 +1,11 @@
 #include "frames.h"
 
+#include <pthread.h>
+#include <string.h>
+
 #include "codetable.h"
 #include "cpython_internal.h"
+#include "rawmem.h"
 
 typedef dhatc_py_frame_t frame_t;
 
@@ -101,13 +105,45 @@ void dhatc_frames_clear_root(void)
     root_code = NULL;
 }
 
+/* ---- what places a frame in the chain -------------------------------------- */
+
+/* What tells one position of a frame in the chain from another without
+ * reading its code object: the frame's address, and from 3.11 its instruction
+ * pointer (which points into one code object's bytecode, and every code
+ * object of a captured stack is kept alive, so the address is never another
+ * code's) and owner; up to 3.10 its code object and instruction index (frame
+ * objects are reused for other code). */
+typedef dhatc_raw_frame_t raw_frame_t;
+
+static inline raw_frame_t raw_frame(frame_t *frame)
+{
+#if PY_VERSION_HEX >= 0x030D0000
+    return (raw_frame_t){frame, frame->instr_ptr, frame->owner};
+#elif PY_VERSION_HEX >= 0x030C0000
+    return (raw_frame_t){frame, frame->prev_instr, frame->owner};
+#elif PY_VERSION_HEX >= 0x030B0000
+    return (raw_frame_t){frame, frame->prev_instr, 0};
+#else
+    return (raw_frame_t){frame, frame->f_code, frame->f_lasti};
+#endif
+}
+
 uint32_t dhatc_frames_capture(PyThreadState *tstate, dhatc_frame_t *out, uint32_t limit,
-                              uint64_t *hash, dhatc_kind_t kind)
+                              uint64_t *hash, dhatc_kind_t kind, dhatc_frames_walk_t *walk)
 {
     uint64_t h = DHATC_HASH_SEED;
-    uint32_t depth = 0;
+    uint32_t depth = 0, walked = 0;
+    bool ended = true;
     frame_t *frame = tstate != NULL ? top_frame(tstate) : NULL;
-    for (; frame != NULL && depth < limit; frame = caller_of(frame)) {
+    for (; frame != NULL; frame = caller_of(frame)) {
+        if (depth == limit) {
+            ended = false;
+            break;
+        }
+        if (walk != NULL && walked < DHATC_FRAMES_CACHE_DEPTH) {
+            walk->frames[walked] = raw_frame(frame);
+        }
+        walked++;
         int32_t offset;
         PyCodeObject *code = code_and_offset(frame, &offset);
         if (code == NULL) {
@@ -117,11 +153,141 @@ uint32_t dhatc_frames_capture(PyThreadState *tstate, dhatc_frame_t *out, uint32_
         h = dhatc_hash_step(h, &out[depth]);
         depth++;
         if (frame == root_frame && code == root_code) {
+            ended = false;
             break;
         }
     }
+    if (walk != NULL) {
+        walk->count = walked;
+        walk->ended = ended;
+        walk->too_deep = walked > DHATC_FRAMES_CACHE_DEPTH;
+    }
     *hash = dhatc_hash_finish(h, (uint32_t)kind, depth);
     return depth;
+}
+
+/* ---- the per-thread cache of recent stacks ------------------------------- */
+
+static inline bool same_raw_frame(const raw_frame_t *a, const raw_frame_t *b)
+{
+    return a->frame == b->frame && a->position == b->position && a->extra == b->extra;
+}
+
+enum { CACHE_WAY_BITS = 6, CACHE_WAYS = 1 << CACHE_WAY_BITS, CACHE_DEPTH = DHATC_FRAMES_CACHE_DEPTH };
+
+typedef struct {
+    uint64_t generation; /* the profile's; 0: empty */
+    uint32_t kind;
+    uint32_t pp;
+    uint32_t count;      /* raw frames walked, skipped ones included */
+    bool ended;          /* the walk ran to the end of the chain */
+    raw_frame_t frames[CACHE_DEPTH];
+} cache_entry_t;
+
+typedef struct {
+    cache_entry_t ways[CACHE_WAYS];
+} thread_cache_t;
+
+/* This thread's cache, made on first use (one mapping per thread that
+ * allocates while a profile runs), unmapped at thread exit. */
+static __thread thread_cache_t *thread_cache __attribute__((tls_model("initial-exec")));
+static pthread_key_t cache_key;
+static pthread_once_t cache_key_once = PTHREAD_ONCE_INIT;
+
+static void forget_thread_cache(void *cache)
+{
+    thread_cache = NULL; /* before unmapping: later destructors may allocate */
+    dhatc_rawmem_free(cache, sizeof(thread_cache_t));
+}
+
+static void make_cache_key(void)
+{
+    if (pthread_key_create(&cache_key, forget_thread_cache) != 0) {
+        cache_key = (pthread_key_t)-1;
+    }
+}
+
+static thread_cache_t *this_thread_cache(void)
+{
+    if (thread_cache == NULL) {
+        pthread_once(&cache_key_once, make_cache_key);
+        thread_cache_t *cache = dhatc_rawmem_alloc(sizeof(thread_cache_t));
+        if (cache == NULL || cache_key == (pthread_key_t)-1 ||
+            pthread_setspecific(cache_key, cache) != 0) {
+            dhatc_rawmem_free(cache, sizeof(thread_cache_t));
+            return NULL;
+        }
+        thread_cache = cache;
+    }
+    return thread_cache;
+}
+
+/* The way of a stack: by its top two frames (recursive code has many stacks
+ * that share the top one). */
+static inline cache_entry_t *way_of(thread_cache_t *cache, const raw_frame_t *top,
+                                    const void *caller_position, uint32_t kind)
+{
+    uintptr_t key = (uintptr_t)top->frame ^ ((uintptr_t)top->position >> 1) ^
+                    ((uintptr_t)caller_position << 7) ^ kind;
+    key *= UINT64_C(0x9E3779B97F4A7C15);
+    return &cache->ways[key >> (64 - CACHE_WAY_BITS)];
+}
+
+bool dhatc_frames_cached_pp(PyThreadState *tstate, dhatc_kind_t kind, uint64_t generation,
+                            uint32_t *pp)
+{
+    thread_cache_t *cache = thread_cache;
+    frame_t *frame = top_frame(tstate);
+    if (cache == NULL || frame == NULL) {
+        return false;
+    }
+    raw_frame_t raw = raw_frame(frame);
+    frame_t *caller = caller_of(frame);
+    const cache_entry_t *entry =
+        way_of(cache, &raw, caller != NULL ? raw_frame(caller).position : NULL, (uint32_t)kind);
+    if (entry->generation != generation || entry->kind != (uint32_t)kind) {
+        return false;
+    }
+    for (uint32_t i = 0; i < entry->count; i++) {
+        if (frame == NULL) {
+            return false;
+        }
+        raw = raw_frame(frame);
+        if (!same_raw_frame(&raw, &entry->frames[i])) {
+            return false;
+        }
+        frame = caller_of(frame);
+    }
+    if (entry->ended && frame != NULL) {
+        return false; /* the chain goes on below now: another stack */
+    }
+    *pp = entry->pp;
+    return true;
+}
+
+void dhatc_frames_cache_pp(const dhatc_frames_walk_t *walk, dhatc_kind_t kind,
+                           uint64_t generation, uint32_t pp)
+{
+    if (walk->too_deep || walk->count == 0) {
+        return;
+    }
+    thread_cache_t *cache = this_thread_cache();
+    if (cache == NULL) {
+        return;
+    }
+    const void *caller_position = NULL;
+    if (walk->count > 1) {
+        caller_position = walk->frames[1].position;
+    } else if (!walk->ended) {
+        return; /* the walk stopped at the top: its caller is not known */
+    }
+    cache_entry_t *entry = way_of(cache, &walk->frames[0], caller_position, (uint32_t)kind);
+    entry->generation = generation;
+    entry->kind = (uint32_t)kind;
+    entry->pp = pp;
+    entry->count = walk->count;
+    entry->ended = walk->ended;
+    memcpy(entry->frames, walk->frames, walk->count * sizeof walk->frames[0]);
 }
 
 bool dhatc_frames_canonicalize(const dhatc_frame_t *captured, uint32_t depth, dhatc_frame_t *out)

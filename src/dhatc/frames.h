@@ -22,11 +22,46 @@
 void dhatc_frames_set_root(int skip);
 void dhatc_frames_clear_root(void);
 
+/* The frames a capture walked, as the stack cache (below) compares them:
+ * each frame's address and what places it (see frames.c). */
+enum { DHATC_FRAMES_CACHE_DEPTH = 16 };
+
+typedef struct {
+    const void *frame;
+    const void *position;
+    intptr_t extra;
+} dhatc_raw_frame_t;
+
+typedef struct {
+    uint32_t count;    /* frames walked, skipped ones included */
+    bool ended;        /* the walk ran to the end of the chain */
+    bool too_deep;     /* more than DHATC_FRAMES_CACHE_DEPTH: not cacheable */
+    dhatc_raw_frame_t frames[DHATC_FRAMES_CACHE_DEPTH];
+} dhatc_frames_walk_t;
+
 /* Captures at most `limit` frames of `tstate`'s stack into `out`, innermost
  * first; returns the depth and sets *hash.  `tstate` may be NULL (a thread
- * with no Python state); it must belong to the profile's interpreter. */
+ * with no Python state); it must belong to the profile's interpreter.  If
+ * `walk` is not NULL it receives the frames walked, for cache_pp(). */
 uint32_t dhatc_frames_capture(PyThreadState *tstate, dhatc_frame_t *out, uint32_t limit,
-                              uint64_t *hash, dhatc_kind_t kind);
+                              uint64_t *hash, dhatc_kind_t kind, dhatc_frames_walk_t *walk);
+
+/* A per-thread cache of the program points of recent stacks, so that a
+ * stack seen a moment ago costs a walk comparing frame addresses and
+ * instruction pointers instead of a capture, a hash and a table lookup (a
+ * loop allocating at a few places hits it nearly always).  Entries belong to
+ * one profile (`generation`, profile.h) and one allocator kind.
+ *
+ * cached_pp(): whether `tstate`'s stack is one the cache knows, and its
+ * program point.  cache_pp(): remembers that the stack a capture walked is
+ * program point `pp` -- only once every code object in it is
+ * kept alive (codetable.h), or an address could come back as another
+ * function's.  Both for the calling thread's own stack, of the profile's
+ * interpreter; neither allocates from the hooked allocators. */
+bool dhatc_frames_cached_pp(PyThreadState *tstate, dhatc_kind_t kind, uint64_t generation,
+                            uint32_t *pp);
+void dhatc_frames_cache_pp(const dhatc_frames_walk_t *walk, dhatc_kind_t kind,
+                           uint64_t generation, uint32_t pp);
 
 /* dhatc_canonicalize_fn: (code, instruction offset) -> (the code object
  * standing for every one with its file and name, line); other frames are

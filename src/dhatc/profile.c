@@ -76,7 +76,7 @@ bool dhatc_profile_start(dhatc_mode_t mode, dhatc_canonicalize_fn canonicalize)
     dhatc_lock(&g.lock);
     memset(&g.stats, 0, sizeof g.stats);
     g.peaks = g.peak_time = g.dropped = g.saturated = 0;
-    g.generation++;
+    __atomic_store_n(&g.generation, g.generation + 1, __ATOMIC_RELAXED);
     g.canonicalize = canonicalize;
     g.pp_capacity = 1024;
     g.pps = dhatc_rawmem_alloc((size_t)g.pp_capacity * sizeof(pp_t));
@@ -220,24 +220,19 @@ static void forget_block_unlocked(const dhatc_block_t *block)
     g.stats.curr_bytes -= size;
 }
 
-void dhatc_profile_record_alloc(uintptr_t address, uint64_t size, dhatc_kind_t kind,
-                                const dhatc_frame_t *frames, uint32_t depth, uint64_t hash)
+/* Under the lock, in a heap profile: a new block at program point `id`. */
+static void add_block_unlocked(uintptr_t address, uint64_t size, uint32_t id)
 {
-    dhatc_lock(&g.lock);
-    if (atomic_load_explicit(&g.mode, memory_order_relaxed) != DHATC_MODE_HEAP) {
-        goto out;
-    }
-    uint32_t id = pp_of_stack_unlocked(hash, (uint32_t)kind, frames, depth);
-    if (id == DHATC_NO_VALUE || size > DHATC_BLOCK_MAX_SIZE) {
+    if (size > DHATC_BLOCK_MAX_SIZE) {
         g.dropped++;
-        goto out;
+        return;
     }
     dhatc_block_t block = dhatc_block(address, size, id);
     dhatc_block_t stale;
     bool had_stale;
     if (!dhatc_livemap_put(&g.live, &block, &stale, &had_stale)) {
         g.dropped++;
-        goto out;
+        return;
     }
     if (had_stale) {
         /* A free we did not see (or a concurrent realloc not recorded yet):
@@ -257,8 +252,44 @@ void dhatc_profile_record_alloc(uintptr_t address, uint64_t size, dhatc_kind_t k
     g.stats.curr_blocks++;
     g.stats.curr_bytes += size;
     note_global_peak_unlocked();
-out:
+}
+
+uint32_t dhatc_profile_record_alloc(uintptr_t address, uint64_t size, dhatc_kind_t kind,
+                                    const dhatc_frame_t *frames, uint32_t depth, uint64_t hash,
+                                    uint64_t *generation)
+{
+    uint32_t id = DHATC_NO_PP;
+    dhatc_lock(&g.lock);
+    if (atomic_load_explicit(&g.mode, memory_order_relaxed) == DHATC_MODE_HEAP) {
+        id = size > DHATC_BLOCK_MAX_SIZE ? DHATC_NO_VALUE
+                                         : pp_of_stack_unlocked(hash, (uint32_t)kind, frames, depth);
+        if (id == DHATC_NO_VALUE) {
+            g.dropped++;
+        } else {
+            add_block_unlocked(address, size, id);
+        }
+        *generation = g.generation;
+    }
     dhatc_unlock(&g.lock);
+    return id;
+}
+
+bool dhatc_profile_record_alloc_at(uintptr_t address, uint64_t size, uint32_t pp,
+                                   uint64_t generation)
+{
+    dhatc_lock(&g.lock);
+    bool current = atomic_load_explicit(&g.mode, memory_order_relaxed) == DHATC_MODE_HEAP &&
+                   g.generation == generation;
+    if (current) {
+        add_block_unlocked(address, size, pp);
+    }
+    dhatc_unlock(&g.lock);
+    return current;
+}
+
+uint64_t dhatc_profile_generation(void)
+{
+    return __atomic_load_n(&g.generation, __ATOMIC_RELAXED);
 }
 
 void dhatc_profile_record_free(uintptr_t address)

@@ -66,8 +66,24 @@ bool dhatc_profile_start(dhatc_mode_t mode, dhatc_canonicalize_fn canonicalize);
 void dhatc_profile_stop(void);
 void dhatc_profile_release(void);
 
-void dhatc_profile_record_alloc(uintptr_t address, uint64_t size, dhatc_kind_t kind,
-                                const dhatc_frame_t *frames, uint32_t depth, uint64_t hash);
+/* Records a new block at the program point of a captured stack.  Returns
+ * that program point and sets *generation to the profile's (for the
+ * per-thread stack cache, frames.h), or DHATC_NO_PP if nothing was recorded. */
+uint32_t dhatc_profile_record_alloc(uintptr_t address, uint64_t size, dhatc_kind_t kind,
+                                    const dhatc_frame_t *frames, uint32_t depth, uint64_t hash,
+                                    uint64_t *generation);
+
+/* Records a new block at program point `pp` of profile `generation`, known
+ * from the stack cache.  False, recording nothing, if that profile is not
+ * the one running (the caller then records it with its stack). */
+bool dhatc_profile_record_alloc_at(uintptr_t address, uint64_t size, uint32_t pp,
+                                   uint64_t generation);
+
+/* The running profile's generation (counts profiles): an unlocked read for
+ * the stack cache, confirmed under the lock by record_alloc_at(). */
+uint64_t dhatc_profile_generation(void);
+
+#define DHATC_NO_PP UINT32_MAX
 void dhatc_profile_record_free(uintptr_t address);
 
 /* A reallocation is recorded in two steps around the real realloc, so that

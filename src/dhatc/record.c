@@ -66,16 +66,12 @@ static PyThreadState *stack_owner(bool gil_held)
     return running != NULL ? running : PyGILState_GetThisThreadState();
 }
 
-/* The stack of a block or an event: this thread's Python frames, or, in a
- * thread running another interpreter, one frame saying so (that
- * interpreter's code objects die with it: the profile never keeps them). */
-static uint32_t capture(bool gil_held, dhatc_frame_t *frames, uint32_t limit, uint64_t *hash,
-                        dhatc_kind_t kind)
+/* The stack of a block or an event in a thread running another interpreter:
+ * one frame saying so (that interpreter's code objects die with it: the
+ * profile never keeps them). */
+static uint32_t other_interpreter(PyThreadState *tstate, dhatc_frame_t *frames, uint32_t limit,
+                                  uint64_t *hash, dhatc_kind_t kind)
 {
-    PyThreadState *tstate = stack_owner(gil_held);
-    if (tstate == NULL || tstate->interp == config.interp) {
-        return dhatc_frames_capture(tstate, frames, limit, hash, kind);
-    }
     uint32_t depth = 0;
     uint64_t h = DHATC_HASH_SEED;
     if (limit > 0) {
@@ -89,18 +85,42 @@ static uint32_t capture(bool gil_held, dhatc_frame_t *frames, uint32_t limit, ui
     return depth;
 }
 
-void dhatc_record_block(void *block, size_t size, dhatc_kind_t kind, bool gil_held)
+/* A block whose stack is not in the thread's cache: capture it, record it,
+ * and remember its program point.  Out of line: the frame buffer is sized by
+ * the limit (160 bytes for the default 10 frames rather than the 8 KiB the
+ * maximum needs, since C threads may have small stacks). */
+static __attribute__((noinline)) void record_with_stack(PyThreadState *tstate, bool own_interp,
+                                                        void *block, size_t size,
+                                                        dhatc_kind_t kind, bool gil_held)
 {
-    /* Sized by the limit: 160 bytes for the default 10 frames rather than the
-     * 8 KiB the maximum needs, since C threads may have small stacks. */
     const uint32_t limit = __atomic_load_n(&config.frames_limit, __ATOMIC_RELAXED);
     dhatc_frame_t frames[limit + 1]; /* + 1: never a zero-length array */
-    uint64_t hash;
-    uint32_t depth = capture(gil_held, frames, limit, &hash, kind);
-    dhatc_profile_record_alloc((uintptr_t)block, size, kind, frames, depth, hash);
+    uint64_t hash, generation = 0;
+    dhatc_frames_walk_t walk;
+    uint32_t depth = own_interp ? dhatc_frames_capture(tstate, frames, limit, &hash, kind, &walk)
+                                : other_interpreter(tstate, frames, limit, &hash, kind);
+    uint32_t pp = dhatc_profile_record_alloc((uintptr_t)block, size, kind, frames, depth, hash,
+                                             &generation);
     /* A new program point's code objects are kept alive by a reference,
      * which needs the GIL; without it, the next hooked call that holds it. */
     dhatc_record_retain_code(gil_held);
+    if (pp != DHATC_NO_PP && own_interp && tstate != NULL && !dhatc_codetable_has_new()) {
+        dhatc_frames_cache_pp(&walk, kind, generation, pp);
+    }
+}
+
+void dhatc_record_block(void *block, size_t size, dhatc_kind_t kind, bool gil_held)
+{
+    PyThreadState *tstate = stack_owner(gil_held);
+    bool own_interp = tstate == NULL || tstate->interp == config.interp;
+    uint32_t pp;
+    uint64_t generation = dhatc_profile_generation();
+    if (own_interp && tstate != NULL && dhatc_frames_cached_pp(tstate, kind, generation, &pp) &&
+        dhatc_profile_record_alloc_at((uintptr_t)block, size, pp, generation)) {
+        dhatc_record_retain_code(gil_held);
+        return;
+    }
+    record_with_stack(tstate, own_interp, block, size, kind, gil_held);
 }
 
 void dhatc_record_free(void *block, bool gil_held)
@@ -131,7 +151,10 @@ void dhatc_record_event(uint64_t weight)
     const uint32_t limit = __atomic_load_n(&config.frames_limit, __ATOMIC_RELAXED);
     dhatc_frame_t frames[limit + 1];
     uint64_t hash;
-    uint32_t depth = capture(true, frames, limit, &hash, DHATC_KIND_AD_HOC);
+    PyThreadState *tstate = stack_owner(true);
+    uint32_t depth = tstate == NULL || tstate->interp == config.interp
+                         ? dhatc_frames_capture(tstate, frames, limit, &hash, DHATC_KIND_AD_HOC, NULL)
+                         : other_interpreter(tstate, frames, limit, &hash, DHATC_KIND_AD_HOC);
     dhatc_profile_record_event(weight, frames, depth, hash);
     dhatc_record_retain_code(true);
 }

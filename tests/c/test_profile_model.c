@@ -16,6 +16,9 @@
 #include "livemap.h"
 #include "profile.h"
 
+/* What record_alloc reports of the profile (the stack cache's key): unused. */
+static uint64_t generation;
+
 #define CHECK(cond)                                                              \
     do {                                                                         \
         if (!(cond)) {                                                           \
@@ -89,7 +92,7 @@ static void do_alloc(int s, uint64_t size)
 {
     uintptr_t address = next_address;
     next_address += 16 * (1 + (size / 16)); /* never reused: the model keys by index */
-    dhatc_profile_record_alloc(address, size, DHATC_KIND_MALLOC, stacks[s], DEPTH, stack_hash[s]);
+    dhatc_profile_record_alloc(address, size, DHATC_KIND_MALLOC, stacks[s], DEPTH, stack_hash[s], &generation);
     clock_now++;
     total_bytes += size;
     model_pp_t *pp = &model[pp_of_stack(s)];
@@ -224,7 +227,7 @@ static void *thread_body(void *arg)
     dhatc_frame_t frame = {.code = &codes[(int)(uintptr_t)arg], .where = 2};
     uint64_t h = dhatc_hash_finish(dhatc_hash_step(DHATC_HASH_SEED, &frame), DHATC_KIND_MALLOC, 1);
     for (uintptr_t i = 0; i < PER_THREAD; i++) {
-        dhatc_profile_record_alloc(base + 16 * i, 32, DHATC_KIND_MALLOC, &frame, 1, h);
+        dhatc_profile_record_alloc(base + 16 * i, 32, DHATC_KIND_MALLOC, &frame, 1, h, &generation);
         if (i % 2 == 0) {
             dhatc_profile_record_free(base + 16 * i);
         }
@@ -265,7 +268,7 @@ static void ad_hoc_check(void)
         units += w * 2 + 3;
     }
     /* Heap events are ignored in ad hoc mode. */
-    dhatc_profile_record_alloc(0x1000, 10, DHATC_KIND_MALLOC, &frame, 1, h);
+    dhatc_profile_record_alloc(0x1000, 10, DHATC_KIND_MALLOC, &frame, 1, h, &generation);
     dhatc_profile_stop();
     dhatc_stats_t s = dhatc_profile_stats();
     CHECK(s.total_blocks == 11 && s.total_bytes == units && s.curr_blocks == 0);
