@@ -1,78 +1,104 @@
 #!/usr/bin/env bash
-# Installs everything and runs the whole test suite on every CPython >= 3.9
-# this machine has (see scripts/pythons.sh; DHATC_TEST_PYTHONS="python ..."
-# picks them instead), each in a fresh virtualenv with dhatc installed by pip,
-# then prints one line per version and the total.  Arguments go to pytest.
-# Exits non-zero if any version failed to install or to pass, or none ran.
-set -uo pipefail
+# The README's test command: installs everything and runs the whole test
+# suite on every CPython >= 3.9 this machine has (scripts/pythons.sh), then
+# on Debian's CPython 3.14 and 3.15 in a Debian sid root (scripts/sid-root.sh),
+# each in a fresh virtualenv with dhatc installed by pip
+# (scripts/test-python.sh), and ends with one line per version and the total
+# (scripts/test-summary.py).  Arguments go to pytest.
+#
+#   DHATC_TEST_PYTHONS="python3.9 /path/to/python3 sid:3.14"
+#                       test on these only; sid:X.Y is the sid root's CPython X.Y
+#   DHATC_TEST_SID=0    leave out the sid root (quick local runs)
+#   DHATC_SID_ROOT=DIR  where the root is kept (default /var/cache/dhatc/sid-root)
+#
+# Exits non-zero if a step failed (installing the system packages, making the
+# root, setting up a version, its tests), or if no test ran; the step that
+# failed says so, and the summary names it.
+set -euo pipefail
 cd "$(dirname "$0")/.."
+trap 'echo "dhatc: interrupted" >&2; exit 130' INT
+trap 'exit 143' TERM
 
-bash scripts/install-system-deps.sh || exit 1
+bash scripts/install-system-deps.sh || {
+    echo "dhatc: installing the system packages failed (see above)" >&2
+    exit 1
+}
 
+with_sid="${DHATC_TEST_SID:-1}"
+case "$with_sid" in
+    0 | 1) ;;
+    *) echo "dhatc: DHATC_TEST_SID must be 0 or 1, not '$with_sid'" >&2; exit 2 ;;
+esac
+pythons=()
 if [ -n "${DHATC_TEST_PYTHONS:-}" ]; then
-    pythons="$DHATC_TEST_PYTHONS"
+    read -ra pythons <<<"$DHATC_TEST_PYTHONS"
 else
-    pythons=$(bash scripts/pythons.sh) || exit 1  # (it says why)
+    found="$(bash scripts/pythons.sh)" || exit 1  # (it says why)
+    mapfile -t pythons <<<"$found"
+    if [ "$with_sid" = 1 ]; then
+        for version in $(bash scripts/sid-root.sh pythons); do
+            pythons+=("sid:$version")
+        done
+    fi
 fi
-if [ -z "${pythons//[[:space:]]/}" ]; then
-    echo "dhatc: no CPython >= 3.9 to test with" >&2
+if [ "$with_sid" = 0 ]; then
+    for i in "${!pythons[@]}"; do
+        case "${pythons[$i]}" in
+            sid:*)
+                echo "dhatc: DHATC_TEST_SID=0: leaving out ${pythons[$i]}"
+                unset "pythons[$i]"
+                ;;
+        esac
+    done
+fi
+if [ "${#pythons[@]}" -eq 0 ]; then
+    echo "dhatc: no CPython to test with" >&2
     exit 1
 fi
 
-reports=()  # VERSION=JUNIT-FILE, or VERSION= when the setup failed
+reports=()  # NAME|DIR|WHY, for scripts/test-summary.py
 status=0
-for python in $pythons; do
-    version=$("$python" -c 'import platform; print(platform.python_version())' 2>/dev/null) ||
-        version="?"
-    echo "=== CPython $version ($python)"
-    if [ "$version" = "?" ]; then
-        echo "dhatc: cannot run $python"
-        reports+=("$python=")
-        status=1
-        continue
-    fi
-    venv=".venvs/py$version"
-    rm -rf "$venv"
-    # setuptools: the build backend, for tests/test_packaging.py.
-    if ! { "$python" -m venv "$venv" &&
-        "$venv/bin/python" -m pip install -q --upgrade pip "setuptools>=77" &&
-        "$venv/bin/python" -m pip install -q ".[test]"; }; then
-        echo "dhatc: setting up $venv failed (venv or pip install); no tests ran on $version"
-        reports+=("$version=")
-        status=1
-        continue
-    fi
-    report="$venv/junit.xml"
-    "$venv/bin/python" -m pytest -q -p no:cacheprovider -n 2 --junitxml="$report" "$@" || status=1
-    reports+=("$version=$report")
+sid_root=""  # ready or failed, once made
+for python in "${pythons[@]}"; do
+    case "$python" in
+        sid:*)
+            version="${python#sid:}"
+            dir=".venvs/sid-py$version"
+            rm -rf "$dir"
+            echo "=== CPython $version in the Debian sid root"
+            if [[ ! "$version" =~ ^3\.[0-9]+$ ]]; then
+                echo "dhatc: '$python' in DHATC_TEST_PYTHONS: write sid:3.14 or sid:3.15" >&2
+                reports+=("$python||no such interpreter (write sid:3.14 or sid:3.15)")
+                status=1
+                continue
+            fi
+            if [ -z "$sid_root" ]; then
+                if bash scripts/sid-root.sh ensure; then sid_root=ready; else sid_root=failed; fi
+            fi
+            if [ "$sid_root" = failed ]; then
+                reports+=("$python|$dir|making the sid root failed (its error is above)")
+                status=1
+                continue
+            fi
+            bash scripts/sid-root.sh run bash scripts/test-python.sh "python$version" "$dir" "$@" ||
+                status=1
+            reports+=("$python|$dir|running in the sid root failed (its error is above)")
+            ;;
+        *)
+            if ! version="$("$python" -c 'import platform; print(platform.python_version())')"; then
+                echo "=== $python"
+                echo "dhatc: cannot run $python" >&2
+                reports+=("$python||cannot run $python")
+                status=1
+                continue
+            fi
+            echo "=== CPython $version ($python)"
+            dir=".venvs/py$version"
+            bash scripts/test-python.sh "$python" "$dir" "$@" || status=1
+            reports+=("$python|$dir|")
+            ;;
+    esac
 done
 
-python3 - "${reports[@]}" <<'PY' || status=1
-import sys
-import xml.etree.ElementTree as ET
-
-totals = {"passed": 0, "failed": 0, "skipped": 0}
-print("\n=== dhatc test summary")
-for arg in sys.argv[1:]:
-    version, path = arg.rsplit("=", 1)
-    if not path:
-        print(f"CPython {version}: FAILED: setup failed, no tests ran")
-        totals["failed"] += 1
-        continue
-    try:
-        root = ET.parse(path).getroot()
-    except (OSError, ET.ParseError):
-        print(f"CPython {version}: FAILED: no test report")
-        totals["failed"] += 1
-        continue
-    suites = [root] if root.tag == "testsuite" else list(root)
-    tests = sum(int(s.get("tests", 0)) for s in suites)
-    failed = sum(int(s.get("failures", 0)) + int(s.get("errors", 0)) for s in suites)
-    skipped = sum(int(s.get("skipped", 0)) for s in suites)
-    passed = tests - failed - skipped
-    print(f"CPython {version}: {passed} passed, {failed} failed, {skipped} skipped")
-    for key, value in (("passed", passed), ("failed", failed), ("skipped", skipped)):
-        totals[key] += value
-print(f"total: {totals['passed']} passed, {totals['failed']} failed, {totals['skipped']} skipped")
-PY
-exit $status
+python3 scripts/test-summary.py "${reports[@]}" || status=1
+exit "$status"
