@@ -23,7 +23,7 @@ from ._report_format import Formatter, emit_node
 from ._report_metrics import Metric
 from ._report_tree import (AGGREGATE, LEAF, SIG_SELF, arrow, build, frame_strings,
                            layout, mark_significance, pp_accesses, pp_figures, title)
-from ._terminal import Output, add_output_arguments, wrap
+from ._terminal import Output, add_output_arguments
 
 HELP = "show a DHAT file's top program points (or its tree) in the terminal"
 
@@ -155,7 +155,7 @@ def _flat(out: Output, table: DhatTable, metric: Metric, top: int, as_json: bool
         return
     fmt = Formatter(table.header, root)
     for line in header_lines(fmt, table):
-        out.text(line)
+        out.paragraph(line)
     out.text()
     label = metric.title(table.header)
     n = len(table)
@@ -165,9 +165,7 @@ def _flat(out: Output, table: DhatTable, metric: Metric, top: int, as_json: bool
     else:
         what = f"{n:,} program point{'s' if n != 1 else ''}"
     shown = "" if len(chosen) == matching else f", the top {len(chosen):,}"
-    sentence = f"{what}, sorted by {label}{shown}{':' if chosen else '.'}"
-    for wrapped in wrap([], [(sentence, "")], [], out.width):
-        out.line(wrapped)
+    out.paragraph(f"{what}, sorted by {label}{shown}{':' if chosen else '.'}")
     for rank, i in enumerate(chosen, 1):
         out.text()
         lines = fmt.node_lines(pp_figures(table, i), title=f"PP {rank}/{matching} ",
@@ -214,7 +212,7 @@ def _tree(out: Output, table: DhatTable, metric: Metric, fraction: Optional[floa
         out.write(json.dumps(document, indent=1, ensure_ascii=False) + "\n")
         return
     for line in header_lines(fmt, table):
-        out.text(line)
+        out.paragraph(line)
     out.text()
     for shown in layout(tree, metric):
         node = shown.node
@@ -234,4 +232,4 @@ def _tree(out: Output, table: DhatTable, metric: Metric, fraction: Optional[floa
         first = [(shown.tl_first, "dim"), (arrow(shown), "dim")]
         emit_node(out, lines, first, [(shown.tl_rest, "dim")], dim=not significant)
     out.text()
-    out.text(f"PP significance threshold: {threshold}")
+    out.paragraph(f"PP significance threshold: {threshold}")
