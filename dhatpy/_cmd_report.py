@@ -16,7 +16,7 @@ import json
 from typing import Any, Dict, List, Optional, Sequence
 
 from . import _report_metrics as metrics
-from ._dhat_reader import DhatTable
+from ._dhat_reader import FIGURES, DhatTable
 from ._errors import CommandError
 from ._report_common import figures_json, file_json, header_lines, read_table, totals
 from ._report_format import Formatter, emit_node
@@ -79,7 +79,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     if args.threshold is not None and not args.tree:
         raise CommandError("--threshold applies to the tree; add --tree")
-    table = read_table(args.file)
+    table = read_table(args.file, parallel=True)  # a command: it may fork
     metric = metrics.find(args.sort, table.header, tree=args.tree)
     fraction = None if args.threshold is None else args.threshold / 100
     out = Output(args.output, args.color, args.wide)
@@ -110,8 +110,6 @@ class _Row:
 def ranked(table: DhatTable, metric: Metric, top: int) -> List[int]:
     """The PPs to show, best first: by the metric, then total bytes (descending), then
     file order; only those that qualify for a metric such as tiny."""
-    from ._dhat_reader import FIGURES
-
     column = table.column(FIGURES[metric.field])
     total_bytes = table.column("total_bytes")
     assert column is not None and total_bytes is not None
