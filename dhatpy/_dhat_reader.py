@@ -599,12 +599,13 @@ class _Parser:
             if cut >= 0:
                 after = self.ws(cut + 1)
                 if text.startswith(",", after) or text.startswith("]", after):
+                    source = "[" + text[pos:cut + 1] + "]"
                     try:
-                        chunk = self.decoder.decode("[" + text[pos:cut + 1] + "]")
+                        chunk = self.decoder.decode(source)
                     except ValueError:
                         chunk = None  # read it one element at a time, for the right message
                     if chunk is not None:
-                        self.builder.feed(chunk)
+                        self.builder.feed(chunk, source)
                         if text.startswith("]", after):
                             return after + 1
                         pos = self.ws(after + 1)
@@ -664,7 +665,8 @@ class _Parser:
     def parse_pieces(self, builder: "_TableBuilder", pieces: Sequence[Tuple[int, int]]) -> None:
         text, decode = self.text, self.decoder.decode
         for start, end in pieces:
-            builder.feed(decode("[" + text[start:end] + "]"))
+            source = "[" + text[start:end] + "]"
+            builder.feed(decode(source), source)
 
     def _parse_pieces_for(self, pieces: Sequence[Tuple[int, int]], sender: Any) -> None:
         """In the forked process: parse, and send the arrays back (or "failed")."""
@@ -804,26 +806,32 @@ class _TableBuilder:
     def fail(self, problem: str) -> NoReturn:
         _fail(self.name, problem)
 
-    def feed(self, chunk: List[Any]) -> None:
+    def feed(self, chunk: List[Any], source: Optional[str] = None) -> None:
+        """Checks and keeps the program points of `chunk`; `source`, the JSON text
+        they were parsed from, when there is one."""
         if not chunk:
             return
+        # The typed arrays refuse negatives, numbers past their range, floats,
+        # strings, null, arrays and objects; booleans they take for 1 and 0, so
+        # types are checked too, unless the text has no "true" or "false" at all.
+        check_types = source is None or "true" in source or "false" in source
         try:
             figures = list(itertools.chain.from_iterable(map(self.figures_of, chunk)))
             fss = list(map(operator.itemgetter("fs"), chunk))
-            # The array refuses negatives, numbers past 2**64-1, floats, strings
-            # and null; the set of types catches the booleans it takes for ints.
             packed = array("Q", figures)
         except (KeyError, TypeError, OverflowError):
             self.find_bad(chunk)
-        if set(map(type, figures)) != _INT or set(map(type, fss)) != {list}:
+        if set(map(type, fss)) != {list} or (check_types and set(map(type, figures)) != _INT):
             self.find_bad(chunk)
         indices = list(itertools.chain.from_iterable(fss))
+        try:
+            packed_indices = array("I", indices)
+        except (TypeError, OverflowError):
+            self.find_bad(chunk)
         if indices:
-            if set(map(type, indices)) != _INT or min(indices) < 1:
+            if min(indices) < 1 or (check_types and set(map(type, indices)) != _INT):
                 self.find_bad(chunk)
             highest = max(indices)
-            if highest > _MAX_FRAME_INDEX:
-                self.find_bad(chunk)
             if highest > self.max_index:
                 self.max_index = highest
         if set(map(len, chunk)) != {self.n_keys}:  # more keys than needed: acc?
@@ -836,7 +844,7 @@ class _TableBuilder:
             self.find_repeat(fss)
         self.hashes |= hashes
         self.figures.extend(packed)
-        self.fs.extend(indices)
+        self.fs.extend(packed_indices)
         ends = itertools.accumulate(map(len, fss), initial=self.offsets[-1])
         next(ends)  # the initial value, already there
         self.offsets.extend(ends)

@@ -663,3 +663,16 @@ def test_a_failed_fork_reads_in_one_process(small_pieces, monkeypatch):
     monkeypatch.setattr(reader.multiprocessing.get_context("fork").Process, "start", no_fork)
     doc = random_document(random.Random(13), n_pps=300)
     assert len(reader.loads_table(json.dumps(doc), parallel=True)) == 300
+
+
+@pytest.mark.parametrize("key, value, message", [
+    ("tb", True, "pps[1]: field 'tb' is true, expected an integer from 0 to 2**64-1"),
+    ("gbk", False, "pps[1]: field 'gbk' is false, expected an integer from 0 to 2**64-1"),
+    ("fs", [True], "pps[1]: fs[0] is true, not an index into 'ftbl'"),
+    ("fs", [1.0], "pps[1]: fs[0] is 1.0, not an index into 'ftbl'"),
+    ("tl", 3.0, "pps[1]: field 'tl' is 3.0, expected an integer from 0 to 2**64-1"),
+])
+def test_booleans_and_floats_in_cut_pieces(monkeypatch, key, value, message):
+    """The fast path cuts pieces of a few characters: each is checked as strictly."""
+    monkeypatch.setattr(reader, "_CHUNK_CHARS", 1)
+    fails(mutated(lambda d: d["pps"][1].__setitem__(key, value)), message)
