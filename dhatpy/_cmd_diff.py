@@ -136,16 +136,24 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 # --- figures and their names -----------------------------------------------------------
 
 
-def _unit(header: DhatHeader, figure: str) -> str:
-    return header.blocks_unit if figure.endswith("_blocks") else header.bytes_unit
+def _unit(cmp: Comparison, figure: str) -> str:
+    """The files' unit for a figure ("bytes", "events"); both if they differ."""
+    units = []
+    for side in (cmp.old, cmp.new):
+        header = side.table.header
+        if header.records(figure):
+            unit = header.blocks_unit if figure.endswith("_blocks") else header.bytes_unit
+            if unit not in units:
+                units.append(unit)
+    return "/".join(units)
 
 
-def _label(header: DhatHeader, figure: str) -> str:
+def _label(cmp: Comparison, figure: str) -> str:
     what = {"total": "Total", "max": "Max", "gmax": "At t-gmax", "end": "At t-end"}
     if figure in ("reads", "writes"):
-        return f"{figure.capitalize()} ({header.bytes_unit})"
+        return f"{figure.capitalize()} ({_unit(cmp, figure)})"
     kind, _, _ = figure.partition("_")
-    return f"{what[kind]} ({_unit(header, figure)})"
+    return f"{what[kind]} ({_unit(cmp, figure)})"
 
 
 def _signed(n: int) -> str:
@@ -240,12 +248,11 @@ def _write_text(out: Output, cmp: Comparison, figure: str, changes: List[Change]
         for line in wrap([("     ", "")], [(h.cmd, "")], [("     ", "")], width):
             out.line(line)
     out.text()
-    header = cmp.new.table.header
     rows: List[Tuple[str, str, str, str, str, int]] = []
     for name in _total_figures(cmp):
         old_total, new_total = cmp.totals(name)
         delta = (new_total or 0) - (old_total or 0)
-        rows.append((_label(header, name),
+        rows.append((_label(cmp, name),
                      "–" if old_total is None else number(old_total),
                      "–" if new_total is None else number(new_total),
                      _signed(delta) if None not in (old_total, new_total) else "",
@@ -260,7 +267,7 @@ def _write_text(out: Output, cmp: Comparison, figure: str, changes: List[Change]
                   ("  " + new_text.rjust(widths[2]), ""),
                   ("  " + delta_text.rjust(widths[3]), style), ("  " + relative, style)])
     out.text()
-    what = _label(header, figure)
+    what = _label(cmp, figure)
     summary = (f"Program points by change of {what}: {counts['grew']:,} grew, "
                f"{counts['shrank']:,} shrank, {counts['new']:,} new, "
                f"{counts['vanished']:,} vanished, {counts['unchanged']:,} unchanged")
@@ -270,7 +277,7 @@ def _write_text(out: Output, cmp: Comparison, figure: str, changes: List[Change]
                 else f"; the top {shown:,}:")
     for line in wrap([], [(summary, "")], [], width):
         out.line(line)
-    unit = _unit(header, figure)
+    unit = _unit(cmp, figure)
     for change in changes:
         out.text()
         out.line(_change_line(change, unit))
@@ -295,8 +302,7 @@ def _change_line(change: Change, unit: str) -> Line:
 
 def _verdict_lines(cmp: Comparison, verdict: _Verdict) -> List[str]:
     limit = verdict.limit
-    header = cmp.new.table.header
-    unit = _unit(header, limit.figure)
+    unit = _unit(cmp, limit.figure)
     growth = verdict.new - verdict.old
     relative = _relative(growth, verdict.old)
     what = limit.name if limit.name == limit.figure else f"{limit.name} ({_MEANING[limit.figure]})"

@@ -16,14 +16,14 @@ import json
 from typing import Any, Dict, List, Optional, Sequence
 
 from . import _report_metrics as metrics
-from ._dhat_reader import DhatTable
+from ._dhat_reader import FIGURES, DhatTable
 from ._errors import CommandError
 from ._report_common import figures_json, file_json, header_lines, read_table, totals
 from ._report_format import Formatter, emit_node
 from ._report_metrics import Metric
 from ._report_tree import (AGGREGATE, LEAF, SIG_SELF, arrow, build, frame_strings,
                            layout, mark_significance, pp_accesses, pp_figures, title)
-from ._terminal import Output, add_output_arguments, wrap
+from ._terminal import Output, add_output_arguments
 
 HELP = "show a DHAT file's top program points (or its tree) in the terminal"
 
@@ -79,7 +79,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     if args.threshold is not None and not args.tree:
         raise CommandError("--threshold applies to the tree; add --tree")
-    table = read_table(args.file)
+    table = read_table(args.file, parallel=True)  # a command: it may fork
     metric = metrics.find(args.sort, table.header, tree=args.tree)
     fraction = None if args.threshold is None else args.threshold / 100
     out = Output(args.output, args.color, args.wide)
@@ -110,8 +110,6 @@ class _Row:
 def ranked(table: DhatTable, metric: Metric, top: int) -> List[int]:
     """The PPs to show, best first: by the metric, then total bytes (descending), then
     file order; only those that qualify for a metric such as tiny."""
-    from ._dhat_reader import FIGURES
-
     column = table.column(FIGURES[metric.field])
     total_bytes = table.column("total_bytes")
     assert column is not None and total_bytes is not None
@@ -155,7 +153,7 @@ def _flat(out: Output, table: DhatTable, metric: Metric, top: int, as_json: bool
         return
     fmt = Formatter(table.header, root)
     for line in header_lines(fmt, table):
-        out.text(line)
+        out.paragraph(line)
     out.text()
     label = metric.title(table.header)
     n = len(table)
@@ -165,9 +163,7 @@ def _flat(out: Output, table: DhatTable, metric: Metric, top: int, as_json: bool
     else:
         what = f"{n:,} program point{'s' if n != 1 else ''}"
     shown = "" if len(chosen) == matching else f", the top {len(chosen):,}"
-    sentence = f"{what}, sorted by {label}{shown}{':' if chosen else '.'}"
-    for wrapped in wrap([], [(sentence, "")], [], out.width):
-        out.line(wrapped)
+    out.paragraph(f"{what}, sorted by {label}{shown}{':' if chosen else '.'}")
     for rank, i in enumerate(chosen, 1):
         out.text()
         lines = fmt.node_lines(pp_figures(table, i), title=f"PP {rank}/{matching} ",
@@ -214,7 +210,7 @@ def _tree(out: Output, table: DhatTable, metric: Metric, fraction: Optional[floa
         out.write(json.dumps(document, indent=1, ensure_ascii=False) + "\n")
         return
     for line in header_lines(fmt, table):
-        out.text(line)
+        out.paragraph(line)
     out.text()
     for shown in layout(tree, metric):
         node = shown.node
@@ -234,4 +230,4 @@ def _tree(out: Output, table: DhatTable, metric: Metric, fraction: Optional[floa
         first = [(shown.tl_first, "dim"), (arrow(shown), "dim")]
         emit_node(out, lines, first, [(shown.tl_rest, "dim")], dim=not significant)
     out.text()
-    out.text(f"PP significance threshold: {threshold}")
+    out.paragraph(f"PP significance threshold: {threshold}")

@@ -46,7 +46,8 @@ How it scales: the top-level object is parsed field by field, and the
 ``pps`` array a megabyte at a time by the C JSON scanner; each chunk is
 checked with a few C-level passes (``map``, ``set``, ``min``/``max``) and its
 figures and frame indices go into flat arrays, so memory stays near the
-file's size and a 200 MB file takes a few seconds.
+file's size and a 200 MB file takes a few seconds; ``parallel=True`` parses
+half of the pieces in a forked process.
 """
 
 from __future__ import annotations
@@ -55,6 +56,7 @@ import bisect
 import functools
 import itertools
 import json
+import multiprocessing
 import operator
 import os
 import re
@@ -82,6 +84,8 @@ MAX_ACCESS_COUNTS = 1 << 16
 FIFO_WAIT_SECONDS = 10.0
 #: Characters of the pps array parsed at a time.
 _CHUNK_CHARS = 1 << 20
+#: Pieces of the pps array worth a second process (load_table(parallel=True)).
+PARALLEL_MIN_PIECES = 16
 
 
 class DhatFileError(CommandError):
@@ -333,18 +337,23 @@ def loads(text: Union[str, bytes], name: str = "<string>") -> DhatFile:
     return loads_table(text, name).to_file()
 
 
-def load_table(path: Union[str, "os.PathLike[str]"]) -> DhatTable:
-    """Reads and checks the DHAT file at `path`, keeping it compact.  Raises DhatFileError."""
+def load_table(path: Union[str, "os.PathLike[str]"], *, parallel: bool = False) -> DhatTable:
+    """Reads and checks the DHAT file at `path`, keeping it compact.  Raises DhatFileError.
+
+    `parallel`: a big file's program points are parsed half in a forked process
+    (the same result, sooner, where there is a CPU to spare).  Only for a
+    program that may fork: a single-threaded command, not a library call."""
     name = os.fspath(path)
-    return loads_table(_read_bytes(name), name)
+    return loads_table(_read_bytes(name), name, parallel=parallel)
 
 
-def loads_table(text: Union[str, bytes], name: str = "<string>") -> DhatTable:
+def loads_table(text: Union[str, bytes], name: str = "<string>", *,
+                parallel: bool = False) -> DhatTable:
     """Checks the DHAT file whose content is `text`, keeping it compact."""
     if isinstance(text, bytes):
         text = _decode(text, name)
     try:
-        return _Parser(text, name).table()
+        return _Parser(text, name, parallel=parallel).table()
     except RecursionError:
         _fail(name, "the JSON is nested too deeply to be a DHAT file")
     except MemoryError:
@@ -358,6 +367,12 @@ def loads_table(text: Union[str, bytes], name: str = "<string>") -> DhatTable:
 
 def _fail(name: str, problem: str) -> NoReturn:
     raise DhatFileError(f"{name}: {problem}")
+
+
+def _cpus() -> int:
+    if hasattr(os, "sched_getaffinity"):
+        return len(os.sched_getaffinity(0))
+    return os.cpu_count() or 1
 
 
 def _read_bytes(name: str) -> bytes:
@@ -470,9 +485,10 @@ class _Parser:
     """Parses one document: the top-level object field by field, the ``pps``
     array chunk by chunk into a _TableBuilder, then checks the header."""
 
-    def __init__(self, text: str, name: str) -> None:
+    def __init__(self, text: str, name: str, parallel: bool = False) -> None:
         self.text = text
         self.name = name
+        self.parallel = parallel and _cpus() >= 2
         self.decoder = _decoder()
         self.scan: Callable[[str, int], Tuple[Any, int]] = getattr(self.decoder, "scan_once")
         self.builder: Optional[_TableBuilder] = None
@@ -571,22 +587,97 @@ class _Parser:
         pos = self.ws(pos)
         if text.startswith("]", pos):
             return pos + 1
+        if self.parallel:
+            builder = self.builder
+            rest = self.stream_in_two(pos)
+            if rest is not None:
+                pos = rest
+            else:  # start again, one process, for the exact message if there is one
+                self.builder = _TableBuilder(self.name, builder.bklt, builder.bkacc)
         while True:
             cut = text.find("}", pos + _CHUNK_CHARS)
             if cut >= 0:
                 after = self.ws(cut + 1)
                 if text.startswith(",", after) or text.startswith("]", after):
+                    source = "[" + text[pos:cut + 1] + "]"
                     try:
-                        chunk = self.decoder.decode("[" + text[pos:cut + 1] + "]")
+                        chunk = self.decoder.decode(source)
                     except ValueError:
                         chunk = None  # read it one element at a time, for the right message
                     if chunk is not None:
-                        self.builder.feed(chunk)
+                        self.builder.feed(chunk, source)
                         if text.startswith("]", after):
                             return after + 1
                         pos = self.ws(after + 1)
                         continue
             return self.stream_elements(pos)
+
+    def cuts(self, pos: int) -> Tuple[List[Tuple[int, int]], int]:
+        """The pieces the fast path would parse, as (start, end) pairs, and where
+        the rest begins: from the last piece on, the '}' found may be past the
+        array, and the one-process loop reads it."""
+        text = self.text
+        pieces: List[Tuple[int, int]] = []
+        while True:
+            cut = text.find("}", pos + _CHUNK_CHARS)
+            if cut < 0:
+                return pieces, pos
+            after = self.ws(cut + 1)
+            if not text.startswith(",", after):
+                return pieces, pos
+            pieces.append((pos, cut + 1))
+            pos = self.ws(after + 1)
+
+    def stream_in_two(self, pos: int) -> Optional[int]:
+        """The pieces before the last, parsed half here and half in a forked
+        process, fed in order; None if anything at all went wrong (a piece that
+        does not parse, a bad program point, a repeat across the halves, no
+        fork), and the caller starts over in one process."""
+        pieces, rest = self.cuts(pos)
+        if len(pieces) < PARALLEL_MIN_PIECES:
+            return None
+        builder = self.builder
+        assert builder is not None
+        half = len(pieces) // 2
+        context = multiprocessing.get_context("fork")
+        receiver, sender = context.Pipe(duplex=False)
+        child = context.Process(target=self._parse_pieces_for, args=(pieces[half:], sender),
+                                daemon=True)
+        try:
+            child.start()
+        except OSError:
+            return None
+        sender.close()
+        try:
+            self.parse_pieces(builder, pieces[:half])
+            outcome, part = receiver.recv()
+            if outcome != "ok" or not builder.absorb(part):
+                return None
+        except (DhatFileError, ValueError, RecursionError, EOFError, OSError):
+            return None
+        finally:
+            receiver.close()
+            if child.is_alive():
+                child.terminate()
+            child.join()
+        return rest
+
+    def parse_pieces(self, builder: "_TableBuilder", pieces: Sequence[Tuple[int, int]]) -> None:
+        text, decode = self.text, self.decoder.decode
+        for start, end in pieces:
+            source = "[" + text[start:end] + "]"
+            builder.feed(decode(source), source)
+
+    def _parse_pieces_for(self, pieces: Sequence[Tuple[int, int]], sender: Any) -> None:
+        """In the forked process: parse, and send the arrays back (or "failed")."""
+        assert self.builder is not None
+        builder = _TableBuilder(self.name, self.builder.bklt, self.builder.bkacc)
+        try:
+            self.parse_pieces(builder, pieces)
+            sender.send(("ok", builder.part()))
+        except BaseException:  # the parent starts over and says what is wrong
+            sender.send(("failed", None))
+        sender.close()
 
     def stream_elements(self, pos: int) -> int:
         text = self.text
@@ -700,6 +791,7 @@ class _TableBuilder:
 
     def __init__(self, name: str, bklt: bool, bkacc: bool) -> None:
         self.name = name
+        self.bklt, self.bkacc = bklt, bkacc
         self.keys = tuple(_KEY_OF[f] for f in recorded_figures(bklt, bkacc))
         self.figures_of = operator.itemgetter(*self.keys)
         self.n_keys = len(self.keys) + 1  # and fs
@@ -714,26 +806,32 @@ class _TableBuilder:
     def fail(self, problem: str) -> NoReturn:
         _fail(self.name, problem)
 
-    def feed(self, chunk: List[Any]) -> None:
+    def feed(self, chunk: List[Any], source: Optional[str] = None) -> None:
+        """Checks and keeps the program points of `chunk`; `source`, the JSON text
+        they were parsed from, when there is one."""
         if not chunk:
             return
+        # The typed arrays refuse negatives, numbers past their range, floats,
+        # strings, null, arrays and objects; booleans they take for 1 and 0, so
+        # types are checked too, unless the text has no "true" or "false" at all.
+        check_types = source is None or "true" in source or "false" in source
         try:
             figures = list(itertools.chain.from_iterable(map(self.figures_of, chunk)))
             fss = list(map(operator.itemgetter("fs"), chunk))
-            # The array refuses negatives, numbers past 2**64-1, floats, strings
-            # and null; the set of types catches the booleans it takes for ints.
             packed = array("Q", figures)
         except (KeyError, TypeError, OverflowError):
             self.find_bad(chunk)
-        if set(map(type, figures)) != _INT or set(map(type, fss)) != {list}:
+        if set(map(type, fss)) != {list} or (check_types and set(map(type, figures)) != _INT):
             self.find_bad(chunk)
         indices = list(itertools.chain.from_iterable(fss))
+        try:
+            packed_indices = array("I", indices)
+        except (TypeError, OverflowError):
+            self.find_bad(chunk)
         if indices:
-            if set(map(type, indices)) != _INT or min(indices) < 1:
+            if min(indices) < 1 or (check_types and set(map(type, indices)) != _INT):
                 self.find_bad(chunk)
             highest = max(indices)
-            if highest > _MAX_FRAME_INDEX:
-                self.find_bad(chunk)
             if highest > self.max_index:
                 self.max_index = highest
         if set(map(len, chunk)) != {self.n_keys}:  # more keys than needed: acc?
@@ -746,11 +844,34 @@ class _TableBuilder:
             self.find_repeat(fss)
         self.hashes |= hashes
         self.figures.extend(packed)
-        self.fs.extend(indices)
+        self.fs.extend(packed_indices)
         ends = itertools.accumulate(map(len, fss), initial=self.offsets[-1])
         next(ends)  # the initial value, already there
         self.offsets.extend(ends)
         self.count += len(chunk)
+
+    def part(self) -> Tuple[Any, ...]:
+        """What another builder needs to take these PPs after its own."""
+        return (self.count, self.figures, self.fs, self.offsets, self.max_index, self.hashes,
+                self.accesses)
+
+    def absorb(self, part: Tuple[Any, ...]) -> bool:
+        """Takes the PPs of another builder's part after its own; False (and nothing
+        taken) if one of them repeats a location of these (then the caller reads
+        the file again in one process, to say which)."""
+        count, figures, fs, offsets, max_index, hashes, accesses = part
+        if not self.hashes.isdisjoint(hashes):
+            return False
+        base = len(self.fs)
+        self.figures.extend(figures)
+        self.fs.extend(fs)
+        self.offsets.extend(map(operator.add, itertools.islice(offsets, 1, None),
+                                itertools.repeat(base)))
+        self.max_index = max(self.max_index, max_index)
+        self.hashes |= hashes
+        self.accesses.update((self.count + i, counts) for i, counts in accesses.items())
+        self.count += count
+        return True
 
     def find_bad(self, chunk: List[Any]) -> NoReturn:
         for i, pp in enumerate(chunk):

@@ -18,8 +18,8 @@ _TIME_UNITS = {
 }
 
 
-def read_table(path: str) -> DhatTable:
-    """The file at `path`, or standard input for "-"."""
+def read_table(path: str, *, parallel: bool = False) -> DhatTable:
+    """The file at `path`, or standard input for "-"; `parallel`: see load_table."""
     if path == "-":
         try:
             data = sys.stdin.buffer.read()
@@ -27,8 +27,8 @@ def read_table(path: str) -> DhatTable:
             raise DhatFileError(f"<stdin>: cannot read it: {e}") from None
         if not data:
             raise DhatFileError("<stdin>: empty (nothing was piped in?)")
-        return loads_table(data, "<stdin>")
-    return load_table(path)
+        return loads_table(data, "<stdin>", parallel=parallel)
+    return load_table(path, parallel=parallel)
 
 
 def totals(table: DhatTable) -> List[int]:

@@ -24,7 +24,7 @@ import operator
 import os
 from array import array
 from dataclasses import dataclass, field
-from typing import Any, Callable, Dict, Iterable, List, Optional, Set, Tuple
+from typing import Callable, Dict, List, Optional, Sequence, Set, Tuple
 
 from ._dhat_reader import FIGURES, DhatTable, frame_without_address
 from ._errors import CommandError
@@ -43,7 +43,9 @@ class Side:
     groups: Dict[bytes, List[int]] = field(default_factory=dict)  # keys of more than one PP
 
     def finish(self) -> None:
-        self.index = dict(zip(reversed(self.keys), range(len(self.keys) - 1, -1, -1)))
+        # In the order of each key's first PP; a key of several PPs (their
+        # frames differ only in addresses) maps to its last, and to `groups`.
+        self.index = dict(zip(self.keys, range(len(self.keys))))
         if len(self.index) != len(self.keys):  # addresses apart, the same frames
             seen: Dict[bytes, List[int]] = {}
             for i, key in enumerate(self.keys):
@@ -124,15 +126,19 @@ STATUSES = ("grew", "shrank", "unchanged", "new", "vanished")
 
 
 class Comparison:
-    """Both files' program points, matched by key."""
+    """Both files' program points, matched by key.  Each program point of either
+    file is one entry: matched ones first (in NEW's order), then NEW's own, then
+    OLD's; an entry's figure is its key's, summed over the key's PPs."""
 
     def __init__(self, old: Side, new: Side) -> None:
         self.old = old
         self.new = new
-        old_keys, new_keys = old.index.keys(), new.index.keys()
-        self.matched = list(new_keys & old_keys)
-        self.added = list(new_keys - old_keys)
-        self.vanished = list(old_keys - new_keys)
+        # In the files' own order, so that ties come out the same from run to run.
+        self.matched = list(filter(old.index.__contains__, new.index))
+        self.added = list(itertools.filterfalse(old.index.__contains__, new.index))
+        self.vanished = list(itertools.filterfalse(new.index.__contains__, old.index))
+        self.keys = self.matched + self.added + self.vanished
+        self._deltas: Dict[str, Tuple[List[int], List[int], List[int]]] = {}
 
     def frames(self, change: Change) -> List[str]:
         side = self.new if change.key in self.new.index else self.old
@@ -141,10 +147,21 @@ class Comparison:
     def totals(self, figure: str) -> Tuple[Optional[int], Optional[int]]:
         return self.old.table.total(figure), self.new.table.total(figure)
 
+    def _figures(self, figure: str) -> Tuple[List[int], List[int], List[int]]:
+        """OLD's figure, NEW's and the change, per entry (0 where a file lacks it)."""
+        cached = self._deltas.get(figure)
+        if cached is None:
+            n_matched, n_added, n_vanished = len(self.matched), len(self.added), len(self.vanished)
+            before = (_values(self.old, figure, self.matched) + [0] * n_added
+                      + _values(self.old, figure, self.vanished))
+            after = (_values(self.new, figure, self.matched) + _values(self.new, figure, self.added)
+                     + [0] * n_vanished)
+            cached = (before, after, list(map(operator.sub, after, before)))
+            self._deltas[figure] = cached
+        return cached
+
     def counts(self, figure: str) -> Dict[str, int]:
-        before = _values(self.old, figure, self.matched)
-        after = _values(self.new, figure, self.matched)
-        deltas = list(map(operator.sub, after, before))
+        deltas = self._figures(figure)[2][:len(self.matched)]
         grew = sum(map(operator.gt, deltas, itertools.repeat(0)))
         shrank = sum(map(operator.lt, deltas, itertools.repeat(0)))
         return {"grew": grew, "shrank": shrank, "unchanged": len(deltas) - grew - shrank,
@@ -153,39 +170,37 @@ class Comparison:
     def top(self, figure: str, n: int, *, growth_only: bool = False) -> List[Change]:
         """The `n` program points (0: all) whose `figure` changed most: the biggest
         change first, growth before shrinkage at equal size, then the bigger
-        figure, then NEW's order and OLD's.  `growth_only`: those that grew."""
-        old, new = self.old, self.new
-        groups = []
-        for keys, before_side, after_side in ((self.matched, old, new), (self.added, None, new),
-                                              (self.vanished, old, None)):
-            before = _values(before_side, figure, keys) if before_side else [0] * len(keys)
-            after = _values(after_side, figure, keys) if after_side else [0] * len(keys)
-            order = (list(map(new.index.__getitem__, keys)) if after_side else
-                     list(map(operator.add, map(old.index.__getitem__, keys),
-                              itertools.repeat(len(new.keys)))))
-            deltas = list(map(operator.sub, after, before))
-            groups.append(zip(map(operator.neg, map(abs, deltas)), map(operator.neg, deltas),
-                              map(operator.neg, map(max, before, after)), order,
-                              keys, before, after))
-        entries: Iterable[Tuple[Any, ...]] = itertools.chain.from_iterable(groups)
+        figure, then the entries' order.  `growth_only`: those that grew."""
+        before, after, deltas = self._figures(figure)
+        sizes = list(map(abs, deltas))
+        candidates: Sequence[int] = range(len(deltas))
         if growth_only:
-            entries = (e for e in entries if e[1] < 0)
-        chosen = sorted(entries) if not n else heapq.nsmallest(n, entries)
+            candidates = list(itertools.compress(candidates, map(operator.gt, deltas,
+                                                                 itertools.repeat(0))))
+        chosen: List[int]
+        if n and n < len(candidates):
+            # Only entries at least as big as the n-th biggest change can be shown.
+            bound = heapq.nlargest(n, map(sizes.__getitem__, candidates))[-1]
+            chosen = list(itertools.compress(candidates, map(
+                operator.ge, map(sizes.__getitem__, candidates), itertools.repeat(bound))))
+        else:
+            chosen = list(candidates)
+        chosen.sort(key=lambda i: (-sizes[i], -deltas[i], -max(before[i], after[i]), i))
+        if n:
+            chosen = chosen[:n]
+        n_matched, n_new = len(self.matched), len(self.matched) + len(self.added)
         result = []
-        for _, minus_delta, _, _, key, before, after in chosen:
-            in_old, in_new = key in old.index, key in new.index
-            delta = -minus_delta
-            status = ("new" if not in_old else "vanished" if not in_new else
+        for i in chosen:
+            delta = deltas[i]
+            status = ("new" if n_matched <= i < n_new else "vanished" if i >= n_new else
                       "grew" if delta > 0 else "shrank" if delta < 0 else "unchanged")
-            result.append(Change(key, status, before if in_old else None,
-                                 after if in_new else None, delta))
+            result.append(Change(self.keys[i], status, None if status == "new" else before[i],
+                                 None if status == "vanished" else after[i], delta))
         return result
 
 
-def _values(side: Optional[Side], figure: str, keys: List[bytes]) -> List[int]:
+def _values(side: Side, figure: str, keys: List[bytes]) -> List[int]:
     """The figure of each key, summed over the key's program points."""
-    if side is None:
-        return [0] * len(keys)
     column = side.table.column(figure)
     if column is None:
         return [0] * len(keys)

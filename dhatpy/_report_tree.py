@@ -98,6 +98,8 @@ class Tree:
         return [self.figure(node, k) for k in range(N_FIGURES)]
 
     def sequence(self, node: Node) -> "array[int]":
+        if not len(self.table):  # no PPs: a root alone
+            return array("I")
         return self.table.frame_indices(node.rep)
 
     def frames(self, node: Node) -> List[int]:

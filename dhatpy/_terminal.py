@@ -243,6 +243,8 @@ def wrap(first: Sequence[Fragment], body: Sequence[Fragment], rest: Sequence[Fra
 
 # --- writing ---------------------------------------------------------------------------
 
+_LABEL = re.compile(r"^\s*[A-Za-z][\w -]*: +")
+
 
 class Output:
     """Where a command writes its lines: stdout (or ``-o FILE``), styled or not."""
@@ -280,6 +282,14 @@ class Output:
 
     def text(self, text: str = "", style: str = "") -> None:
         self.line([(text, style)])
+
+    def paragraph(self, text: str, style: str = "") -> None:
+        """A line of text wrapped to the width, continued under what follows its
+        label ("  Command: ...", "PP significance threshold: ...")."""
+        label = _LABEL.match(text)
+        indent = " " * (label.end() if label else 0)
+        for wrapped in wrap([], [(text, style)], [(indent, "")], self.width):
+            self.line(wrapped)
 
     def write(self, text: str) -> None:
         if self.closed:

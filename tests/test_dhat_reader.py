@@ -596,3 +596,83 @@ def test_fuzz(monkeypatch):
         assert f.pps == tuple(expected_pps(data)), n
         outcomes["read"] += 1
     assert outcomes["read"] > 200 and outcomes["refused"] > 2000, outcomes
+
+
+# --- parsed in two processes ------------------------------------------------------------
+
+
+@pytest.fixture
+def small_pieces(monkeypatch):
+    """Pieces of 200 characters, and two processes from 4 of them."""
+    monkeypatch.setattr(reader, "_CHUNK_CHARS", 200)
+    monkeypatch.setattr(reader, "PARALLEL_MIN_PIECES", 4)
+    monkeypatch.setattr(reader, "_cpus", lambda: 2)
+
+
+def test_two_processes_read_what_one_reads(small_pieces, monkeypatch):
+    outcomes: List[Any] = []
+    split = reader._Parser.stream_in_two
+
+    def spy(self: Any, pos: int) -> Any:
+        outcomes.append(split(self, pos))
+        return outcomes[-1]
+
+    monkeypatch.setattr(reader._Parser, "stream_in_two", spy)
+    rng = random.Random(11)
+    for bkacc in (False, True):
+        doc = random_document(rng, n_pps=500, bkacc=bkacc, ties=False)
+        text = json.dumps(doc, indent=rng.choice([None, 1]))
+        one = reader.loads_table(text)
+        two = reader.loads_table(text, parallel=True)
+        assert [two.program_point(i) for i in range(len(two))] == \
+               [one.program_point(i) for i in range(len(one))]
+        assert two.accesses == one.accesses and len(two) == 500
+    assert len(outcomes) == 2 and None not in outcomes  # both read in two processes
+
+
+@pytest.mark.parametrize("change, message", [
+    (lambda d: d["pps"][450].__setitem__("tb", -1),
+     "pps[450]: field 'tb' is -1, expected an integer from 0 to 2**64-1"),
+    (lambda d: d["pps"][20].__setitem__("tb", "x"),
+     "pps[20]: field 'tb' is the string 'x', expected an integer from 0 to 2**64-1"),
+    (lambda d: d["pps"].__setitem__(400, dict(d["pps"][3])),
+     "pps[400] has the same frames as pps[3] (a repeated location, which DHAT's viewer "
+     "refuses too)"),
+    (lambda d: d["pps"][300].__setitem__("fs", [9999]),
+     "pps[300]: fs[0] is 9,999, not an index into 'ftbl' (1 to 12; 0 is the root)"),
+    (lambda d: d["pps"][350].__setitem__("note", {"x": "}, {"}),
+     None),  # nested objects: the pieces cannot be cut there, one process reads it
+])
+def test_two_processes_say_what_one_says(small_pieces, change, message):
+    doc = random_document(random.Random(12), n_pps=500, ties=False)
+    change(doc)
+    text = json.dumps(doc)
+    if message is None:
+        assert len(reader.loads_table(text, parallel=True)) == 500
+        return
+    for parallel in (False, True):
+        with pytest.raises(DhatFileError) as info:
+            reader.loads_table(text, "p.json", parallel=parallel)
+        assert str(info.value) == f"p.json: {message}"
+
+
+def test_a_failed_fork_reads_in_one_process(small_pieces, monkeypatch):
+    def no_fork(self: Any) -> None:
+        raise OSError("no processes left")
+
+    monkeypatch.setattr(reader.multiprocessing.get_context("fork").Process, "start", no_fork)
+    doc = random_document(random.Random(13), n_pps=300)
+    assert len(reader.loads_table(json.dumps(doc), parallel=True)) == 300
+
+
+@pytest.mark.parametrize("key, value, message", [
+    ("tb", True, "pps[1]: field 'tb' is true, expected an integer from 0 to 2**64-1"),
+    ("gbk", False, "pps[1]: field 'gbk' is false, expected an integer from 0 to 2**64-1"),
+    ("fs", [True], "pps[1]: fs[0] is true, not an index into 'ftbl'"),
+    ("fs", [1.0], "pps[1]: fs[0] is 1.0, not an index into 'ftbl'"),
+    ("tl", 3.0, "pps[1]: field 'tl' is 3.0, expected an integer from 0 to 2**64-1"),
+])
+def test_booleans_and_floats_in_cut_pieces(monkeypatch, key, value, message):
+    """The fast path cuts pieces of a few characters: each is checked as strictly."""
+    monkeypatch.setattr(reader, "_CHUNK_CHARS", 1)
+    fails(mutated(lambda d: d["pps"][1].__setitem__(key, value)), message)

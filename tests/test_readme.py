@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import shlex
+import shutil
 import subprocess
 import sys
+import tempfile
 from pathlib import Path
-from typing import List, Tuple
+from typing import Dict, List, Tuple
 
 import pytest
 
@@ -128,3 +131,50 @@ def test_plugin_example_passes_with_repeat(tmp_path):
     proc = run(["-m", "pytest", "-q", "-p", "no:cacheprovider", "test_cache.py"], tmp_path)
     assert proc.returncode == 0, proc.stdout + proc.stderr
     assert "2 passed" in proc.stdout
+
+
+def _as_in_readme(text: str, directory: str, pids: Dict[str, int]) -> List[str]:
+    """The output as the README shows it: `python` for the interpreter's path (a
+    command line wrapped because of it joined again), the README's directory and
+    pids."""
+    lines = text.replace(directory, "/home/you/app").replace(sys.executable, "python").splitlines()
+    joined: List[str] = []
+    for line in lines:
+        continues = joined and (
+            (joined[-1].startswith("  Command: ") and line.startswith(" " * 11) and line.strip())
+            or (joined[-1].startswith("     python") and line.startswith("     ")
+                and not line.startswith("     #")))
+        if continues:
+            joined[-1] += " " + line.strip()
+        else:
+            joined.append(line)
+    readme_pids = {str(pids[name]): pid for name, pid in (("before.json", "4241"),
+                                                          ("after.json", "4242")) if name in pids}
+    pid = re.compile(r"(?<=PID:     )\d+|(?<=, pid )\d+(?=,)")
+    return [pid.sub(lambda m: readme_pids.get(m.group(0), m.group(0)), line) for line in joined]
+
+
+@needs_311
+def test_report_and_diff_session():
+    # A directory name as long as the README's /home/you/app, so that frames
+    # are shortened (or not) in the same places.
+    directory = tempfile.mkdtemp(prefix="", dir="/tmp")
+    assert len(directory) == len("/home/you/app")
+    try:
+        Path(directory, "service.py").write_text(example("service.py"))
+        session = console_session("python service.py before.json 1000")
+        dhatc = " ".join(shlex.quote(a) for a in dhatc_command())
+        pids: Dict[str, int] = {}
+        for command, expected in session:
+            line = command.replace("python -m dhatc", dhatc).replace(
+                "python service.py", f"{shlex.quote(sys.executable)} service.py")
+            proc = subprocess.run(["bash", "-c", f"{{ {line}; }} 2>&1"], cwd=directory,
+                                  capture_output=True, text=True, timeout=300,
+                                  env=dict(os.environ, DHATC_QUIET="1"))
+            assert proc.returncode == 0, (command, proc.stdout)
+            for name in ("before.json", "after.json"):
+                if name not in pids and Path(directory, name).exists():
+                    pids[name] = json.loads(Path(directory, name).read_text())["pid"]
+            assert _as_in_readme(proc.stdout, directory, pids) == expected, command
+    finally:
+        shutil.rmtree(directory)
