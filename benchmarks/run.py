@@ -173,8 +173,8 @@ def plain_table(res: Results) -> str:
 
 
 def markdown_table(res: Results) -> str:
-    """Tools as rows, workloads as columns, cells "ratio (seconds)",
-    the layout of anchors.md."""
+    """Tools as rows, workloads as columns, cells "ratio (seconds)", the
+    layout of BENCHMARKS.md."""
     stat = "median" if res.stat == "median" else "best"
     lines = [
         f"{machine_line()}; {stat} of {res.repeat} interleaved runs, "

@@ -1,8 +1,8 @@
 """Allocation-heavy workloads for comparing heap profilers.
 
 Each workload is a plain function taking no arguments.  They are sized so that,
-unprofiled, each takes roughly the time given in ``anchors.md`` on the reference
-machine (2 cores, CPython 3.11): churn ~0.08 s, grow ~0.10 s, json ~0.20 s,
+unprofiled, each takes roughly this long on the reference machine (2 cores,
+CPython 3.11): churn ~0.08 s, grow ~0.10 s, json ~0.20 s,
 deep ~0.10 s.  They return a small value so the work cannot be optimised away and
 so a caller can sanity-check the result.
 

@@ -7,7 +7,7 @@
  * interposer reports to it; otherwise an interposer is the real function
  * plus one atomic load.
  *
- * Rules it lives by (python-mapping.md, "LD_PRELOAD facts"):
+ * Rules it lives by (docs/ARCHITECTURE.md, "The preload library"):
  * - The real functions come from dlsym(RTLD_NEXT, ...), resolved once, before
  *   main when possible.  dlsym itself may call calloc/malloc: while resolving,
  *   those calls are served from a static buffer whose blocks never reach the
