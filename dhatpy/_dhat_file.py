@@ -343,6 +343,25 @@ def saved_line(path: str) -> str:
     return f"dhat: The data has been saved to {path}, and is viewable with {VIEWER_HINT}"
 
 
+def _write_line(stream: TextIO, line: str) -> None:
+    """Writes a line to `stream`, leaving nothing of it in the stream's buffer:
+    where the stream has a file descriptor, the line goes to the descriptor
+    (after what the program wrote before it), so that a broken pipe fails here,
+    once, and not again when the interpreter flushes stderr at exit (which
+    3.14+ reports with exit status 120: the program's status must not change
+    because of a line of dhatc's).  Raises what the write raises."""
+    try:
+        fd = stream.fileno()
+    except (AttributeError, OSError, ValueError):  # StringIO, a closed stream, ...
+        print(line, file=stream, flush=True)
+        return
+    stream.flush()  # what the program wrote first stays first
+    encoding = getattr(stream, "encoding", None) or "utf-8"
+    data = (line + "\n").encode(encoding, getattr(stream, "errors", None) or "backslashreplace")
+    while data:
+        data = data[os.write(fd, data):]
+
+
 def eprint(line: str) -> None:
     """Prints a line to stderr, if it can: a closed or broken stderr, or none
     at all (``sys.stderr = None``), must not stop what dhatc was doing."""
@@ -350,7 +369,7 @@ def eprint(line: str) -> None:
     if stream is None:
         return
     try:
-        print(line, file=stream, flush=True)
+        _write_line(stream, line)
     except Exception:
         pass
 
@@ -361,7 +380,7 @@ def eprint_error(line: str) -> None:
     stream = sys.stderr
     if stream is not None:
         try:
-            print(line, file=stream, flush=True)
+            _write_line(stream, line)
             return
         except Exception:
             pass
