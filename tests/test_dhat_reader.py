@@ -95,7 +95,8 @@ def test_valgrind_file(tmp_path):
     assert f.block_accesses and f.block_lifetimes
     by_caller = {reader.frame_without_address(pp.frames[-1]): pp for pp in f.pps}
     loop = by_caller["main (prog.c:8)"]
-    assert reader.frame_without_address(loop.frames[1]) == "make (prog.c:5)"
+    # Valgrind up to 3.2x shows its malloc on top, later ones start at the caller.
+    assert reader.frame_without_address(loop.frames[-2]) == "make (prog.c:5)"
     assert (loop.total_bytes, loop.total_blocks, loop.end_bytes) == (1000, 10, 0)
     assert (loop.reads, loop.writes) == (0, 1000)  # memset writes each byte once
     kept = [pp for pp in f.pps if pp.total_bytes == 4000][0]

@@ -54,6 +54,12 @@ def program_points(path: Path) -> List[dict]:
     return [dict(p, frames=[data["ftbl"][i] for i in p["fs"]]) for p in data["pps"]]
 
 
+def without_allocator(frames: List[str]) -> List[str]:
+    """The frames below the allocator: Valgrind up to 3.2x shows its malloc
+    on top of every stack, later ones start at the caller."""
+    return frames[1:] if frames and ": malloc (" in frames[0] else frames
+
+
 def test_merge_of_valgrind_files(valgrind_files: List[Path], tmp_path: Path) -> None:
     first, second = valgrind_files
     proc = dhatc("merge", str(first), str(second), "-o", "both.json", cwd=tmp_path)
@@ -62,7 +68,7 @@ def test_merge_of_valgrind_files(valgrind_files: List[Path], tmp_path: Path) -> 
     assert (merged["tu"], merged["Mtu"], merged["tuth"], merged["bkacc"]) == ("instrs", "Minstr", 500, False)
     loop = [p for p in program_points(tmp_path / "both.json") if p["tbk"] == 8]
     assert len(loop) == 1 and loop[0]["tb"] == 8000  # 3 + 5 blocks of 1,000 bytes, one PP
-    assert loop[0]["frames"][1].endswith(": make (prog.c:4)")
+    assert without_allocator(loop[0]["frames"])[0].endswith(": make (prog.c:4)")
     if viewer_dir() is not None:
         shown = render(tmp_path / "both.json")
         assert shown.error is None
@@ -75,7 +81,7 @@ def test_exports_of_a_valgrind_file(valgrind_files: List[Path], tmp_path: Path) 
     profile = decode_pprof(tmp_path / "v.pb.gz")
     strings = profile.string_table
     names = {strings[f.name] for f in profile.function}
-    assert {"malloc", "make", "main"} <= names
+    assert {"make", "main"} <= names  # (and malloc, where Valgrind shows it)
     assert all(loc.address != 0 for loc in profile.location)
     assert sorted(s.value[1] for s in profile.sample) == [100, 3000]  # alloc_space
     folded = dhatc("export", str(source), "-f", "collapsed", cwd=tmp_path).stdout.splitlines()
