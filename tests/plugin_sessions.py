@@ -56,6 +56,10 @@ class Inner:
 @pytest.fixture
 def inner(pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch) -> Inner:
     monkeypatch.delenv("PYTHONMALLOC", raising=False)  # figures of the plain allocator
+    # On CI (these variables set) pytest prints each failure's whole message in
+    # the short summary too; inner sessions print as on a developer's machine.
+    for variable in ("CI", "BUILD_NUMBER"):
+        monkeypatch.delenv(variable, raising=False)
     return Inner(pytester)
 
 
