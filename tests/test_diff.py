@@ -233,7 +233,8 @@ def test_two_valgrind_runs_of_a_rebuilt_program(tmp_path: Path) -> None:
     doc = json.loads(out)
     assert doc["counts"] == {"grew": 1, "shrank": 0, "unchanged": 2, "new": 0, "vanished": 0}
     grew = doc["program_points"][0]
-    assert grew["frames"][1:] == ["make (prog.c:5)", "main (prog.c:8)"]
+    # (Valgrind up to 3.2x shows its malloc on top, later ones start at the caller.)
+    assert grew["frames"][-2:] == ["make (prog.c:5)", "main (prog.c:8)"]
     assert (grew["old"]["total_blocks"], grew["new"]["total_blocks"], grew["change"]) == (
         10, 15, 500)
     assert (grew["old"]["writes"], grew["new"]["writes"]) == (1000, 1500)
