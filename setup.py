@@ -1,6 +1,8 @@
 """Builds dhatc's C engine.  Metadata lives in pyproject.toml.
 
 Knobs (environment variables):
+  DHATC_NATIVE_FRAMES=auto|0|1   build dhatc._unwinder (native frames) if libunwind's and
+                     libdw's headers are there (auto), never, or always (failing without them)
   DHATC_SANITIZE=1   build with AddressSanitizer and UBSan (for the engine's own tests)
   DHATC_DEBUG=1      build without optimisation, with debug info
 """
@@ -30,6 +32,7 @@ ENGINE_SOURCES = [
     "src/dhatc/session.c",  # a profile's lifecycle: start, stop, release
     "src/dhatc/hooks.c",  # PyMem allocator hooks
     "src/dhatc/native.c",  # connects the profile to the preload library
+    "src/dhatc/nativestack.c",  # mixed native and Python stacks (native=True)
     "src/dhatc/record.c",  # blocks, frees and events into the profile, with their stacks
     "src/dhatc/frames.c",  # per-version frame walker
     "src/dhatc/codetable.c",  # the code objects of the profile's stacks
@@ -82,6 +85,36 @@ class BuildExt(build_ext):
         return list(ext.libraries) if ext.name == PRELOAD_NAME else super().get_libraries(ext)
 
 
+def native_frames_buildable():
+    """Whether libunwind's and libdw's headers are installed: dhatc._unwinder
+    (native frames) is built only then; the core needs neither."""
+    multiarch = sysconfig.get_config_var("MULTIARCH")  # Debian puts libunwind.h there
+    include_dirs = ["/usr/include", "/usr/local/include"]
+    include_dirs += [os.path.join("/usr/include", multiarch)] if multiarch else []
+
+    def found(header):
+        return any(os.path.exists(os.path.join(d, header)) for d in include_dirs)
+
+    wanted = os.environ.get("DHATC_NATIVE_FRAMES", "auto")
+    if wanted == "0":
+        return False
+    present = found("libunwind.h") and found("elfutils/libdwfl.h")
+    if wanted == "1" and not present:
+        sys.exit("DHATC_NATIVE_FRAMES=1: libunwind's and libdw's headers are missing "
+                 "(apt install libunwind-dev libdw-dev)")
+    return present
+
+
+UNWINDER = Extension(
+    "dhatc._unwinder",
+    sources=["src/dhatc/unwinder.c"],
+    include_dirs=["src/dhatc"],
+    define_macros=[("_GNU_SOURCE", "1")],
+    extra_compile_args=[a for a in compile_args if a != "-DDHATC_CHECKS"],
+    extra_link_args=link_args,
+    libraries=["unwind", "dw", "elf"],
+)
+
 # Not sanitized: ASan interposes malloc itself and must come first in the
 # library list, so an instrumented interposer would run before its runtime.
 preload_compile_args = ["-std=c11", "-Wall", "-Wextra", "-Werror", "-fvisibility=hidden"]
@@ -109,5 +142,6 @@ setup(
             extra_link_args=["-Wl,-z,now"],
             libraries=["dl"],
         ),
-    ],
+    ]
+    + ([UNWINDER] if native_frames_buildable() else []),
 )

@@ -189,6 +189,8 @@ def bootstrap() -> None:
         mode=config.mode,
         file_name=config.output,
         trim_backtraces=config.trim,
+        native=config.native,
+        native_interpreter_frames=config.native_interpreter_frames,
     )
     # Held until exit: the profile is saved at exit, after the target's own
     # atexit handlers, not when this function returns.

@@ -27,6 +27,8 @@ from typing import Dict, List, Optional, Tuple
 
 from ._dhat_file import writable_problem
 from ._errors import CommandError
+from ._native_frames import MISSING as NATIVE_MISSING
+from ._native_frames import available as native_frames_available
 from ._preload import PRELOAD_LIBRARY
 from ._run_config import CHILD_CONFIG_VARIABLE, RunConfig, Target
 
@@ -76,7 +78,8 @@ def _trim(text: str) -> int:
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.usage = ("%(prog)s [-h] [--mode heap|ad-hoc] [-o FILE] [--trim N] "
-                    "[--follow-children [--merge]] TARGET")
+                    "[--native [--native-interpreter-frames]] [--follow-children [--merge]] "
+                    "TARGET")
     parser.formatter_class = argparse.RawDescriptionHelpFormatter
     parser.description = "Runs a Python program as python would, profiling the whole run."
     parser.epilog = _EPILOG
@@ -87,6 +90,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         "dhat-ad-hoc.json in ad-hoc mode), relative to the current directory")
     parser.add_argument("--trim", metavar="N", type=_trim, default=10,
                         help="keep at most N Python frames per stack (default: 10)")
+    parser.add_argument("--native", action="store_true",
+                        help="native (C) frames in every stack, with the Python frames "
+                        "spliced in where the interpreter runs them (--trim then bounds "
+                        "all the frames)")
+    parser.add_argument("--native-interpreter-frames", action="store_true",
+                        help="with --native: keep the interpreter's own C frames too")
     parser.add_argument("--follow-children", action="store_true",
                         help="profile every Python process the target starts too, each "
                         "into its own file beside the target's (dhat-heap.PID.json)")
@@ -98,7 +107,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 # Options of `run` that take a value, and python's own command-line options
 # (dhatc's -c, -m, -h and -o aside), so that the scan below agrees with argparse.
 _VALUE_OPTIONS = ("--mode", "-o", "--output", "--trim")
-_FLAG_OPTIONS = ("--follow-children", "--merge")
+_FLAG_OPTIONS = ("--follow-children", "--merge", "--native", "--native-interpreter-frames")
 _PYTHON_FLAGS = frozenset("bBdEiIOPqRsSuvVWxX")
 _PYTHON_LONG_OPTIONS = ("--check-hash-based-pycs", "--version", "--help-env",
                         "--help-xoptions", "--help-all")
@@ -206,6 +215,10 @@ def run(args: argparse.Namespace) -> int:
         raise CommandError("cannot tell which Python to run (sys.executable is empty)")
     if args.merge and not args.follow_children:
         raise CommandError("--merge merges the files of --follow-children: give both")
+    if args.native_interpreter_frames and not args.native:
+        raise CommandError("--native-interpreter-frames is an option of --native: give both")
+    if args.native and not native_frames_available():
+        raise CommandError(NATIVE_MISSING.partition("dhatc: ")[2])
     output = args.output if args.output is not None else DEFAULT_OUTPUTS[args.mode]
     # Found now rather than after a long run.
     problem = writable_problem(output)
@@ -226,6 +239,8 @@ def run(args: argparse.Namespace) -> int:
         preloaded=preloaded,
         follow_children=args.follow_children,
         merge=args.merge,
+        native=args.native,
+        native_interpreter_frames=args.native_interpreter_frames,
     )
     env = dict(os.environ)
     if preloaded:

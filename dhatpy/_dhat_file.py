@@ -20,6 +20,7 @@ from types import CodeType
 from typing import Any, Dict, List, Optional, Sequence, TextIO, Tuple
 
 from ._engine_data import EngineProgramPoint, StopData
+from ._native_frames import NativeNamer
 
 # The engine's clock counts allocations (reallocations included), so times and
 # lifetimes are in allocations: reproducible from run to run, and free to read.
@@ -116,12 +117,21 @@ def profile_from_engine(data: StopData, *, cmd: str, pid: int) -> Profile:
     # would share one string.  `data` keeps every code object alive meanwhile.
     strings: Dict[Tuple[int, int], str] = {}
     by_frames: Dict[Tuple[str, ...], ProgramPoint] = {}
+    objects = data.get("native_objects")
+    namer = None
+    if objects is not None:  # native frames are addresses, named all at once
+        namer = NativeNamer(objects, (f for raw in data["pps"] for f in raw[1]
+                                      if isinstance(f, int)))
     for raw in data["pps"]:
         engine_pp = EngineProgramPoint(*raw)
         resolved: List[str] = [] if engine_pp.kind is None else [engine_pp.kind]
         for frame in engine_pp.frames:
             if isinstance(frame, str):  # stands for frames the engine does not keep
                 resolved.append(frame)
+                continue
+            if isinstance(frame, int):
+                assert namer is not None  # the engine gives addresses in native profiles only
+                resolved.append(namer.name(frame))
                 continue
             code, line = frame
             text = strings.get((id(code), line))
@@ -137,8 +147,9 @@ def profile_from_engine(data: StopData, *, cmd: str, pid: int) -> Profile:
             # The engine keys program points by what they show (code objects
             # with one file and name stand for one another), so equal strings
             # meet here only where a code object died before the engine could
-            # keep it ("[code object destroyed ...]"): their max figures add
-            # up to an upper bound.
+            # keep it ("[code object destroyed ...]"), or where two native
+            # addresses have one function and line (two calls on one line):
+            # their max figures add up to an upper bound.
             _add_figures(pp, engine_pp)
     return profile
 

@@ -1,7 +1,7 @@
 """Type stubs for the C engine (dhatc._engine)."""
 
 from types import CodeType
-from typing import Optional, Tuple
+from typing import List, Optional, Tuple
 
 from ._engine_data import StopData
 
@@ -45,7 +45,14 @@ class AdHocStats:
     @staticmethod
     def get() -> "AdHocStats": ...
 
-def start(mode: int, trim: int, skip: int, this_thread_only: bool = False) -> None: ...
+def start(
+    mode: int,
+    trim: int,
+    skip: int,
+    this_thread_only: bool = False,
+    native: Optional[Tuple[object, List[Tuple[int, int]], bool]] = None,
+) -> None: ...
+def interpreter_object() -> Tuple[str, int]: ...
 class ProfilerAlreadyRunningError(RuntimeError): ...
 
 def stop() -> StopData: ...

@@ -14,6 +14,7 @@ the engine owns no Python types for them); the names live here::
      "dropped": int,                               # events lost to the engine's memory
      "saturated": int,                             # ad hoc events past 2**64 - 1 units
      "hooks_lost": int,                            # bits 1 << domain, see _dhat_file
+     "native_objects": None | [(start, end, path, bias), ...],
      "pps": [(kind, frames, tb, tbk, tl, mb, mbk, gb, gbk, eb, ebk), ...]}
 
 Every int is non-negative and below 2**64.  A program point's ``kind`` is
@@ -22,7 +23,10 @@ the allocator entry that made its blocks (``"PyObject_Malloc"``,
 line)`` pair -- the code object None when it was being destroyed as the
 profile took a reference to it, the line -1 when unknown -- or a str, the text
 of a frame that stands for frames the engine does not keep (another
-interpreter's Python frames: ``"[subinterpreter N: ...]"``).
+interpreter's Python frames: ``"[subinterpreter N: ...]"``), or an int, a
+native frame's instruction address (``Profiler(native=True)`` only).  For a
+native profile ``native_objects`` lists the objects (address range, file,
+load bias) its addresses were found in; it is None otherwise.
 The code objects stay alive as long as the dict does.
 
 To change the contract, change :data:`RawProgramPoint` /
@@ -38,8 +42,8 @@ from typing import List, NamedTuple, Optional, Tuple, TypedDict, Union
 
 #: One frame of a program point: its code object (None if it was being
 #: destroyed) and the line (-1 when unknown); or the text of a frame that
-#: stands for frames the engine does not keep.
-RawFrame = Union[Tuple[Optional[CodeType], int], str]
+#: stands for frames the engine does not keep; or a native frame's address.
+RawFrame = Union[Tuple[Optional[CodeType], int], str, int]
 
 #: A program point as ``pp_as_tuple`` builds it; :class:`EngineProgramPoint`
 #: names its fields.
@@ -79,4 +83,5 @@ class StopData(TypedDict):
     dropped: int
     saturated: int
     hooks_lost: int
+    native_objects: Optional[List[Tuple[int, int, str, int]]]
     pps: List[RawProgramPoint]

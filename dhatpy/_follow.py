@@ -84,6 +84,8 @@ class ChildProfiler(RunProfiler):
             mode=config.mode,
             file_name=child_file_name(config.output, self.child_pid),
             trim_backtraces=config.trim,
+            native=config.native,
+            native_interpreter_frames=config.native_interpreter_frames,
         )
 
     def _command(self) -> str:
@@ -143,6 +145,8 @@ def follow_children(config: RunConfig, profiler: RunProfiler) -> None:
         ledger=os.path.join(ledger_dir, "children"),
         package_dir=os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
         cache_tag=sys.implementation.cache_tag or "",
+        native=config.native,
+        native_interpreter_frames=config.native_interpreter_frames,
     )
     os.environ[CHILD_CONFIG_VARIABLE] = child_config.to_json()
     path = os.environ.get("PYTHONPATH")

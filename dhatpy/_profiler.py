@@ -27,7 +27,7 @@ import weakref
 from types import TracebackType
 from typing import Any, Callable, Optional, Type, Union
 
-from . import _dhat_file, _engine
+from . import _dhat_file, _engine, _native_frames
 from ._dhat_file import Profile
 from ._engine_data import StopData
 
@@ -177,6 +177,14 @@ class Profiler:
     blocks allocated by the thread that starts the profiler count (frees count
     from any thread).
 
+    With ``native`` each program point's stack holds native (C) frames too,
+    unwound with libunwind, the Python frames spliced in where the
+    interpreter's evaluation loop runs them; the interpreter's own C frames
+    between them are left out unless ``native_interpreter_frames`` is set.
+    ``trim_backtraces`` then bounds all the frames of a stack.  Needs dhatc
+    built with libunwind and libdw (RuntimeError otherwise, saying what to
+    install); C code calling ``malloc`` is seen under ``python -m dhatc run``.
+
     Bad arguments raise at construction: ``TypeError`` for a wrong type (the
     flags must be ``bool``), ``ValueError`` for an unknown mode, an empty
     ``file_name`` or one holding a NUL character, or a negative
@@ -192,6 +200,8 @@ class Profiler:
         trim_backtraces: Optional[int] = 10,
         eprint_json: bool = False,
         this_thread_only: bool = False,
+        native: bool = False,
+        native_interpreter_frames: bool = False,
     ) -> None:
         #: The phase (read-only: the session changes it).
         self.phase = _PRE
@@ -204,6 +214,8 @@ class Profiler:
             ("testing", testing),
             ("eprint_json", eprint_json),
             ("this_thread_only", this_thread_only),
+            ("native", native),
+            ("native_interpreter_frames", native_interpreter_frames),
         ):
             if not isinstance(value, bool):
                 raise TypeError(
@@ -229,6 +241,10 @@ class Profiler:
         self.trim_backtraces: Optional[int] = trim_backtraces
         self.eprint_json = eprint_json
         self.this_thread_only = this_thread_only
+        if native and not _native_frames.available():
+            raise RuntimeError(_native_frames.MISSING)
+        self.native = native
+        self.native_interpreter_frames = native_interpreter_frames
         #: The finished profile, once stopped (kept even if saving it failed).
         self.profile: Optional[Profile] = None
         self._pid = 0
@@ -255,10 +271,12 @@ class Profiler:
             if self.mode == "heap":
                 _tracemalloc_guard.arm()
             trim = -1 if self.trim_backtraces is None else self.trim_backtraces
+            native = (_native_frames.start_argument(self.native_interpreter_frames)
+                      if self.native else None)
             self._pid = os.getpid()
             # The root is two frames up from here.  Nothing may allocate after
             # this call on the way back to the user.
-            _engine.start(_MODES[self.mode], trim, 2, self.this_thread_only)
+            _engine.start(_MODES[self.mode], trim, 2, self.this_thread_only, native)
         except BaseException:
             _session.abort(self)
             raise

@@ -37,6 +37,8 @@ class RunConfig:
     preloaded: bool  # whether the preload library is in the target's LD_PRELOAD
     follow_children: bool = False  # profile every Python process the target starts
     merge: bool = False  # with follow_children: a merged file of all of them at the end
+    native: bool = False  # native frames in every stack (Profiler(native=True))
+    native_interpreter_frames: bool = False  # with native: the interpreter's C frames too
 
     def to_json(self) -> str:
         return json.dumps(asdict(self), sort_keys=True)
@@ -47,7 +49,8 @@ class RunConfig:
         config = cls(**_fields_of(cls, text))
         _check_types(config, {"kind": str, "target": str, "mode": str, "output": str,
                               "trim": int, "output_dir": str, "preloaded": bool,
-                              "follow_children": bool, "merge": bool})
+                              "follow_children": bool, "merge": bool, "native": bool,
+                              "native_interpreter_frames": bool})
         if not (config.ld_preload is None or isinstance(config.ld_preload, str)):
             raise ValueError("dhatc run configuration: ld_preload must be a str or None")
         if config.kind not in TARGET_KINDS or config.mode not in MODES:
@@ -68,6 +71,8 @@ class ChildConfig:
     ledger: str  # the file each child appends the name of its file to
     package_dir: str  # the directory holding the dhatc package the target runs
     cache_tag: str  # sys.implementation.cache_tag of the target's Python
+    native: bool = False  # as RunConfig's
+    native_interpreter_frames: bool = False
 
     def to_json(self) -> str:
         return json.dumps(asdict(self), sort_keys=True)
@@ -76,7 +81,8 @@ class ChildConfig:
     def from_json(cls, text: str) -> "ChildConfig":
         config = cls(**_fields_of(cls, text))
         _check_types(config, {"mode": str, "trim": int, "output": str, "output_dir": str,
-                              "ledger": str, "package_dir": str, "cache_tag": str})
+                              "ledger": str, "package_dir": str, "cache_tag": str,
+                              "native": bool, "native_interpreter_frames": bool})
         if config.mode not in MODES:
             raise ValueError(f"dhatc child configuration: bad mode: {config!r}")
         return config

@@ -167,6 +167,69 @@ uint32_t dhatc_frames_capture(PyThreadState *tstate, dhatc_frame_t *out, uint32_
     return depth;
 }
 
+/* ---- one call of the evaluation loop at a time ---------------------------- */
+
+/* Whether `frame` is the shim an evaluation-loop call links below the first
+ * frame it runs (3.12+), which marks where that call began. */
+static inline bool is_call_boundary(const frame_t *frame)
+{
+#if PY_VERSION_HEX >= 0x030E0000
+    return frame->owner >= FRAME_OWNED_BY_INTERPRETER;
+#elif PY_VERSION_HEX >= 0x030C0000
+    return frame->owner == FRAME_OWNED_BY_CSTACK;
+#else
+    (void)frame;
+    return false;
+#endif
+}
+
+/* Whether `frame` is the first frame its evaluation-loop call ran (up to
+ * 3.11: a flag of 3.11's frames, and every frame of 3.9/3.10). */
+static inline bool is_first_of_call(const frame_t *frame)
+{
+#if PY_VERSION_HEX >= 0x030C0000
+    (void)frame;
+    return false;
+#elif PY_VERSION_HEX >= 0x030B0000
+    return frame->is_entry;
+#else
+    (void)frame;
+    return true;
+#endif
+}
+
+void dhatc_frames_cursor_start(dhatc_frames_cursor_t *cursor, PyThreadState *tstate)
+{
+    cursor->next = tstate != NULL ? top_frame(tstate) : NULL;
+    cursor->at_root = false;
+}
+
+uint32_t dhatc_frames_next_call(dhatc_frames_cursor_t *cursor, dhatc_frame_t *out, uint32_t room)
+{
+    uint32_t depth = 0;
+    frame_t *frame = (frame_t *)cursor->next;
+    while (frame != NULL && !cursor->at_root) {
+        frame_t *caller = caller_of(frame);
+        if (is_call_boundary(frame)) {
+            frame = caller;
+            break;
+        }
+        int32_t offset;
+        PyCodeObject *code = code_and_offset(frame, &offset);
+        if (code != NULL && depth < room) {
+            out[depth++] = (dhatc_frame_t){.code = code, .where = offset, .kind = DHATC_FRAME_PYTHON};
+        }
+        cursor->at_root = frame == root_frame && code != NULL && code == root_code;
+        bool first = is_first_of_call(frame);
+        frame = caller;
+        if (first) {
+            break;
+        }
+    }
+    cursor->next = frame;
+    return depth;
+}
+
 /* ---- the per-thread cache of recent stacks ------------------------------- */
 
 /* Whether `frame` is where `cached` was: its address first, so that a chain

@@ -48,6 +48,22 @@ typedef struct {
 uint32_t dhatc_frames_capture(PyThreadState *tstate, dhatc_frame_t *out, uint32_t limit,
                               uint64_t *hash, dhatc_kind_t kind, dhatc_frames_walk_t *walk);
 
+/* A thread's Python frames one call of the evaluation loop at a time, for
+ * stacks mixed with native frames (nativestack.h): each C frame of
+ * _PyEval_EvalFrameDefault runs a run of Python frames (one up to 3.10; from
+ * 3.11 the ones it entered without a C call in between), innermost first. */
+typedef struct {
+    const void *next;  /* the next frame of the chain; NULL: the chain ended */
+    bool at_root;      /* the frame that started the profiler was given */
+} dhatc_frames_cursor_t;
+
+void dhatc_frames_cursor_start(dhatc_frames_cursor_t *cursor, PyThreadState *tstate);
+
+/* Writes the Python frames of the innermost call of the evaluation loop not
+ * yet given (at most `room`; the rest of that call is skipped) and returns
+ * how many.  After the root frame, at_root is set and nothing more comes. */
+uint32_t dhatc_frames_next_call(dhatc_frames_cursor_t *cursor, dhatc_frame_t *out, uint32_t room);
+
 /* A per-thread cache of the program points of recent stacks, so that a
  * stack seen a moment ago costs a walk comparing frame addresses and
  * instruction pointers instead of a capture, a hash and a table lookup (a

@@ -25,12 +25,62 @@ static const char *const kind_names[] = {
 #undef DHATC_KIND_NAME
 };
 
+/* start()'s `native`: None, or (the unwinder's capsule, the evaluation
+ * loop's ranges [(start, end), ...], keep the interpreter's C frames). */
+static int parse_native(PyObject *native, dhatc_nativestack_config_t *out)
+{
+    PyObject *capsule, *ranges;
+    int interpreter_frames;
+    if (!PyArg_ParseTuple(native, "OOp;native must be (capsule, ranges, interpreter_frames)",
+                          &capsule, &ranges, &interpreter_frames)) {
+        return -1;
+    }
+    const dhatc_unwinder_api_t *api = PyCapsule_GetPointer(capsule, DHATC_UNWINDER_CAPSULE);
+    if (api == NULL) {
+        return -1;
+    }
+    if (api->abi != DHATC_UNWINDER_ABI) {
+        PyErr_SetString(PyExc_RuntimeError,
+                        "dhatc._unwinder is from another dhatc build: reinstall dhatc");
+        return -1;
+    }
+    PyObject *items = PySequence_Fast(ranges, "native's ranges must be a sequence");
+    if (items == NULL) {
+        return -1;
+    }
+    Py_ssize_t n = PySequence_Fast_GET_SIZE(items);
+    if (n == 0 || n > DHATC_NATIVESTACK_MAX_EVAL_RANGES) {
+        Py_DECREF(items);
+        PyErr_Format(PyExc_ValueError, "native's ranges: 1 to %d (start, end) pairs",
+                     DHATC_NATIVESTACK_MAX_EVAL_RANGES);
+        return -1;
+    }
+    *out = (dhatc_nativestack_config_t){.unwinder = api, .eval_count = (uint32_t)n,
+                                        .interpreter_frames = interpreter_frames};
+    for (Py_ssize_t i = 0; i < n; i++) {
+        unsigned long long start, end;
+        if (!PyArg_ParseTuple(PySequence_Fast_GET_ITEM(items, i), "KK;a (start, end) pair",
+                              &start, &end)) {
+            Py_DECREF(items);
+            return -1;
+        }
+        out->eval[i] = (dhatc_range_t){(uintptr_t)start, (uintptr_t)end};
+    }
+    Py_DECREF(items);
+    return 0;
+}
+
 static PyObject *engine_start(PyObject *module, PyObject *args)
 {
     (void)module;
     int mode, skip, this_thread_only = 0;
     Py_ssize_t trim;
-    if (!PyArg_ParseTuple(args, "ini|p:start", &mode, &trim, &skip, &this_thread_only)) {
+    PyObject *native = Py_None;
+    if (!PyArg_ParseTuple(args, "ini|pO:start", &mode, &trim, &skip, &this_thread_only, &native)) {
+        return NULL;
+    }
+    dhatc_nativestack_config_t native_config;
+    if (native != Py_None && parse_native(native, &native_config) < 0) {
         return NULL;
     }
     if (mode != DHATC_MODE_HEAP && mode != DHATC_MODE_AD_HOC) {
@@ -42,6 +92,7 @@ static PyObject *engine_start(PyObject *module, PyObject *args)
         .trim = trim < 0 || trim > DHATC_MAX_DEPTH ? -1 : (int32_t)trim,
         .skip = skip,
         .this_thread_only = this_thread_only,
+        .native = native != Py_None ? &native_config : NULL,
     };
     if (dhatc_session_start(&config) < 0) {
         return NULL;
@@ -55,6 +106,9 @@ static PyObject *engine_start(PyObject *module, PyObject *args)
  * keep it; a frame standing for another interpreter's is its text. */
 static PyObject *frame_as_object(const dhatc_frame_t *frame)
 {
+    if (frame->kind == DHATC_FRAME_NATIVE) {
+        return PyLong_FromUnsignedLongLong(ULL((uintptr_t)frame->code));
+    }
     if (frame->kind == DHATC_FRAME_SUBINTERPRETER) {
         return PyUnicode_FromFormat(
             "[subinterpreter %d: its Python frames are not recorded]", (int)frame->where);
@@ -91,6 +145,43 @@ static PyObject *pp_as_tuple(const dhatc_pp_figures_t *pp)
                          ULL(pp->end_bytes), ULL(pp->end_blocks));
 }
 
+/* The objects native frames were found in: [(start, end, path, bias), ...];
+ * None for a profile without native frames. */
+static PyObject *native_objects(void)
+{
+    if (!dhatc_session_native()) {
+        Py_RETURN_NONE;
+    }
+    uint32_t count;
+    const dhatc_native_object_t *objects = dhatc_nativestack_objects(&count);
+    PyObject *list = PyList_New(count);
+    for (uint32_t i = 0; list != NULL && i < count; i++) {
+        PyObject *path = PyUnicode_DecodeFSDefault(objects[i].path);
+        PyObject *item = path == NULL ? NULL
+                                      : Py_BuildValue("(KKNK)", ULL(objects[i].start),
+                                                      ULL(objects[i].end), path,
+                                                      ULL(objects[i].bias));
+        if (item == NULL) {
+            Py_CLEAR(list);
+            break;
+        }
+        PyList_SET_ITEM(list, i, item);
+    }
+    return list;
+}
+
+static PyObject *engine_interpreter_object(PyObject *module, PyObject *unused)
+{
+    (void)module;
+    (void)unused;
+    const char *path;
+    uintptr_t bias;
+    if (dhatc_nativestack_interpreter_object(&path, &bias) < 0) {
+        return NULL;
+    }
+    return Py_BuildValue("(NK)", PyUnicode_DecodeFSDefault(path), ULL(bias));
+}
+
 /* stop(): the dict dhatpy/_engine_data.py's StopData describes (its keys,
  * each figure an unsigned 64-bit int, "pps" a list of pp_as_tuple's). */
 static PyObject *engine_stop(PyObject *module, PyObject *unused)
@@ -116,9 +207,13 @@ static PyObject *engine_stop(PyObject *module, PyObject *unused)
         }
         PyList_SET_ITEM(pps, id, item);
     }
+    PyObject *objects = pps != NULL ? native_objects() : NULL;
+    if (objects == NULL) {
+        Py_CLEAR(pps);
+    }
     PyObject *result = NULL;
     if (pps != NULL) {
-        result = Py_BuildValue("{s:s,s:K,s:K,s:K,s:K,s:K,s:K,s:K,s:K,s:K,s:K,s:N,s:i}", "mode",
+        result = Py_BuildValue("{s:s,s:K,s:K,s:K,s:K,s:K,s:K,s:K,s:K,s:K,s:K,s:N,s:i,s:N}", "mode",
                                mode == DHATC_MODE_HEAP ? "heap" : "ad-hoc", "total_blocks",
                                ULL(stats.total_blocks), "total_bytes", ULL(stats.total_bytes),
                                "curr_blocks", ULL(stats.curr_blocks), "curr_bytes",
@@ -127,7 +222,7 @@ static PyObject *engine_stop(PyObject *module, PyObject *unused)
                                ULL(dhatc_profile_time_of_peak()), "time_of_end",
                                ULL(dhatc_profile_time_of_end()), "dropped",
                                ULL(dhatc_profile_dropped()), "saturated",
-                               ULL(dhatc_profile_saturated()), "pps", pps, "hooks_lost", lost);
+                               ULL(dhatc_profile_saturated()), "pps", pps, "hooks_lost", lost, "native_objects", objects);
     }
     /* The results stay in the engine until release(): if building the
      * Python profile from them fails (MemoryError, KeyboardInterrupt, a bad
@@ -316,10 +411,15 @@ static PyObject *engine_lines_decoded(PyObject *module, PyObject *unused)
 }
 
 static PyMethodDef engine_methods[] = {
+    {"interpreter_object", engine_interpreter_object, METH_NOARGS,
+     "interpreter_object()\n--\n\nThe file and load bias of the object holding the "
+     "interpreter (the executable or libpython), for finding its evaluation loop."},
     {"start", engine_start, METH_VARARGS,
-     "start(mode, trim, skip, this_thread_only=False)\n--\n\nStarts a profile (1 heap, 2 ad "
-     "hoc), keeping at most `trim` Python frames per stack (-1: all) and treating the frame "
-     "`skip` levels up as the root; optionally counting only the calling thread."},
+     "start(mode, trim, skip, this_thread_only=False, native=None)\n--\n\nStarts a profile "
+     "(1 heap, 2 ad hoc), keeping at most `trim` frames per stack (-1: all) and treating the "
+     "frame `skip` levels up as the root; optionally counting only the calling thread; with "
+     "native=(unwinder capsule, evaluation loop ranges, keep interpreter frames), mixed "
+     "native and Python stacks."},
     {"stop", engine_stop, METH_NOARGS,
      "stop()\n--\n\nStops the running profile and returns its data as a dict.  The data "
      "stays in the engine (stop() returns it again) until release() is called."},

@@ -207,6 +207,16 @@ void dhatc_native_attach(void)
     }
 }
 
+const void *dhatc_native_preload_address(void)
+{
+    if (!dhatc_native_available()) {
+        return NULL;
+    }
+    void *address;
+    memcpy(&address, &preload_attach, sizeof address); /* function -> object pointer */
+    return address;
+}
+
 void dhatc_native_detach(void)
 {
     if (preload_state == PRESENT) {

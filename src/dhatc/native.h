@@ -17,4 +17,8 @@ bool dhatc_native_available(void);
 void dhatc_native_attach(void);
 void dhatc_native_detach(void);
 
+/* A function of the preload library (so that native stacks leave its
+ * frames out), NULL without it. */
+const void *dhatc_native_preload_address(void);
+
 #endif

@@ -2,6 +2,7 @@
 
 #include "codetable.h"
 #include "frames.h"
+#include "nativestack.h"
 
 __thread int dhatc_in_hook __attribute__((tls_model("initial-exec")));
 
@@ -97,14 +98,24 @@ static __attribute__((noinline)) void record_with_stack(PyThreadState *tstate, b
     dhatc_frame_t frames[limit + 1]; /* + 1: never a zero-length array */
     uint64_t hash, generation = 0;
     dhatc_frames_walk_t walk;
-    uint32_t depth = own_interp ? dhatc_frames_capture(tstate, frames, limit, &hash, kind, &walk)
-                                : other_interpreter(tstate, frames, limit, &hash, kind);
+    uint32_t depth;
+    if (!own_interp) {
+        depth = other_interpreter(tstate, frames, limit, &hash, kind);
+    } else if (config.native) {
+        /* Not cached: two calls from one Python line can come through
+         * different C code. */
+        depth = dhatc_nativestack_capture(tstate, frames, limit, &hash, kind);
+        walk.count = 0;
+    } else {
+        depth = dhatc_frames_capture(tstate, frames, limit, &hash, kind, &walk);
+    }
     uint32_t pp = dhatc_profile_record_alloc((uintptr_t)block, size, kind, frames, depth, hash,
                                              &generation);
     /* A new program point's code objects are kept alive by a reference,
      * which needs the GIL; without it, the next hooked call that holds it. */
     dhatc_record_retain_code(gil_held);
-    if (pp != DHATC_NO_PP && own_interp && tstate != NULL && !dhatc_codetable_has_new()) {
+    if (pp != DHATC_NO_PP && own_interp && tstate != NULL && walk.count > 0 &&
+        !dhatc_codetable_has_new()) {
         dhatc_frames_cache_pp(&walk, kind, generation, pp);
     }
 }
@@ -115,7 +126,8 @@ void dhatc_record_block(void *block, size_t size, dhatc_kind_t kind, bool gil_he
     bool own_interp = tstate == NULL || tstate->interp == config.interp;
     uint32_t pp;
     uint64_t generation = dhatc_profile_generation();
-    if (own_interp && tstate != NULL && dhatc_frames_cached_pp(tstate, kind, generation, &pp) &&
+    if (own_interp && tstate != NULL && !config.native &&
+        dhatc_frames_cached_pp(tstate, kind, generation, &pp) &&
         dhatc_profile_record_alloc_at((uintptr_t)block, size, pp, generation)) {
         dhatc_record_retain_code(gil_held);
         return;
@@ -152,9 +164,14 @@ void dhatc_record_event(uint64_t weight)
     dhatc_frame_t frames[limit + 1];
     uint64_t hash;
     PyThreadState *tstate = stack_owner(true);
-    uint32_t depth = tstate == NULL || tstate->interp == config.interp
-                         ? dhatc_frames_capture(tstate, frames, limit, &hash, DHATC_KIND_AD_HOC, NULL)
-                         : other_interpreter(tstate, frames, limit, &hash, DHATC_KIND_AD_HOC);
+    uint32_t depth;
+    if (tstate != NULL && tstate->interp != config.interp) {
+        depth = other_interpreter(tstate, frames, limit, &hash, DHATC_KIND_AD_HOC);
+    } else if (config.native) {
+        depth = dhatc_nativestack_capture(tstate, frames, limit, &hash, DHATC_KIND_AD_HOC);
+    } else {
+        depth = dhatc_frames_capture(tstate, frames, limit, &hash, DHATC_KIND_AD_HOC, NULL);
+    }
     dhatc_profile_record_event(weight, frames, depth, hash);
     dhatc_record_retain_code(true);
 }

@@ -26,7 +26,8 @@
 #include "stack.h"
 
 typedef struct {
-    uint32_t frames_limit;       /* Python frames kept per stack (trim_backtraces) */
+    uint32_t frames_limit;       /* frames kept per stack (trim_backtraces) */
+    bool native;                 /* mixed native and Python stacks (nativestack.h) */
     bool one_thread_only;        /* only `only_thread`'s new blocks count */
     pthread_t only_thread;
     PyInterpreterState *interp;  /* whose Python frames are recorded */

@@ -17,12 +17,18 @@ static struct {
     dhatc_session_phase_t phase;
     bool asserted;
     dhatc_mode_t mode; /* of the profile running or held */
+    bool native;       /* its stacks have native frames */
     int hooks_lost;    /* of the profile held */
 } session;
 
 dhatc_session_phase_t dhatc_session_phase(void)
 {
     return session.phase;
+}
+
+bool dhatc_session_native(void)
+{
+    return session.native;
 }
 
 bool dhatc_session_asserted(void)
@@ -82,7 +88,15 @@ int dhatc_session_start(const dhatc_session_config_t *config)
     if (dhatc_layout_check(NULL, 0) < 0) {
         return -1;
     }
+    if (config->native != NULL) {
+        dhatc_nativestack_config_t native = *config->native;
+        native.preload = dhatc_native_preload_address();
+        if (dhatc_nativestack_configure(&native) < 0) {
+            return -1;
+        }
+    }
     dhatc_record_config_t record = {
+        .native = config->native != NULL,
         .frames_limit = config->trim < 0 || config->trim > DHATC_MAX_DEPTH
                             ? DHATC_MAX_DEPTH
                             : (uint32_t)config->trim,
@@ -115,6 +129,7 @@ int dhatc_session_start(const dhatc_session_config_t *config)
     }
     session.phase = DHATC_SESSION_RUNNING;
     session.mode = config->mode;
+    session.native = config->native != NULL;
     session.hooks_lost = 0;
     return 0;
 }

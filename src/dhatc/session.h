@@ -24,6 +24,7 @@
 #include <stdbool.h>
 #include <stdint.h>
 
+#include "nativestack.h"
 #include "profile.h"
 
 typedef enum {
@@ -37,9 +38,12 @@ typedef struct {
     int32_t trim;           /* Python frames per stack; < 0: the most there can be */
     int skip;               /* the root: the frame `skip` levels above the caller's */
     bool this_thread_only;  /* only the calling thread's new blocks count */
+    const dhatc_nativestack_config_t *native; /* mixed stacks; NULL: Python frames only */
 } dhatc_session_config_t;
 
 dhatc_session_phase_t dhatc_session_phase(void);
+/* Whether the profile running or held has native frames. */
+bool dhatc_session_native(void);
 bool dhatc_session_asserted(void);
 void dhatc_session_set_asserted(bool asserted);
 

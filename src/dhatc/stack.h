@@ -10,10 +10,12 @@
 /* What a frame is.  A Python frame's `code` is its code object; a
  * subinterpreter frame stands for the Python frames of another interpreter,
  * which the profile never keeps (their code objects die with it): `code` is
- * NULL and `where` the interpreter's id. */
+ * NULL and `where` the interpreter's id.  A native frame (Profiler(native=True))
+ * is an instruction address of the C stack: `code` is that address, `where` 0. */
 typedef enum {
     DHATC_FRAME_PYTHON = 0,
     DHATC_FRAME_SUBINTERPRETER = 1,
+    DHATC_FRAME_NATIVE = 2,
 } dhatc_frame_kind_t;
 
 typedef struct {

@@ -1,0 +1,154 @@
+"""Native frames (``Profiler(native=True)``): what the engine needs to capture
+them, and their strings in the DHAT file.
+
+The engine records a native frame as an instruction address and, the first
+time an address of an object is seen, that object's file and load bias
+(``StopData["native_objects"]``).  Names are found here, once per distinct
+address when the file is written, by the optional extension
+``dhatc._unwinder`` (elfutils' libdwfl reads each file's symbols and DWARF
+lines from disk, so libraries unloaded during the profile are named too).
+Strings follow Valgrind's DHAT::
+
+    0x7F12AB34: my_alloc (my_ext.c:41)         where debug information gives a line
+    0x7F12AB34: my_alloc (in my_ext.so)        a symbol without a line
+    0x7F12AB34: ??? (in my_ext.so+0x1a2b)      no symbol: the object and the offset in it
+    0x7F12AB34: ??? (no object: generated code)
+"""
+
+from __future__ import annotations
+
+import bisect
+import os
+import shutil
+import subprocess
+from typing import Dict, Iterable, List, Optional, Sequence, Tuple
+
+from . import _engine
+
+#: The evaluation loop: each C frame of it is replaced by the Python frames it runs.
+EVAL_LOOP = "_PyEval_EvalFrameDefault"
+
+#: (start, end, path, bias) of each object native frames were found in.
+NativeObject = Tuple[int, int, str, int]
+
+MISSING = (
+    "dhatc: native frames need dhatc._unwinder, which was not built: install libunwind "
+    "and elfutils' libdw with their headers (Debian: apt install libunwind-dev libdw-dev), "
+    "then reinstall dhatc"
+)
+
+
+def available() -> bool:
+    """Whether this dhatc was built with native frame support."""
+    try:
+        from . import _unwinder  # noqa: F401
+    except ImportError:
+        return False
+    return True
+
+
+_eval_ranges: Optional[List[Tuple[int, int]]] = None
+
+
+def start_argument(interpreter_frames: bool) -> Tuple[object, List[Tuple[int, int]], bool]:
+    """The ``native`` argument of ``_engine.start``: the unwinder's capsule,
+    the evaluation loop's address ranges, whether to keep the interpreter's
+    own C frames.  RuntimeError, saying what to install, without the unwinder
+    or when the interpreter's evaluation loop cannot be found."""
+    global _eval_ranges
+    try:
+        from . import _unwinder
+    except ImportError as e:
+        raise RuntimeError(MISSING) from e
+    if _eval_ranges is None:
+        path, bias = _engine.interpreter_object()
+        ranges = _unwinder.function_ranges(path, bias, EVAL_LOOP)
+        if not ranges:
+            raise RuntimeError(
+                f"dhatc: native frames: no symbol {EVAL_LOOP} in {path}, where this "
+                "interpreter's evaluation loop should be (a stripped build without its "
+                "debug symbols?)"
+            )
+        # The engine holds a few ranges: the function and its split-off parts.
+        _eval_ranges = sorted(ranges)[:8]
+    return _unwinder._C_API, _eval_ranges, interpreter_frames
+
+
+class NativeNamer:
+    """The strings of a profile's native frames, found all at once."""
+
+    def __init__(self, objects: Sequence[NativeObject], addresses: Iterable[int]) -> None:
+        self._objects = sorted(objects)
+        self._starts = [o[0] for o in self._objects]
+        self._names: Dict[int, str] = {}
+        self._name_all(sorted(set(addresses)))
+
+    def name(self, address: int) -> str:
+        """The frame string of a native frame's address."""
+        return self._names[address]
+
+    def _object_of(self, address: int) -> Optional[NativeObject]:
+        i = bisect.bisect_right(self._starts, address) - 1
+        if i >= 0 and address < self._objects[i][1]:
+            return self._objects[i]
+        return None
+
+    def _name_all(self, addresses: List[int]) -> None:
+        requests: List[Tuple[int, str, int]] = []
+        located: List[Tuple[int, Optional[NativeObject]]] = []
+        for address in addresses:
+            # A native frame's address is where the call returns to: its call
+            # is the instruction before, and so are its line and function.
+            call = address - 1 if address > 0 else address
+            obj = self._object_of(call)
+            located.append((address, obj))
+            if obj is not None:
+                requests.append((call, obj[2], obj[3]))
+        named = iter(_symbolize(requests))
+        functions: List[Optional[str]] = []
+        found: List[Tuple[int, Optional[NativeObject], Optional[str], Optional[str], int]] = []
+        for address, obj in located:
+            function, file, line = next(named) if obj is not None else (None, None, 0)
+            found.append((address, obj, function, file, line))
+            functions.append(function)
+        readable = _demangled(f for f in functions if f is not None and f.startswith("_Z"))
+        for address, obj, function, file, line in found:
+            call = address - 1 if address > 0 else address
+            prefix = f"0x{call:X}: "
+            if obj is None:
+                self._names[address] = prefix + "??? (no object: generated code)"
+                continue
+            shown = readable.get(function, function) if function is not None else None
+            library = os.path.basename(obj[2]) or obj[2]
+            if shown is None:
+                self._names[address] = f"{prefix}??? (in {library}+0x{call - obj[3]:x})"
+            elif file is not None and line > 0:
+                self._names[address] = f"{prefix}{shown} ({os.path.basename(file)}:{line})"
+            else:
+                self._names[address] = f"{prefix}{shown} (in {library})"
+
+
+def _symbolize(requests: List[Tuple[int, str, int]]) -> List[Tuple[Optional[str], Optional[str], int]]:
+    if not requests:
+        return []
+    try:
+        from . import _unwinder
+    except ImportError:  # a profile made elsewhere: nothing to name with
+        return [(None, None, 0)] * len(requests)
+    return _unwinder.symbolize(requests)
+
+
+def _demangled(names: Iterable[str]) -> Dict[str, str]:
+    """C++ names as people read them, by binutils' c++filt where it is
+    installed (the mangled names otherwise)."""
+    wanted = sorted(set(names))
+    program = shutil.which("c++filt")
+    if not wanted or program is None:
+        return {}
+    try:
+        done = subprocess.run([program], input="\n".join(wanted) + "\n", capture_output=True,
+                              text=True, check=True)
+    except (OSError, subprocess.SubprocessError):
+        return {}
+    lines = done.stdout.splitlines()
+    return dict(zip(wanted, lines)) if len(lines) == len(wanted) else {}

@@ -1,0 +1,239 @@
+/* dhatc._unwinder: native stacks for Profiler(native=True).
+ *
+ * Two halves, used at two different moments:
+ *  - capture, inside the allocator hooks: libunwind's local unwinding, handed
+ *    to the engine as a C function in a capsule (unwinder_api.h), so that the
+ *    engine never links libunwind itself;
+ *  - naming, when the file is written: elfutils' libdwfl turns an address of
+ *    a given object file, loaded at a given bias, into its function, source
+ *    file and line.  It reads the files on disk, so objects unloaded with
+ *    dlclose during the profile are named as well as loaded ones.
+ *
+ * libunwind also defines the _Unwind_* functions that C++ exceptions use.
+ * This module is loaded like every extension (RTLD_LOCAL), so those stay in
+ * its own lookup scope and never replace libgcc's for other libraries. */
+#define PY_SSIZE_T_CLEAN
+#include <Python.h>
+
+#define UNW_LOCAL_ONLY
+#include <libunwind.h>
+
+#include <elfutils/libdwfl.h>
+#include <gelf.h>
+#include <string.h>
+
+#include "unwinder_api.h"
+
+/* ---- capture ------------------------------------------------------------ */
+
+static int capture(void **ips, int room)
+{
+    return unw_backtrace(ips, room);
+}
+
+static const dhatc_unwinder_api_t api = {
+    .abi = DHATC_UNWINDER_ABI,
+    .backtrace = capture,
+};
+
+/* ---- naming ------------------------------------------------------------- */
+
+static char *debuginfo_path = NULL; /* libdwfl's default places */
+
+static const Dwfl_Callbacks offline_callbacks = {
+    .find_elf = dwfl_build_id_find_elf,
+    .find_debuginfo = dwfl_standard_find_debuginfo,
+    .section_address = dwfl_offline_section_address,
+    .debuginfo_path = &debuginfo_path,
+};
+
+/* A session of libdwfl holding the object files named so far (reported
+ * once each: reporting a module again does not give it back). */
+enum { NAMER_MODULES = 256 };
+
+typedef struct {
+    Dwfl *dwfl;
+    uint32_t count;
+    struct {
+        char *path;
+        GElf_Addr bias;
+        Dwfl_Module *module; /* NULL: the file could not be read */
+    } modules[NAMER_MODULES];
+} namer_t;
+
+static void namer_close(namer_t *namer)
+{
+    for (uint32_t i = 0; i < namer->count; i++) {
+        PyMem_Free(namer->modules[i].path);
+    }
+    dwfl_end(namer->dwfl);
+}
+
+static int namer_open(namer_t *namer)
+{
+    namer->count = 0;
+    namer->dwfl = dwfl_begin(&offline_callbacks);
+    if (namer->dwfl == NULL) {
+        PyErr_Format(PyExc_RuntimeError, "libdwfl: %s", dwfl_errmsg(-1));
+        return -1;
+    }
+    return 0;
+}
+
+/* The module of `path` loaded at `bias`, reported on first use.  NULL when
+ * the file cannot be read (gone, not ELF): its addresses stay unnamed. */
+static Dwfl_Module *namer_module(namer_t *namer, const char *path, GElf_Addr bias)
+{
+    for (uint32_t i = 0; i < namer->count; i++) {
+        if (namer->modules[i].bias == bias && strcmp(namer->modules[i].path, path) == 0) {
+            return namer->modules[i].module;
+        }
+    }
+    /* report_begin_add: keep the modules reported before. */
+    dwfl_report_begin_add(namer->dwfl);
+    Dwfl_Module *module = dwfl_report_elf(namer->dwfl, path, path, -1, bias, true);
+    dwfl_report_end(namer->dwfl, NULL, NULL);
+    size_t length = strlen(path) + 1;
+    char *copy = namer->count < NAMER_MODULES ? PyMem_Malloc(length) : NULL;
+    if (copy != NULL) {
+        memcpy(copy, path, length);
+        namer->modules[namer->count].path = copy;
+        namer->modules[namer->count].bias = bias;
+        namer->modules[namer->count].module = module;
+        namer->count++;
+    }
+    return module;
+}
+
+static PyObject *name_one(namer_t *namer, unsigned long long address, const char *path,
+                          unsigned long long bias)
+{
+    Dwfl_Module *module = namer_module(namer, path, (GElf_Addr)bias);
+    const char *function = NULL, *file = NULL;
+    int line = 0;
+    if (module != NULL) {
+        function = dwfl_module_addrname(module, (GElf_Addr)address);
+        Dwfl_Line *found = dwfl_module_getsrc(module, (GElf_Addr)address);
+        if (found != NULL) {
+            file = dwfl_lineinfo(found, NULL, &line, NULL, NULL, NULL);
+        }
+    }
+    return Py_BuildValue("(zzi)", function, file, file != NULL ? line : 0);
+}
+
+PyDoc_STRVAR(symbolize_doc,
+             "symbolize(addresses)\n--\n\n"
+             "Names native addresses: `addresses` is a sequence of (address, path of the object "
+             "file, load bias) triples; returns a list of (function or None, source file or "
+             "None, line or 0), one per triple.  Reads the files on disk (and their separate "
+             "debug information where installed).");
+
+static PyObject *symbolize(PyObject *module, PyObject *arg)
+{
+    (void)module;
+    PyObject *items = PySequence_Fast(arg, "symbolize() takes a sequence of triples");
+    if (items == NULL) {
+        return NULL;
+    }
+    static namer_t namer; /* large; with the GIL, one call at a time */
+    if (namer_open(&namer) < 0) {
+        Py_DECREF(items);
+        return NULL;
+    }
+    Py_ssize_t n = PySequence_Fast_GET_SIZE(items);
+    PyObject *result = PyList_New(n);
+    for (Py_ssize_t i = 0; result != NULL && i < n; i++) {
+        unsigned long long address, bias;
+        const char *path;
+        PyObject *named = NULL;
+        if (PyArg_ParseTuple(PySequence_Fast_GET_ITEM(items, i),
+                             "KsK;symbolize() takes (address, path, bias) triples", &address,
+                             &path, &bias)) {
+            named = name_one(&namer, address, path, bias);
+        }
+        if (named == NULL) {
+            Py_CLEAR(result);
+            break;
+        }
+        PyList_SET_ITEM(result, i, named);
+    }
+    namer_close(&namer);
+    Py_DECREF(items);
+    return result;
+}
+
+PyDoc_STRVAR(function_ranges_doc,
+             "function_ranges(path, bias, name)\n--\n\n"
+             "The address ranges [start, end) of function `name` in the object file at `path` "
+             "loaded at `bias`, with the parts the compiler split off (name.cold, name.part.N): "
+             "a list of (start, end) pairs, empty if the file has no such symbol.");
+
+static PyObject *function_ranges(PyObject *module, PyObject *args)
+{
+    (void)module;
+    const char *path, *name;
+    unsigned long long bias;
+    if (!PyArg_ParseTuple(args, "sKs:function_ranges", &path, &bias, &name)) {
+        return NULL;
+    }
+    static namer_t namer;
+    if (namer_open(&namer) < 0) {
+        return NULL;
+    }
+    PyObject *result = PyList_New(0);
+    Dwfl_Module *found = namer_module(&namer, path, (GElf_Addr)bias);
+    int count = found != NULL ? dwfl_module_getsymtab(found) : 0;
+    size_t length = strlen(name);
+    for (int i = 0; result != NULL && i < count; i++) {
+        GElf_Sym symbol;
+        GElf_Addr address;
+        const char *symbol_name =
+            dwfl_module_getsym_info(found, i, &symbol, &address, NULL, NULL, NULL);
+        if (symbol_name == NULL || GELF_ST_TYPE(symbol.st_info) != STT_FUNC ||
+            strncmp(symbol_name, name, length) != 0 ||
+            (symbol_name[length] != '\0' && symbol_name[length] != '.') || symbol.st_size == 0) {
+            continue;
+        }
+        PyObject *range = Py_BuildValue("(KK)", (unsigned long long)address,
+                                        (unsigned long long)(address + symbol.st_size));
+        if (range == NULL || PyList_Append(result, range) < 0) {
+            Py_XDECREF(range);
+            Py_CLEAR(result);
+        } else {
+            Py_DECREF(range);
+        }
+    }
+    namer_close(&namer);
+    return result;
+}
+
+static PyMethodDef unwinder_methods[] = {
+    {"symbolize", symbolize, METH_O, symbolize_doc},
+    {"function_ranges", function_ranges, METH_VARARGS, function_ranges_doc},
+    {NULL, NULL, 0, NULL},
+};
+
+static struct PyModuleDef unwinder_module = {
+    PyModuleDef_HEAD_INIT,
+    .m_name = "dhatc._unwinder",
+    .m_doc = "Native stacks for dhatc: libunwind to capture them, libdwfl to name them.",
+    .m_size = -1,
+    .m_methods = unwinder_methods,
+};
+
+PyMODINIT_FUNC PyInit__unwinder(void)
+{
+    /* Per-thread caches: no lock shared by threads that unwind at once. */
+    unw_set_caching_policy(unw_local_addr_space, UNW_CACHE_PER_THREAD);
+    PyObject *module = PyModule_Create(&unwinder_module);
+    if (module == NULL) {
+        return NULL;
+    }
+    PyObject *capsule = PyCapsule_New((void *)&api, DHATC_UNWINDER_CAPSULE, NULL);
+    if (capsule == NULL || PyModule_AddObject(module, "_C_API", capsule) < 0) {
+        Py_XDECREF(capsule);
+        Py_DECREF(module);
+        return NULL;
+    }
+    return module;
+}

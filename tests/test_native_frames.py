@@ -1,0 +1,389 @@
+"""Native frames (``Profiler(native=True)``, ``dhatc run --native``): each
+program point's stack holds the C frames between the allocator and the
+Python code, with the Python frames spliced in where the interpreter runs
+them, named from the object files' symbols and DWARF lines when the file is
+written.  The C and C++ code is the tests' own (tests/fixtures/), built here
+with known functions on known lines."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import subprocess
+import sys
+import sysconfig
+from pathlib import Path
+from typing import Dict, List
+
+import pytest
+
+from command_util import dhatc_command
+from conftest import FIXTURES, child_environment
+from dh_viewer import ViewerHarnessError, render, viewer_dir
+from dhat_helpers import load, pps_with_frames
+
+import dhatc._native_frames as native_frames
+
+if not native_frames.available():
+    # The test command installs libunwind and libdw: there the build has them.
+    pytestmark = pytest.mark.skip(reason="dhatc was built without native frames "
+                                  "(libunwind-dev and libdw-dev missing)")
+
+ADDRESS = re.compile(r"^0x[0-9A-F]+: ")
+
+
+def line(source: str, marker: str) -> int:
+    """The line of tests/fixtures/`source` that holds ``@marker``."""
+    lines = (FIXTURES / source).read_text().splitlines()
+    hits = [n for n, text in enumerate(lines, 1) if f"@{marker} " in text or text.endswith(f"@{marker}")]
+    assert len(hits) == 1, (source, marker, hits)
+    return hits[0]
+
+
+def bare(frames: List[str]) -> List[str]:
+    """Frames without their addresses (each native frame has one)."""
+    return [ADDRESS.sub("", f) for f in frames]
+
+
+@pytest.fixture(scope="session")
+def built(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The fixtures' extension and libraries, built for this interpreter."""
+    out = tmp_path_factory.mktemp("nframes")
+    include = sysconfig.get_paths()["include"]
+    suffix = sysconfig.get_config_var("EXT_SUFFIX")
+    builds = [
+        ["gcc", "-shared", "-fPIC", "-O0", "-g", "-std=c11", "-Wall", "-Wextra", "-Werror",
+         "-I", include, str(FIXTURES / "nframes_ext.c"), "-o", str(out / f"nframes_ext{suffix}")],
+        ["gcc", "-shared", "-fPIC", "-O0", "-g", "-pthread", str(FIXTURES / "libnframes.c"),
+         "-o", str(out / "libnframes.so")],
+        # No debug information and no local symbols: exported names only.
+        ["gcc", "-shared", "-fPIC", "-O1", "-s", "-pthread", str(FIXTURES / "libnframes.c"),
+         "-o", str(out / "libnframes_nodebug.so")],
+        ["g++", "-shared", "-fPIC", "-O0", "-g", str(FIXTURES / "libnframes_cxx.cpp"),
+         "-o", str(out / "libnframes_cxx.so")],
+    ]
+    for command in builds:
+        subprocess.run(command, check=True)
+    return out
+
+
+def run(built: Path, code: str, *, dhatc_run: List[str] = (), tmp_path: Path,
+        expect_status: int = 0) -> "subprocess.CompletedProcess[str]":
+    """Runs `code` (a script in tmp_path, the fixtures' build importable), as
+    ``python script.py`` or, with `dhatc_run` options, ``python -m dhatc run
+    OPTIONS script.py``."""
+    script = tmp_path / "script.py"
+    script.write_text(f"import sys\nsys.path.insert(0, {str(built)!r})\nBUILT = {str(built)!r}\n" + code)
+    command = ([*dhatc_command("run", *dhatc_run, str(script))] if dhatc_run
+               else [sys.executable, str(script)])
+    proc = subprocess.run(command, cwd=tmp_path, env=child_environment(), capture_output=True,
+                          text=True, timeout=300)
+    assert proc.returncode == expect_status, (proc.stdout, proc.stderr)
+    return proc
+
+
+def script_line(code: str, marker: str) -> int:
+    """The line of the script `run` writes from `code` that holds ``# marker``."""
+    lines = code.splitlines()
+    hits = [n for n, text in enumerate(lines, 1) if text.endswith(f"# {marker}")]
+    assert len(hits) == 1, marker
+    return hits[0] + 3  # run() puts three lines first
+
+
+PROFILED = """
+import json
+import dhatc, nframes_ext
+
+def inner():
+    nframes_ext.alloc(1000)  # inner
+
+def callback():
+    return bytes(777)  # callback
+
+def main(**options):
+    with dhatc.Profiler(native=True, testing=True, **options) as profiler:
+        inner()  # main_inner
+        kept = nframes_ext.call(callback)  # main_call
+        nframes_ext.two_on_one_line(100)  # main_two
+        made = nframes_ext.bytes(5000)  # main_bytes
+    return profiler
+
+options = json.loads(sys.argv[1]) if len(sys.argv) > 1 else {}
+profiler = main(**options)
+print(json.dumps([[list(pp.frames), pp.total_bytes, pp.total_blocks, pp.max_bytes,
+                   pp.gmax_bytes, pp.end_bytes] for pp in profiler.profile.pps]))
+"""
+
+
+def profiled(built: Path, tmp_path: Path, **options: object) -> List[list]:
+    script = tmp_path / "script.py"
+    script.write_text(f"import sys\nsys.path.insert(0, {str(built)!r})\n" + "\n" + PROFILED)
+    proc = subprocess.run([sys.executable, str(script), json.dumps(options)], cwd=tmp_path,
+                          env=child_environment(), capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr
+    return json.loads(proc.stdout.splitlines()[-1])
+
+
+def py(tmp_path: Path, name: str, marker: str) -> str:
+    return f"{name} ({tmp_path / 'script.py'}:{script_line(PROFILED, marker)})"
+
+
+def find(pps: List[list], total_bytes: int) -> list:
+    found = [pp for pp in pps if pp[1] == total_bytes]
+    assert len(found) == 1, (total_bytes, [(pp[0], pp[1]) for pp in pps])
+    return found[0]
+
+
+def test_c_frames_between_the_allocator_and_python(built: Path, tmp_path: Path) -> None:
+    pps = profiled(built, tmp_path, trim_backtraces=None)
+    frames, total_bytes, blocks, max_bytes, gmax_bytes, end_bytes = find(pps, 1000)
+    assert bare(frames) == [
+        "PyMem_Malloc",
+        f"make_block (nframes_ext.c:{line('nframes_ext.c', 'make_block')})",
+        f"ext_alloc (nframes_ext.c:{line('nframes_ext.c', 'ext_alloc')})",
+        py(tmp_path, "inner", "inner"),
+        py(tmp_path, "main", "main_inner"),  # the frame that started the profiler: the last
+    ]
+    assert (blocks, max_bytes, gmax_bytes, end_bytes) == (1, 1000, 1000, 1000)
+    assert all(ADDRESS.match(f) for f in frames[1:3])
+
+
+def test_python_called_from_c_sits_above_the_c_frame(built: Path, tmp_path: Path) -> None:
+    pps = profiled(built, tmp_path, trim_backtraces=None)
+    frames = find(pps, 777 + sys.getsizeof(b""))[0]  # bytes(777): one block, the object and its bytes
+    assert bare(frames) == [
+        "PyObject_Calloc",  # bytes(n) is zeroed
+        py(tmp_path, "callback", "callback"),
+        f"ext_call (nframes_ext.c:{line('nframes_ext.c', 'ext_call')})",
+        py(tmp_path, "main", "main_call"),
+    ]
+
+
+def test_the_interpreters_own_frames_only_on_request(built: Path, tmp_path: Path) -> None:
+    size = 5000 + sys.getsizeof(b"")
+    plain = bare(find(profiled(built, tmp_path, trim_backtraces=None), size)[0])
+    assert plain == ["PyObject_Malloc",
+                     f"ext_bytes (nframes_ext.c:{line('nframes_ext.c', 'ext_bytes')})",
+                     py(tmp_path, "main", "main_bytes")]
+    full = bare(find(profiled(built, tmp_path, trim_backtraces=None,
+                              native_interpreter_frames=True), size)[0])
+    # The interpreter's C functions between the allocator and the extension
+    # (PyObject_Malloc's own frames, bytes' constructor), and the ones that
+    # call the extension from the evaluation loop.
+    ext = full.index(plain[1])
+    assert full[0] == "PyObject_Malloc" and full[-1] == plain[-1] and ext > 1
+    assert any(f.startswith("PyBytes_FromStringAndSize ") for f in full[1:ext]), full
+
+
+def test_two_calls_on_one_line_are_told_apart_by_their_addresses(built: Path, tmp_path: Path) -> None:
+    """As in Valgrind's DHAT: one line, two call sites, two program points."""
+    pps = profiled(built, tmp_path, trim_backtraces=None)
+    first, second = find(pps, 100), find(pps, 101)
+    two = f"ext_two_on_one_line (nframes_ext.c:{line('nframes_ext.c', 'two')})"
+    assert bare(first[0]) == bare(second[0]) and bare(first[0])[2] == two
+    assert first[0][2] != second[0][2]  # the addresses differ
+    assert [pp[2:] for pp in (first, second)] == [[1, 100, 100, 100], [1, 101, 101, 101]]
+
+
+def test_trim_backtraces_bounds_all_the_frames(built: Path, tmp_path: Path) -> None:
+    frames = find(profiled(built, tmp_path, trim_backtraces=3), 1000)[0]
+    assert bare(frames) == [
+        "PyMem_Malloc",
+        f"make_block (nframes_ext.c:{line('nframes_ext.c', 'make_block')})",
+        f"ext_alloc (nframes_ext.c:{line('nframes_ext.c', 'ext_alloc')})",
+        py(tmp_path, "inner", "inner"),
+    ]
+
+
+def test_native_profile_data_is_what_the_contract_says(built: Path, tmp_path: Path) -> None:
+    code = """
+import dhatc._engine as engine
+from dhatc import _native_frames
+import nframes_ext
+engine.start(engine.MODE_HEAP, -1, 0, False, _native_frames.start_argument(False))
+nframes_ext.alloc(321)
+data = engine.stop()
+objects = data["native_objects"]
+assert all(type(s) is int and type(e) is int and s < e and type(p) is str and type(b) is int
+           for s, e, p, b in objects), objects
+addresses = [f for pp in data["pps"] for f in pp[1] if type(f) is int]
+assert addresses and all(any(s <= a < e for s, e, _, _ in objects) for a in addresses)
+assert any(p.endswith("nframes_ext" + __import__("sysconfig").get_config_var("EXT_SUFFIX"))
+           for _, _, p, _ in objects)
+engine.release()
+engine.start(engine.MODE_HEAP, -1, 0)
+assert engine.stop()["native_objects"] is None
+engine.release()
+print("ok")
+"""
+    assert run(built, code, tmp_path=tmp_path).stdout.strip() == "ok"
+
+
+# ---- C code calling malloc, under dhatc run --native -------------------------
+
+def run_file(built: Path, tmp_path: Path, code: str, *options: str) -> Dict[tuple, dict]:
+    """Runs `code` under ``dhatc run --native OPTIONS``; its program points by
+    their frames without addresses (those with equal ones summed: one call
+    site or another of the same line)."""
+    run(built, code, dhatc_run=["--native", "-o", str(tmp_path / "out.json"), *options],
+        tmp_path=tmp_path)
+    data = load(tmp_path / "out.json")
+    found: Dict[tuple, dict] = {}
+    seen = set()
+    for pp, frames in pps_with_frames(data):
+        assert tuple(frames) not in seen  # the viewer rejects repeated locations
+        seen.add(tuple(frames))
+        key = tuple(bare(frames))
+        if key in found:
+            found[key] = {k: found[key][k] + pp[k] for k in ("tb", "tbk", "eb")}
+        else:
+            found[key] = pp
+    return found
+
+
+def with_frames(pps: Dict[tuple, dict], *wanted: str) -> List[tuple]:
+    return [frames for frames in pps if all(w in frames for w in wanted)]
+
+
+MALLOC_FROM_C = """
+import ctypes
+lib = ctypes.CDLL(BUILT + "/libnframes.so")
+lib.c_outer.restype = ctypes.c_void_p
+lib.c_from_thread.restype = ctypes.c_void_p
+
+def work():
+    return [lib.c_outer(4000) for _ in range(3)]  # work
+
+kept = work()  # module
+from_thread = lib.c_from_thread(3000)
+"""
+
+
+def test_malloc_from_c_called_by_python(built: Path, tmp_path: Path) -> None:
+    pps = run_file(built, tmp_path, MALLOC_FROM_C, "--trim", "64")
+    c_make = f"c_make (libnframes.c:{line('libnframes.c', 'c_make')})"
+    c_outer = f"c_outer (libnframes.c:{line('libnframes.c', 'c_outer')})"
+    [frames] = [f for f in with_frames(pps, c_make, c_outer)
+                if pps[f]["tb"] == 12000]
+    assert frames[:3] == ("malloc", c_make, c_outer)
+    assert pps[frames]["tbk"] == 3 and pps[frames]["eb"] == 12000
+    script = tmp_path / "script.py"
+    work = f"work ({script}:{script_line(MALLOC_FROM_C, 'work')})"
+    module = f"<module> ({script}:{script_line(MALLOC_FROM_C, 'module')})"
+    # ctypes' own C code (libffi, _ctypes) comes between: it is not the interpreter.
+    assert frames.index(c_outer) < frames.index(work) < frames.index(module) == len(frames) - 1
+    assert any("ffi_call" in f for f in frames[3:frames.index(work)])
+
+
+def test_a_thread_made_by_c_gets_its_native_stack(built: Path, tmp_path: Path) -> None:
+    pps = run_file(built, tmp_path, MALLOC_FROM_C, "--trim", "64")
+    thread_main = f"thread_main (libnframes.c:{line('libnframes.c', 'thread_main')})"
+    [frames] = with_frames(pps, thread_main)
+    assert frames[:3] == ("malloc", f"c_make (libnframes.c:{line('libnframes.c', 'c_make')})",
+                          thread_main)
+    assert pps[frames]["tb"] == 3000
+    assert not any(f.endswith(".py:" + f.rpartition(":")[2]) for f in frames)  # no Python
+
+
+def test_a_library_unloaded_during_the_profile_is_named(built: Path, tmp_path: Path) -> None:
+    code = """
+import ctypes, _ctypes
+lib = ctypes.CDLL(BUILT + "/libnframes.so")
+lib.c_outer.restype = ctypes.c_void_p
+block = lib.c_outer(2500)
+handle = lib._handle
+del lib
+_ctypes.dlclose(handle)
+with open("/proc/self/maps") as maps:
+    assert "libnframes.so" not in maps.read()  # gone before the file is written
+"""
+    pps = run_file(built, tmp_path, code)
+    c_make = f"c_make (libnframes.c:{line('libnframes.c', 'c_make')})"
+    [frames] = with_frames(pps, c_make)
+    assert pps[frames]["tb"] == 2500 and frames[2].startswith("c_outer (libnframes.c:")
+
+
+def test_a_library_without_debug_information(built: Path, tmp_path: Path) -> None:
+    code = """
+import ctypes
+lib = ctypes.CDLL(BUILT + "/libnframes_nodebug.so")
+lib.c_outer.restype = ctypes.c_void_p
+block = lib.c_outer(1500)
+"""
+    pps = run_file(built, tmp_path, code)
+    [frames] = [f for f in with_frames(pps, "c_outer (in libnframes_nodebug.so)")
+                if pps[f]["tb"] == 1500]
+    # c_make is static: no symbol left, only the library and the offset in it.
+    assert frames[0] == "malloc"
+    assert re.fullmatch(r"\?\?\? \(in libnframes_nodebug\.so\+0x[0-9a-f]+\)", frames[1]), frames
+    assert frames[2] == "c_outer (in libnframes_nodebug.so)"
+
+
+def test_cxx_exceptions_work_while_every_stack_is_unwound(built: Path, tmp_path: Path) -> None:
+    """libunwind defines the _Unwind_* functions of C++ exceptions too: they
+    must not replace the C++ runtime's while dhatc unwinds."""
+    code = """
+import ctypes
+lib = ctypes.CDLL(BUILT + "/libnframes_cxx.so")
+lib.cxx_grow.restype = ctypes.c_void_p
+assert lib.cxx_throw_and_catch(300) == 300
+vector = lib.cxx_grow(1000)
+print("caught them all")
+"""
+    run(built, code, dhatc_run=["--native", "-o", str(tmp_path / "out.json")], tmp_path=tmp_path)
+    data = load(tmp_path / "out.json")
+    frames = [bare(f) for _, f in pps_with_frames(data)]
+    grow = f"nframes::grow(int) (libnframes_cxx.cpp:{line('libnframes_cxx.cpp', 'grow')})"
+    assert any(grow in f for f in frames), frames
+    fail = f"nframes::fail(int) (libnframes_cxx.cpp:{line('libnframes_cxx.cpp', 'fail')})"
+    thrown = [f for f in frames if fail in f]
+    assert thrown and any(any("__cxa_allocate_exception" in g for g in f) for f in thrown)
+
+
+def test_the_file_loads_in_the_viewer(built: Path, tmp_path: Path) -> None:
+    if viewer_dir() is None:
+        pytest.skip("Valgrind's DHAT viewer is not installed")
+    run_file(built, tmp_path, MALLOC_FROM_C)
+    try:
+        shown = render(tmp_path / "out.json")
+    except ViewerHarnessError as e:
+        pytest.fail(f"the viewer could not run: {e}")
+    assert shown.error is None
+    total = sum(pp["tb"] for pp in load(tmp_path / "out.json")["pps"])
+    assert f"{total:,} bytes" in shown.text
+
+
+# ---- what users get wrong ------------------------------------------------------
+
+def test_without_the_unwinder_the_error_says_what_to_install(tmp_path: Path) -> None:
+    code = """
+import sys
+sys.modules["dhatc._unwinder"] = None  # as if it had not been built
+import dhatc
+try:
+    dhatc.Profiler(native=True)
+except RuntimeError as e:
+    print(e)
+"""
+    (tmp_path / "s.py").write_text(code)
+    proc = subprocess.run([sys.executable, str(tmp_path / "s.py")], capture_output=True,
+                          text=True, env=child_environment(), check=True)
+    assert "apt install libunwind-dev libdw-dev" in proc.stdout
+    assert "reinstall dhatc" in proc.stdout
+
+
+def test_run_refuses_interpreter_frames_without_native(tmp_path: Path) -> None:
+    (tmp_path / "s.py").write_text("pass\n")
+    proc = subprocess.run(dhatc_command("run", "--native-interpreter-frames", str(tmp_path / "s.py")),
+                          capture_output=True, text=True, env=child_environment())
+    assert proc.returncode == 2
+    assert proc.stderr.strip().splitlines()[-1].endswith(
+        "--native-interpreter-frames is an option of --native: give both")
+
+
+def test_native_must_be_a_bool() -> None:
+    import dhatc
+
+    with pytest.raises(TypeError, match="native must be a bool"):
+        dhatc.Profiler(native=1)  # type: ignore[arg-type]
