@@ -5,9 +5,9 @@
 # shellcheck disable=SC2034  # used by the scripts that source this file
 system_packages=(
     gcc g++ make libc6-dev   # the engine's build; tests compile C programs and extensions
-    binutils                 # readelf and nm, for the preload library's tests
+    binutils                 # readelf and nm for the preload library's tests; c++filt names C++ frames
     git                      # tests/test_packaging.py lists the checkout's files
     valgrind                 # DHAT is the tests' oracle, its viewer their client
     chromium-headless-shell  # loads files into DHAT's viewer
-    libunwind-dev libdw-dev  # reserved for native (C) frames: nothing builds against them yet
+    libunwind-dev libdw-dev  # dhatc._unwinder: native frames (Profiler(native=True))
 )

@@ -387,3 +387,44 @@ def test_native_must_be_a_bool() -> None:
 
     with pytest.raises(TypeError, match="native must be a bool"):
         dhatc.Profiler(native=1)  # type: ignore[arg-type]
+
+
+def test_loading_and_unloading_libraries_while_threads_unwind(built: Path, tmp_path: Path) -> None:
+    """The dynamic linker's lock and the unwinder's reading of the loaded
+    objects meet here: no deadlock, every block counted."""
+    code = """
+import ctypes, _ctypes, os, threading
+lib = ctypes.CDLL(BUILT + "/libnframes.so")
+lib.c_outer.restype = ctypes.c_void_p
+libc = ctypes.CDLL(None)
+libc.free.argtypes = [ctypes.c_void_p]
+
+def allocate():
+    for _ in range(2000):
+        libc.free(lib.c_outer(64))
+
+def load_and_unload():
+    for _ in range(200):
+        other = ctypes.CDLL(BUILT + "/libnframes_nodebug.so")
+        other.c_outer.restype = ctypes.c_void_p
+        libc.free(other.c_outer(32))
+        _ctypes.dlclose(other._handle)
+
+threads = [threading.Thread(target=allocate) for _ in range(2)]
+threads.append(threading.Thread(target=load_and_unload))
+for t in threads:
+    t.start()
+for t in threads:
+    t.join()
+if os.fork() == 0:  # a child of a native profile goes on as a plain program
+    libc.free(lib.c_outer(16))
+    os._exit(0)
+os.wait()
+"""
+    pps = run_file(built, tmp_path, code)
+    c_make = f"c_make (libnframes.c:{line('libnframes.c', 'c_make')})"
+    blocks = sum(pp["tbk"] for frames, pp in pps.items() if c_make in frames and pp["tb"] % 64 == 0
+                 and pp["tb"] // pp["tbk"] == 64)
+    assert blocks == 4000
+    unloaded = [pp for frames, pp in pps.items() if "c_outer (in libnframes_nodebug.so)" in frames]
+    assert sum(pp["tbk"] for pp in unloaded) == 200
