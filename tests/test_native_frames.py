@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import platform
 import re
 import subprocess
 import sys
@@ -63,6 +64,9 @@ def built(tmp_path_factory: pytest.TempPathFactory) -> Path:
         ["g++", "-shared", "-fPIC", "-O0", "-g", str(FIXTURES / "libnframes_cxx.cpp"),
          "-o", str(out / "libnframes_cxx.so")],
     ]
+    if platform.machine() == "x86_64":
+        builds.append(["gcc", "-shared", "-fPIC", "-O0", "-g", str(FIXTURES / "libnframes_jit.c"),
+                       "-o", str(out / "libnframes_jit.so")])
     for command in builds:
         subprocess.run(command, check=True)
     return out
@@ -428,3 +432,33 @@ os.wait()
     assert blocks == 4000
     unloaded = [pp for frames, pp in pps.items() if "c_outer (in libnframes_nodebug.so)" in frames]
     assert sum(pp["tbk"] for pp in unloaded) == 200
+
+
+@pytest.mark.skipif(platform.machine() != "x86_64", reason="the generated code is x86-64's")
+def test_generated_code_without_unwind_information(built: Path, tmp_path: Path) -> None:
+    """A JIT's frame: no crash, the block counted, the frame says what it is,
+    and the Python frames on both sides are there."""
+    code = """
+import ctypes, dhatc
+lib = ctypes.CDLL(BUILT + "/libnframes_jit.so")
+kept = []
+def callback():
+    kept.append(bytes(4321))  # callback
+function = ctypes.CFUNCTYPE(None)(callback)
+def main():
+    with dhatc.Profiler(native=True, testing=True, trim_backtraces=None) as profiler:
+        for _ in range(3):
+            lib.call_through_generated_code(function)  # main
+    [pp] = [pp for pp in profiler.profile.pps if pp.total_bytes == 3 * (4321 + sys.getsizeof(b""))]
+    print(pp.total_blocks)
+    for frame in pp.frames:
+        print(frame)
+main()
+"""
+    out = run(built, code, tmp_path=tmp_path).stdout.splitlines()
+    assert out[0] == "3"
+    frames = bare(out[1:])
+    script = tmp_path / "script.py"
+    assert frames[1] == f"callback ({script}:{script_line(code, 'callback')})"
+    assert frames[-1] == f"main ({script}:{script_line(code, 'main')})"
+    assert "??? (no object: generated code)" in frames
