@@ -62,7 +62,16 @@ def start_argument(interpreter_frames: bool) -> Tuple[object, List[Tuple[int, in
         raise RuntimeError(MISSING) from e
     if _eval_ranges is None:
         path, bias = _engine.interpreter_object()
-        ranges = _unwinder.function_ranges(path, bias, EVAL_LOOP)
+        ranges = set(_unwinder.function_ranges(path, bias, EVAL_LOOP))
+        # Where the interpreter is stripped, the symbol may be a small entry
+        # to a loop that has no name (Debian's 3.14): the loop's range is
+        # the unwind information's for the C frame that holds the shim below
+        # this very frame (3.12+).
+        boundary = _engine.call_boundary()
+        if boundary is not None:
+            holding = _unwinder.function_holding(boundary)
+            if holding is not None:
+                ranges.add(holding)
         if not ranges:
             raise RuntimeError(
                 f"dhatc: native frames: no symbol {EVAL_LOOP} in {path}, where this "

@@ -198,6 +198,16 @@ static inline bool is_first_of_call(const frame_t *frame)
 #endif
 }
 
+const void *dhatc_frames_first_call_boundary(void)
+{
+    for (frame_t *frame = top_frame(PyThreadState_Get()); frame != NULL; frame = caller_of(frame)) {
+        if (is_call_boundary(frame)) {
+            return frame;
+        }
+    }
+    return NULL;
+}
+
 void dhatc_frames_cursor_start(dhatc_frames_cursor_t *cursor, PyThreadState *tstate)
 {
     cursor->next = tstate != NULL ? top_frame(tstate) : NULL;

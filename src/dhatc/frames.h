@@ -59,6 +59,12 @@ typedef struct {
 
 void dhatc_frames_cursor_start(dhatc_frames_cursor_t *cursor, PyThreadState *tstate);
 
+/* The address of the shim the innermost call of the evaluation loop keeps
+ * on its C stack (3.12+), below the calling thread's current frames; NULL
+ * before 3.12 (no such shim) or if there is none.  Lets the unwinder find
+ * which C function is the evaluation loop where no symbol says so. */
+const void *dhatc_frames_first_call_boundary(void);
+
 /* Writes the Python frames of the innermost call of the evaluation loop not
  * yet given (at most `room`; the rest of that call is skipped) and returns
  * how many.  After the root frame, at_root is set and nothing more comes. */

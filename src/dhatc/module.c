@@ -7,6 +7,7 @@
 #include <pthread.h>
 
 #include "codetable.h"
+#include "frames.h"
 #include "guard.h"
 #include "layout.h"
 #include "linetable.h"
@@ -168,6 +169,17 @@ static PyObject *native_objects(void)
         PyList_SET_ITEM(list, i, item);
     }
     return list;
+}
+
+static PyObject *engine_call_boundary(PyObject *module, PyObject *unused)
+{
+    (void)module;
+    (void)unused;
+    const void *boundary = dhatc_frames_first_call_boundary();
+    if (boundary == NULL) {
+        Py_RETURN_NONE;
+    }
+    return PyLong_FromUnsignedLongLong(ULL((uintptr_t)boundary));
 }
 
 static PyObject *engine_interpreter_object(PyObject *module, PyObject *unused)
@@ -411,6 +423,9 @@ static PyObject *engine_lines_decoded(PyObject *module, PyObject *unused)
 }
 
 static PyMethodDef engine_methods[] = {
+    {"call_boundary", engine_call_boundary, METH_NOARGS,
+     "call_boundary()\n--\n\nThe address of the shim (3.12+) that the evaluation loop's "
+     "call running the caller keeps on its C stack; None before 3.12."},
     {"interpreter_object", engine_interpreter_object, METH_NOARGS,
      "interpreter_object()\n--\n\nThe file and load bias of the object holding the "
      "interpreter (the executable or libpython), for finding its evaluation loop."},

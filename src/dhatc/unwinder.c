@@ -207,7 +207,49 @@ static PyObject *function_ranges(PyObject *module, PyObject *args)
     return result;
 }
 
+PyDoc_STRVAR(function_holding_doc,
+             "function_holding(address)\n--\n\n"
+             "The address range [start, end) of the function whose C frame, on the caller's "
+             "native stack now, holds `address` (a local variable of it), from the unwind "
+             "information (no symbol needed); None if no frame does.");
+
+static PyObject *function_holding(PyObject *module, PyObject *arg)
+{
+    (void)module;
+    unsigned long long address = PyLong_AsUnsignedLongLong(arg);
+    if (PyErr_Occurred()) {
+        return NULL;
+    }
+    unw_context_t context;
+    unw_cursor_t cursor;
+    if (unw_getcontext(&context) != 0 || unw_init_local(&cursor, &context) != 0) {
+        Py_RETURN_NONE;
+    }
+    /* A frame's locals lie between its stack pointer and its caller's. */
+    unw_word_t sp;
+    unw_get_reg(&cursor, UNW_REG_SP, &sp);
+    for (int depth = 0; depth < 512; depth++) {
+        unw_proc_info_t info;
+        int have_info = unw_get_proc_info(&cursor, &info) == 0;
+        if (unw_step(&cursor) <= 0) {
+            break;
+        }
+        unw_word_t caller_sp;
+        unw_get_reg(&cursor, UNW_REG_SP, &caller_sp);
+        if (sp <= address && address < caller_sp) {
+            if (!have_info || info.start_ip >= info.end_ip) {
+                break;
+            }
+            return Py_BuildValue("(KK)", (unsigned long long)info.start_ip,
+                                 (unsigned long long)info.end_ip);
+        }
+        sp = caller_sp;
+    }
+    Py_RETURN_NONE;
+}
+
 static PyMethodDef unwinder_methods[] = {
+    {"function_holding", function_holding, METH_O, function_holding_doc},
     {"symbolize", symbolize, METH_O, symbolize_doc},
     {"function_ranges", function_ranges, METH_VARARGS, function_ranges_doc},
     {NULL, NULL, 0, NULL},
