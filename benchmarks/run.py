@@ -95,6 +95,31 @@ TOOLS: dict[str, Tool] = {
         region="run()",
         requires="memray",
     ),
+    # Native stacks (issue 12): C frames and Python frames in every stack.
+    "dhatc-native": Tool(
+        description="dhatc, heap mode, native=True (no file written)",
+        setup="import dhatc",
+        region=textwrap.dedent(
+            """\
+            with dhatc.Profiler(mode="heap", testing=True, native=True):
+                run()
+            """
+        ),
+        requires="dhatc",
+    ),
+    "dhatc-run-native": Tool(
+        description="python -m dhatc run --native (malloc & co. too)",
+        launcher=("-m", "dhatc", "run", "--native", "-o", "{tmpdir}/dhat-heap.json"),
+        region="run()",
+        requires="dhatc",
+    ),
+    "memray-native-py": Tool(
+        description="memray run --native --trace-python-allocators",
+        launcher=("-m", "memray", "run", "--native", "--trace-python-allocators", "-q", "-o",
+                  "{tmpdir}/memray.bin"),
+        region="run()",
+        requires="memray",
+    ),
     "memray-native": Tool(
         description="memray run --native",
         launcher=("-m", "memray", "run", "--native", "-q", "-o", "{tmpdir}/memray.bin"),
@@ -102,6 +127,10 @@ TOOLS: dict[str, Tool] = {
         requires="memray",
     ),
 }
+
+# dhatc's native mode is measured on request (--tools), against memray's.
+NATIVE_TOOLS = ("dhatc-native", "dhatc-run-native", "memray-native-py")
+DEFAULT_TOOLS = [name for name in TOOLS if name not in NATIVE_TOOLS]
 
 # The script each child runs.  Top-level code on purpose: the profiled stack is
 # just "<child module> -> workload", with no runner frames under it (tools that
@@ -227,8 +256,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--tools",
         type=lambda v: _parse_list(v, TOOLS, "tool"),
-        default=list(TOOLS),
-        help=f"comma-separated (default: {','.join(TOOLS)}); "
+        default=DEFAULT_TOOLS,
+        help=f"comma-separated (default: {','.join(DEFAULT_TOOLS)}; also: "
+        f"{','.join(t for t in TOOLS if t not in DEFAULT_TOOLS)}); "
         f"'{BASELINE}' is always added, ratios are relative to it",
     )
     parser.add_argument(

@@ -462,3 +462,28 @@ main()
     assert frames[1] == f"callback ({script}:{script_line(code, 'callback')})"
     assert frames[-1] == f"main ({script}:{script_line(code, 'main')})"
     assert "??? (no object: generated code)" in frames
+
+
+def test_the_unwinders_unwind_functions_stay_its_own(tmp_path: Path) -> None:
+    """libunwind defines _Unwind_RaiseException & co.: loaded with dhatc._unwinder
+    they must not become the ones C++ code loaded later finds."""
+    code = """
+import ctypes, ctypes.util, dhatc._unwinder
+libdl = ctypes.CDLL(None)
+class Info(ctypes.Structure):
+    _fields_ = [("fname", ctypes.c_char_p), ("fbase", ctypes.c_void_p),
+                ("sname", ctypes.c_char_p), ("saddr", ctypes.c_void_p)]
+address = ctypes.cast(libdl._Unwind_RaiseException, ctypes.c_void_p).value \\
+    if hasattr(libdl, "_Unwind_RaiseException") else None
+if address is None:
+    print("none")
+else:
+    info = Info()
+    assert libdl.dladdr(ctypes.c_void_p(address), ctypes.byref(info))
+    print(info.fname.decode())
+"""
+    (tmp_path / "s.py").write_text(code)
+    proc = subprocess.run([sys.executable, str(tmp_path / "s.py")], capture_output=True,
+                          text=True, env=child_environment(), check=True)
+    found = proc.stdout.strip()
+    assert found == "none" or "libunwind" not in found, found
