@@ -98,6 +98,11 @@ static void note_object(uintptr_t address)
     dhatc_unlock(&objects_lock);
 }
 
+void dhatc_nativestack_after_fork_child(void)
+{
+    dhatc_lock_reset(&objects_lock);
+}
+
 const dhatc_native_object_t *dhatc_nativestack_objects(uint32_t *count)
 {
     *count = atomic_load_explicit(&object_count, memory_order_acquire);

@@ -59,6 +59,10 @@ typedef struct {
 
 const dhatc_native_object_t *dhatc_nativestack_objects(uint32_t *count);
 
+/* fork(2), in the child: the lock of the objects' table is free (a parent
+ * thread may have held it). */
+void dhatc_nativestack_after_fork_child(void);
+
 /* The object holding the interpreter (the executable or libpython): its file
  * and load bias, for finding the evaluation loop's parts in it.  -1 with a
  * Python error set if it cannot be found. */

@@ -197,7 +197,9 @@ void dhatc_session_after_fork_child(void)
 {
     dhatc_profile_after_fork_child();
     dhatc_codetable_after_fork_child();
+    dhatc_nativestack_after_fork_child();
     session.phase = DHATC_SESSION_IDLE;
+    session.native = false;
     session.asserted = false;
     session.hooks_lost = 0;
 }
