@@ -307,7 +307,7 @@ def fork_and_wait(depth):
         fork_and_wait(depth - 1)
         os._exit(0)
     _, status = os.waitpid(pid, 0)
-    print(pid, os.WTERMSIG(status) if os.WIFSIGNALED(status) else "exited")
+    print(pid, os.WTERMSIG(status) if os.WIFSIGNALED(status) else "exited", flush=True)
 
 how = sys.argv[1]
 if how == "fork":
