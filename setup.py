@@ -43,6 +43,7 @@ ENGINE_SOURCES = [
     "src/dhatc/livemap.c",  # live blocks: a shadow of the heap
     "src/dhatc/blockhash.c",  # live blocks the shadow cannot hold
     "src/dhatc/rawmem.c",  # the engine's own memory
+    "src/dhatc/sigterm.c",  # SIGTERM sent again until the Python handler has run
 ]
 
 # The preload library (LD_PRELOAD for `python -m dhatc run`): a plain shared
@@ -130,7 +131,7 @@ setup(
             define_macros=[("_GNU_SOURCE", "1")],
             extra_compile_args=compile_args,
             extra_link_args=link_args,
-            libraries=["pthread", "dl"],  # dl: dlsym/dladdr before glibc 2.34
+            libraries=["pthread", "dl", "rt"],  # dl, rt: dlsym/dladdr, timer_create before glibc 2.34
         ),
         Extension(
             PRELOAD_NAME,

@@ -52,7 +52,7 @@ import tempfile
 from types import FrameType
 from typing import Any, List, Optional, Tuple
 
-from . import _dhat_file, _profiler, _run_profiler
+from . import _dhat_file, _engine, _profiler, _run_profiler
 from ._run_config import CHILD_CONFIG_VARIABLE, ChildConfig, RunConfig
 from ._run_profiler import RunProfiler
 
@@ -228,16 +228,32 @@ def start_in_exec_child(text: str) -> None:
 def _save_on_sigterm() -> None:
     """A SIGTERM that would kill the child (its default action) saves the
     profile first, then kills it as before.  A child that handles SIGTERM
-    itself, or ignores it, is left as it is."""
+    itself, or ignores it, is left as it is.
+
+    The handler is Python code, which runs only once the main thread is back
+    in the interpreter: the engine sends SIGTERM again until it has run, so
+    that one that came just before a blocking call (a Pool worker about to
+    wait for the lock its terminating parent holds) interrupts it all the
+    same (src/dhatc/sigterm.h).  A fork child inherits the handler but not
+    the engine's timer: it sets both up again."""
     try:
-        if signal.getsignal(signal.SIGTERM) is not signal.SIG_DFL:
+        if signal.getsignal(signal.SIGTERM) not in (signal.SIG_DFL, _on_sigterm):
             return
         signal.signal(signal.SIGTERM, _on_sigterm)
     except (ValueError, OSError):  # not the main thread
-        pass
+        return
+    try:
+        _engine.retry_sigterm()
+    except OSError as e:
+        # Without the retry the handler could wait for ever: SIGTERM kills
+        # at once, unsaved, as it would without dhatc.
+        signal.signal(signal.SIGTERM, signal.SIG_DFL)
+        _dhat_file.eprint_error(
+            f"dhat: warning: a SIGTERM will not save the profile of process {os.getpid()}: {e}")
 
 
 def _on_sigterm(signum: int, frame: Optional[FrameType]) -> None:
+    _engine.stop_sigterm_retry()
     if _run_profiler.ending:
         # The child is saving already (it was exiting): it dies of the
         # signal once the file is written.

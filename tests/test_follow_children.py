@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import os
 import re
+import signal
 import subprocess
 import sys
 import textwrap
@@ -280,6 +281,76 @@ def test_pool_workers_stopped_by_terminate_are_saved(tmp_path):
               if fs[0] == "malloc" and fs[1].startswith("task (")]
     assert sum(tbk for _, tbk in blocks) == 8
     assert all(tb == 66_666 * tbk for tb, tbk in blocks)
+
+
+LATE_SIGTERM_C = Path(__file__).parent / "fixtures" / "late_sigterm.c"
+
+# A child that gets SIGTERM when it is about to block, every time: the
+# library's call sends it and then waits, with no return to the interpreter
+# in between, for a semaphore nobody posts (a Pool worker going to wait for
+# the task queue's lock its terminating parent holds: the hang of the test
+# above, once in a while).  Each mode puts the child somewhere else.
+LATE_SIGTERM = CTYPES + """\
+import subprocess
+late = ctypes.CDLL(os.environ["LATE_SIGTERM"])
+
+def doomed():
+    libc.malloc(77_777)                                     # @doomed
+    while True:  # a wait that only a signal ends; the handler runs once it returns
+        late.sigterm_then_block()
+
+def fork_and_wait(depth):
+    pid = os.fork()
+    if pid == 0:
+        if depth == 1:
+            doomed()
+        fork_and_wait(depth - 1)
+        os._exit(0)
+    _, status = os.waitpid(pid, 0)
+    print(pid, os.WTERMSIG(status) if os.WIFSIGNALED(status) else "exited", flush=True)
+
+how = sys.argv[1]
+if how == "fork":
+    fork_and_wait(1)
+elif how == "fork of a fork":
+    fork_and_wait(2)
+elif how == "exec":
+    proc = subprocess.Popen([sys.executable, "prog.py", "doomed"])
+    print(proc.pid, -proc.wait())
+else:
+    doomed()
+"""
+
+
+@pytest.fixture(scope="module")
+def late_sigterm(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    out = tmp_path_factory.mktemp("late_sigterm") / "late_sigterm.so"
+    subprocess.run(
+        ["gcc", "-shared", "-fPIC", "-O1", "-std=c11", "-Wall", "-Wextra", "-Werror",
+         str(LATE_SIGTERM_C), "-o", str(out)],
+        check=True,
+    )
+    return out
+
+
+@pytest.mark.parametrize("how", ["fork", "fork of a fork", "exec"])
+def test_a_sigterm_just_before_a_blocking_call_still_saves_the_child(tmp_path, late_sigterm, how):
+    write(tmp_path / "prog.py", LATE_SIGTERM)
+    got = follow(["prog.py", how], tmp_path, env={"LATE_SIGTERM": str(late_sigterm)})
+    assert got.returncode == 0, got.stderr
+    # The doomed child died of the signal (it did not hang), and its file was
+    # written first, with its block.
+    doomed, died_of = got.stdout.splitlines()[0].split()
+    assert died_of == str(int(signal.SIGTERM))
+    children = listed_children(got.stderr)
+    assert int(doomed) in children
+    frames = natives(load(tmp_path / children[int(doomed)]))[77_777]
+    assert [fs[:2] for fs in frames] == [
+        ["malloc", frame("doomed", tmp_path / "prog.py", line_of(LATE_SIGTERM, "# @doomed"))]]
+    if how == "fork of a fork":
+        middle, status = got.stdout.splitlines()[1].split()
+        assert status == "exited" and int(middle) in children
+    assert len(got.stdout.splitlines()) == (2 if how == "fork of a fork" else 1)
 
 
 # --- the merged file, and the options -----------------------------------------------------------

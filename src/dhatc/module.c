@@ -15,6 +15,7 @@
 #include "profile.h"
 #include "record.h"
 #include "session.h"
+#include "sigterm.h"
 #include "stats_types.h"
 
 /* Py_BuildValue's "K" reads an unsigned long long, which uint64_t need not be. */
@@ -350,6 +351,24 @@ static PyObject *engine_native_tracking(PyObject *module, PyObject *unused)
     return PyBool_FromLong(dhatc_native_available());
 }
 
+static PyObject *engine_retry_sigterm(PyObject *module, PyObject *unused)
+{
+    (void)module;
+    (void)unused;
+    if (dhatc_sigterm_retry_install() != 0) {
+        return PyErr_SetFromErrno(PyExc_OSError);
+    }
+    Py_RETURN_NONE;
+}
+
+static PyObject *engine_stop_sigterm_retry(PyObject *module, PyObject *unused)
+{
+    (void)module;
+    (void)unused;
+    dhatc_sigterm_retry_cancel();
+    Py_RETURN_NONE;
+}
+
 static PyObject *engine_layout_offsets(PyObject *module, PyObject *unused)
 {
     (void)module;
@@ -459,6 +478,14 @@ static PyMethodDef engine_methods[] = {
     {"native_tracking", engine_native_tracking, METH_NOARGS,
      "native_tracking()\n--\n\nWhether heap profiles also record blocks from malloc & co. "
      "(the process runs with dhatc's preload library)."},
+    {"retry_sigterm", engine_retry_sigterm, METH_NOARGS,
+     "retry_sigterm()\n--\n\nOnce signal.signal has set a Python handler for SIGTERM, in "
+     "the main thread: until stop_sigterm_retry(), each SIGTERM is followed by another "
+     "one to this thread a moment later, so that one that came just before a blocking "
+     "call still interrupts it and the handler runs.  Per process (again after fork); "
+     "OSError if it cannot be set up."},
+    {"stop_sigterm_retry", engine_stop_sigterm_retry, METH_NOARGS,
+     "stop_sigterm_retry()\n--\n\nThe SIGTERM handler has run: no SIGTERM is sent again."},
     {"_layout_offsets", engine_layout_offsets, METH_NOARGS,
      "_layout_offsets()\n--\n\nA copy of the running interpreter's published debug offsets "
      "(bytes; CPython 3.13+), or None."},
