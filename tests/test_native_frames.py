@@ -487,3 +487,18 @@ else:
                           text=True, env=child_environment(), check=True)
     found = proc.stdout.strip()
     assert found == "none" or "libunwind" not in found, found
+
+
+def test_followed_children_get_native_frames_too(built: Path, tmp_path: Path) -> None:
+    code = """
+import subprocess
+child = ("import ctypes; lib = ctypes.CDLL(%r); lib.c_outer.restype = ctypes.c_void_p; "
+         "lib.c_outer(7777)" % (BUILT + "/libnframes.so"))
+subprocess.run([sys.executable, "-c", child], check=True)
+"""
+    run(built, code, dhatc_run=["--native", "--follow-children", "-o", str(tmp_path / "out.json")],
+        tmp_path=tmp_path)
+    [child_file] = [p for p in tmp_path.glob("out.*.json")]
+    c_make = f"c_make (libnframes.c:{line('libnframes.c', 'c_make')})"
+    frames = [bare(f) for pp, f in pps_with_frames(load(child_file)) if pp["tb"] == 7777]
+    assert frames and frames[0][:2] == ["malloc", c_make]
