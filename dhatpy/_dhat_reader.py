@@ -832,12 +832,15 @@ class _TableBuilder:
             return
         # The typed arrays refuse negatives, numbers past their range, floats,
         # strings, null, arrays and objects; booleans they take for 1 and 0, so
-        # types are checked too, unless the text has no "true" or "false" at all.
-        check_types = source is None or "true" in source or "false" in source
+        # types are checked too, unless the text has neither a "u" nor an "a"
+        # (no "true", no "false"; no key of a figure or of fs has either).
+        check_types = source is None or "u" in source or "a" in source
         try:
-            figures = list(itertools.chain.from_iterable(map(self.figures_of, chunk)))
-            fss = list(map(operator.itemgetter("fs"), chunk))
+            figures = itertools.chain.from_iterable(map(self.figures_of, chunk))
+            if check_types:
+                figures = list(figures)  # type: ignore[assignment]  # looked at twice
             packed = array("Q", figures)
+            fss = list(map(operator.itemgetter("fs"), chunk))
         except (KeyError, TypeError, OverflowError):
             self.find_bad(chunk)
         if set(map(type, fss)) != {list} or (check_types and set(map(type, figures)) != _INT):
