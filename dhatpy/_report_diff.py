@@ -23,7 +23,7 @@ import operator
 import os
 from array import array
 from dataclasses import dataclass, field
-from typing import Callable, Dict, List, Optional, Sequence, Tuple, cast
+from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple, cast
 
 from ._dhat_reader import FIGURES, DhatTable, frame_without_address
 from ._errors import CommandError
@@ -90,20 +90,47 @@ def prepare(path: str) -> Side:
 
 
 def _prepare_both(old_path: str, new_path: str) -> Tuple[Side, Side]:
-    """Reads both, the second in a forked process when there are CPUs to spare."""
+    """Reads both, the second in a forked process when there are CPUs to spare.
+    Its result is received once this process has read the first: a thread
+    receiving it meanwhile would wait for the interpreter lock at every piece
+    of the pipe (seconds, for a big file)."""
     cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
     if (cpus or 1) < 2 or "fork" not in multiprocessing.get_all_start_methods() \
             or "-" in (old_path, new_path):
         return prepare(old_path), prepare(new_path)
+    context = multiprocessing.get_context("fork")
+    receiver, sender = context.Pipe(duplex=False)
+    child = context.Process(target=_prepare_for, args=(new_path, sender), daemon=True)
     try:
-        pool = multiprocessing.get_context("fork").Pool(1)
+        child.start()
     except OSError:
         return prepare(old_path), prepare(new_path)
-    with pool:
-        pending = pool.apply_async(prepare, (new_path,))
+    sender.close()
+    try:
         old = prepare(old_path)
-        new = pending.get()
+        try:
+            outcome, new = receiver.recv()
+        except (EOFError, OSError):
+            outcome, new = "failed", None
+    finally:
+        receiver.close()
+        if child.is_alive():
+            child.terminate()
+        child.join()
+    if outcome != "ok":  # read it here, to say what is wrong with it
+        new = prepare(new_path)
     return old, new
+
+
+def _prepare_for(path: str, sender: Any) -> None:
+    """In the forked process: prepare, and send the Side back (or "failed")."""
+    try:
+        side = prepare(path)
+    except BaseException:
+        sender.send(("failed", None))
+    else:
+        sender.send(("ok", side))
+    sender.close()
 
 
 @dataclass
