@@ -13,6 +13,7 @@ from typing import Any, List, Optional, Sequence, Tuple
 
 import pytest
 
+from dhatc import _dhat_reader
 from dhatc import _report_metrics as metrics
 from dhatc._cmd_report import qualifying
 from dhatc._dhat_reader import FIGURES, DhatFileError, loads_table
@@ -178,8 +179,9 @@ def big_text(pps: int, bad: Optional[Tuple[int, str, str]] = None) -> str:
     ((30_123, "gbk", "false"), "pps[30,123]: field 'gbk' is false, expected an integer"),
     ((45_000, "fs", "[3,true]"), "pps[45,000]: fs[1] is true, not an index into 'ftbl'"),
 ])
-def test_a_boolean_deep_in_a_big_file_is_refused(bad: Tuple[int, str, str],
-                                                 message: str) -> None:
+def test_a_boolean_deep_in_a_big_file_is_refused(bad: Tuple[int, str, str], message: str,
+                                                 monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(_dhat_reader, "PARALLEL_MIN_PIECES", 2)  # fork for a few pieces
     assert len(loads_table(big_text(50_000))) == 50_000
     text = big_text(50_000, bad)
     assert len(text) > 3 << 20  # several of the pieces parsed at a time
