@@ -239,14 +239,16 @@ def build(table: DhatTable) -> Tree:
     they are asked for)."""
     fs, offsets = table.frame_index_array, table.offsets
     size = fs.itemsize
-    view = memoryview(fs).cast("B")
+    data = fs.tobytes()
     starts = map(operator.mul, offsets, itertools.repeat(size))
     ends = map(operator.mul, itertools.islice(offsets, 1, None), itertools.repeat(size))
-    keys = list(map(bytes, map(view.__getitem__, map(slice, starts, ends))))
+    keys = list(map(data.__getitem__, map(slice, starts, ends)))
+    del data
     order = sorted(range(len(table)), key=keys.__getitem__)
     keys = list(map(keys.__getitem__, order))
     # Sorted, a repeat is next to its twin.
-    repeat = next(itertools.compress(itertools.count(1), map(operator.eq, keys, keys[1:])), None)
+    repeat = next(itertools.compress(itertools.count(1), map(
+        operator.eq, keys, itertools.islice(keys, 1, None))), None)
     if repeat is not None:
         raise DhatFileError(f"{table.header.path}: pps[{order[repeat]:,}] repeats a location")
     return Tree(table, keys, order)
