@@ -19,7 +19,7 @@ import sys
 from dataclasses import dataclass
 from typing import Any, Dict, List, Optional, Tuple
 
-from ._dhat_reader import FIGURES, DhatHeader
+from ._dhat_reader import FIGURES, DhatHeader, collection_paused
 from ._errors import CommandError
 from ._report_common import figures_json, file_json
 from ._report_diff import LIMIT_FIGURES, SORT_FIGURES, Change, Comparison, compare
@@ -215,11 +215,12 @@ def run(args: argparse.Namespace) -> int:
         raise CommandError(f"unknown figure {args.sort!r} for --sort; choose from "
                            f"{', '.join(SORT_FIGURES)}")
     figure = SORT_FIGURES[args.sort]
-    cmp = compare(args.old, args.new)
-    _check_figure(cmp, figure, f"--sort {args.sort}")
-    changes = cmp.top(figure, args.top)
-    counts = cmp.counts(figure)
-    verdicts = _verdicts(cmp, args.limits)
+    with collection_paused():  # millions of objects and no cycles: see collection_paused
+        cmp = compare(args.old, args.new)
+        _check_figure(cmp, figure, f"--sort {args.sort}")
+        changes = cmp.top(figure, args.top)
+        counts = cmp.counts(figure)
+        verdicts = _verdicts(cmp, args.limits)
     status = 1 if any(v.exceeded for v in verdicts) else 0
     out = Output(args.output, args.color, args.wide)
     try:

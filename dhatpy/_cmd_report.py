@@ -11,14 +11,15 @@ leaf (figures, percentages of the totals, averages, frames).  With
 from __future__ import annotations
 
 import argparse
-import heapq
+import itertools
 import json
 from typing import Any, Dict, List, Optional, Sequence
 
 from . import _report_metrics as metrics
-from ._dhat_reader import FIGURES, DhatTable
+from ._dhat_reader import FIGURES, DhatTable, collection_paused
 from ._errors import CommandError
-from ._report_common import figures_json, file_json, header_lines, read_table, totals
+from ._report_common import (figures_json, file_json, header_lines, read_table, top_indices,
+                             totals)
 from ._report_format import Formatter, emit_node
 from ._report_metrics import Metric
 from ._report_tree import (AGGREGATE, LEAF, SIG_SELF, arrow, build, frame_strings,
@@ -79,63 +80,53 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     if args.threshold is not None and not args.tree:
         raise CommandError("--threshold applies to the tree; add --tree")
-    table = read_table(args.file, parallel=True)  # a command: it may fork
-    metric = metrics.find(args.sort, table.header, tree=args.tree)
-    fraction = None if args.threshold is None else args.threshold / 100
-    out = Output(args.output, args.color, args.wide)
-    if args.tree:
-        _tree(out, table, metric, fraction, args.json)
-    else:
-        _flat(out, table, metric, args.top, args.json)
-    out.close()
+    with collection_paused():  # millions of objects and no cycles: see collection_paused
+        table = read_table(args.file, parallel=True)  # a command: it may fork
+        metric = metrics.find(args.sort, table.header, tree=args.tree)
+        fraction = None if args.threshold is None else args.threshold / 100
+        out = Output(args.output, args.color, args.wide)
+        if args.tree:
+            _tree(out, table, metric, fraction, args.json)
+        else:
+            _flat(out, table, metric, args.top, args.json)
+        out.close()
     return 0
 
 
 # --- the flat report -------------------------------------------------------------------
 
 
-class _Row:
-    """PP i's figures by index (TB...WB), for the metrics' tests."""
+def qualifying(table: DhatTable, metric: Metric) -> Sequence[int]:
+    """The PPs that qualify for the metric (all of them but for tiny and the like), in
+    file order."""
+    n = len(table)
+    if metric.qualifies is None:
+        return range(n)
+    columns = [table.column(name) for name in FIGURES]
+    # PP i's figures, TB...WB, 0 where the file does not record one (TB and TBK it always does).
+    rows = zip(*(itertools.repeat(0) if c is None else c for c in columns))
+    return list(itertools.compress(range(n), map(metric.qualifies, rows,
+                                                 itertools.repeat(table.header))))
 
-    __slots__ = ("table", "positions", "i")
 
-    def __init__(self, table: DhatTable, positions: List[int], i: int) -> None:
-        self.table, self.positions, self.i = table, positions, i
-
-    def __getitem__(self, k: int) -> int:
-        p = self.positions[k]
-        return 0 if p < 0 else self.table.figures[self.i * self.table.width + p]
-
-
-def ranked(table: DhatTable, metric: Metric, top: int) -> List[int]:
+def ranked(table: DhatTable, metric: Metric, top: int,
+           candidates: Optional[Sequence[int]] = None) -> List[int]:
     """The PPs to show, best first: by the metric, then total bytes (descending), then
-    file order; only those that qualify for a metric such as tiny."""
+    file order; only those that qualify for a metric such as tiny (`candidates`, if
+    they are known already)."""
     column = table.column(FIGURES[metric.field])
     total_bytes = table.column("total_bytes")
     assert column is not None and total_bytes is not None
-    candidates: Sequence[int] = range(len(table))
-    if metric.qualifies is not None:
-        positions = [table.figure_names.index(n) if n in table.figure_names else -1
-                     for n in FIGURES]
-        header, qualifies = table.header, metric.qualifies
-        candidates = [i for i in candidates
-                      if qualifies(_Row(table, positions, i), header)]  # type: ignore[arg-type]
-
-    def key(i: int) -> Any:
-        return (-column[i], -total_bytes[i], i)
-
-    if top and top < len(candidates):
-        return heapq.nsmallest(top, candidates, key=key)
-    return sorted(candidates, key=key)
+    if candidates is None:
+        candidates = qualifying(table, metric)
+    return top_indices(candidates, (column, total_bytes), top)
 
 
 def _flat(out: Output, table: DhatTable, metric: Metric, top: int, as_json: bool) -> None:
     root = totals(table)
-    chosen = ranked(table, metric, top)
-    matching = len(table) if metric.qualifies is None else None
-    if metric.qualifies is not None:
-        matching = len(ranked(table, metric, 0)) if top else len(chosen)
-    assert matching is not None
+    candidates = qualifying(table, metric)
+    chosen = ranked(table, metric, top, candidates)
+    matching = len(candidates)
     if as_json:
         document: Dict[str, Any] = {
             "format": "dhatc-report", "version": 1,

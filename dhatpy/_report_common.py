@@ -1,8 +1,11 @@
 """What ``dhatc report`` and ``dhatc diff`` share: reading a file named on the
-command line, the header lines, the figures as JSON."""
+command line, ranking program points, the header lines, the figures as JSON."""
 
 from __future__ import annotations
 
+import heapq
+import itertools
+import operator
 import sys
 from typing import Any, Dict, List, Optional, Sequence
 
@@ -29,6 +32,37 @@ def read_table(path: str, *, parallel: bool = False) -> DhatTable:
             raise DhatFileError("<stdin>: empty (nothing was piped in?)")
         return loads_table(data, "<stdin>", parallel=parallel)
     return load_table(path, parallel=parallel)
+
+
+def top_indices(candidates: Sequence[int], columns: Sequence[Sequence[int]], n: int) -> List[int]:
+    """The first `n` (0: all) of `candidates` (ascending indices into the columns)
+    ranked by columns[0] descending, then columns[1] descending..., then by index.
+
+    Only what can be among the first n is sorted: each column in turn keeps those
+    at least as big as its n-th biggest (C-level passes; a million candidates take
+    a fraction of a second), and the ties on every column go by index."""
+    chosen = list(candidates)
+    if n and n < len(chosen):
+        ahead: List[int] = []  # ranked above all of `chosen` by some column already
+        need = n
+        for column in columns:
+            values = list(map(column.__getitem__, chosen))
+            bound = heapq.nlargest(need, values)[-1]
+            above = list(itertools.compress(chosen, map(operator.gt, values,
+                                                        itertools.repeat(bound))))
+            chosen = list(itertools.compress(chosen, map(operator.eq, values,
+                                                         itertools.repeat(bound))))
+            ahead += above
+            need -= len(above)
+            if len(chosen) <= need:
+                break
+        chosen = ahead + chosen[:need]
+
+    def key(i: int) -> List[int]:
+        return [-column[i] for column in columns] + [i]
+
+    chosen.sort(key=key)
+    return chosen
 
 
 def totals(table: DhatTable) -> List[int]:

@@ -7,28 +7,27 @@ that differ only by addresses (two call instructions on one line) are one
 program point here, their figures summed; for max_* that sum is an upper
 bound of their combined peak, not the peak.
 
-Scale: each file's program points get a key, the bytes of the array of the
-hashes of their address-free frames, computed with C-level passes only.  The
-two files can be read in two processes (forked, so string hashes agree), the
-keys matched with set operations.  Key equality means frame equality as long
-as no two different frames share a hash; that is checked over all frames of
-both files, and if it ever fails the keys are made of the strings themselves.
+Scale: every address-free frame of either file gets a number, shared by both;
+each program point's key is the bytes of the array of its frames' numbers,
+made with C-level passes only (none at all for a file whose frame table the
+numbers follow already), and the keys are matched with set operations.  The
+two files are read in two processes (NEW in a forked one) where there are
+CPUs to spare.
 """
 
 from __future__ import annotations
 
-import heapq
 import itertools
 import multiprocessing
 import operator
 import os
 from array import array
 from dataclasses import dataclass, field
-from typing import Callable, Dict, List, Optional, Sequence, Set, Tuple
+from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple, cast
 
 from ._dhat_reader import FIGURES, DhatTable, frame_without_address
 from ._errors import CommandError
-from ._report_common import read_table
+from ._report_common import read_table, top_indices
 
 
 @dataclass
@@ -38,7 +37,7 @@ class Side:
 
     table: DhatTable
     frames: List[str]  # ftbl without addresses
-    keys: List[bytes]
+    keys: List[bytes] = field(default_factory=list)
     index: Dict[bytes, int] = field(default_factory=dict)  # key -> its first PP
     groups: Dict[bytes, List[int]] = field(default_factory=dict)  # keys of more than one PP
 
@@ -68,47 +67,70 @@ class Side:
         return [self.frames[i] for i in table.frame_indices(self.index[key])]
 
 
-def _keys_by_hash(table: DhatTable, frames: List[str]) -> List[bytes]:
-    hashes = array("q", map(hash, frames))
-    flat = array("q", map(hashes.__getitem__, table.frame_index_array))
-    view = memoryview(flat).cast("B")
-    size = flat.itemsize
+def _numbers(frames: List[str], ids: Dict[str, int]) -> List[int]:
+    """Each frame's number in `ids` (shared by both files), new ones added."""
+    return [ids.setdefault(frame, len(ids)) for frame in frames]
+
+
+def _keys(table: DhatTable, numbers: List[int], typecode: str) -> List[bytes]:
+    """Each PP's key: the bytes of the array (of `typecode`) of its frames' numbers."""
+    flat = table.frame_index_array
+    if flat.typecode != typecode or numbers != list(range(len(numbers))):
+        flat = array(typecode, map(numbers.__getitem__, flat))
+    data, size = flat.tobytes(), flat.itemsize
     starts = map(operator.mul, table.offsets, itertools.repeat(size))
     ends = map(operator.mul, itertools.islice(table.offsets, 1, None), itertools.repeat(size))
-    return list(map(bytes, map(view.__getitem__, map(slice, starts, ends))))
-
-
-def _keys_by_string(table: DhatTable, frames: List[str], ids: Dict[str, int]) -> List[bytes]:
-    """Exact keys: each frame string numbered in `ids`, shared by both files."""
-    numbers = array("q", (ids.setdefault(frame, len(ids)) for frame in frames))
-    result = []
-    for i in range(len(table)):
-        result.append(array("q", map(numbers.__getitem__, table.frame_indices(i))).tobytes())
-    return result
+    return list(map(data.__getitem__, map(slice, starts, ends)))
 
 
 def prepare(path: str) -> Side:
-    """Reads the file at `path` and keys its program points."""
+    """Reads the file at `path` (its keys come when both files are there)."""
     table = read_table(path)
-    frames = [frame_without_address(frame) for frame in table.ftbl]
-    return Side(table, frames, _keys_by_hash(table, frames))
+    return Side(table, [frame_without_address(frame) for frame in table.ftbl])
 
 
 def _prepare_both(old_path: str, new_path: str) -> Tuple[Side, Side]:
-    """Reads both, the second in a forked process when there are CPUs to spare."""
+    """Reads both, the second in a forked process when there are CPUs to spare.
+    Its result is received once this process has read the first: a thread
+    receiving it meanwhile would wait for the interpreter lock at every piece
+    of the pipe (seconds, for a big file)."""
     cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
     if (cpus or 1) < 2 or "fork" not in multiprocessing.get_all_start_methods() \
             or "-" in (old_path, new_path):
         return prepare(old_path), prepare(new_path)
+    context = multiprocessing.get_context("fork")
+    receiver, sender = context.Pipe(duplex=False)
+    child = context.Process(target=_prepare_for, args=(new_path, sender), daemon=True)
     try:
-        pool = multiprocessing.get_context("fork").Pool(1)
+        child.start()
     except OSError:
         return prepare(old_path), prepare(new_path)
-    with pool:
-        pending = pool.apply_async(prepare, (new_path,))
+    sender.close()
+    try:
         old = prepare(old_path)
-        new = pending.get()
+        try:
+            outcome, new = receiver.recv()
+        except (EOFError, OSError):
+            outcome, new = "failed", None
+    finally:
+        receiver.close()
+        if child.is_alive():
+            child.terminate()
+        child.join()
+    if outcome != "ok":  # read it here, to say what is wrong with it
+        new = prepare(new_path)
     return old, new
+
+
+def _prepare_for(path: str, sender: Any) -> None:
+    """In the forked process: prepare, and send the Side back (or "failed")."""
+    try:
+        side = prepare(path)
+    except BaseException:
+        sender.send(("failed", None))
+    else:
+        sender.send(("ok", side))
+    sender.close()
 
 
 @dataclass
@@ -134,10 +156,20 @@ class Comparison:
         self.old = old
         self.new = new
         # In the files' own order, so that ties come out the same from run to run.
-        self.matched = list(filter(old.index.__contains__, new.index))
-        self.added = list(itertools.filterfalse(old.index.__contains__, new.index))
+        new_keys = list(new.index) if new.groups else new.keys
+        found = list(map(old.index.get, new_keys))  # OLD's PP of each NEW key, or None
+        matches = list(map(operator.is_not, found, itertools.repeat(None)))
+        self.matched = list(itertools.compress(new_keys, matches))
+        self.added = list(itertools.compress(new_keys, map(operator.not_, matches)))
         self.vanished = list(itertools.filterfalse(new.index.__contains__, old.index))
         self.keys = self.matched + self.added + self.vanished
+        # Each entry's PP in each file: what its figures are, where no key has several PPs.
+        new_pps = range(len(new_keys))  # without groups, key i is PP i
+        matched_in_old = cast(List[int], list(itertools.compress(found, matches)))  # no None
+        self._pps = (matched_in_old,
+                     list(map(old.index.__getitem__, self.vanished)),
+                     list(itertools.compress(new_pps, matches)),
+                     list(itertools.compress(new_pps, map(operator.not_, matches))))
         self._deltas: Dict[str, Tuple[List[int], List[int], List[int]]] = {}
 
     def frames(self, change: Change) -> List[str]:
@@ -151,11 +183,12 @@ class Comparison:
         """OLD's figure, NEW's and the change, per entry (0 where a file lacks it)."""
         cached = self._deltas.get(figure)
         if cached is None:
-            n_matched, n_added, n_vanished = len(self.matched), len(self.added), len(self.vanished)
-            before = (_values(self.old, figure, self.matched) + [0] * n_added
-                      + _values(self.old, figure, self.vanished))
-            after = (_values(self.new, figure, self.matched) + _values(self.new, figure, self.added)
-                     + [0] * n_vanished)
+            n_added, n_vanished = len(self.added), len(self.vanished)
+            old_matched, old_vanished, new_matched, new_added = self._pps
+            before = (_values(self.old, figure, self.matched, old_matched) + [0] * n_added
+                      + _values(self.old, figure, self.vanished, old_vanished))
+            after = (_values(self.new, figure, self.matched, new_matched)
+                     + _values(self.new, figure, self.added, new_added) + [0] * n_vanished)
             cached = (before, after, list(map(operator.sub, after, before)))
             self._deltas[figure] = cached
         return cached
@@ -177,17 +210,7 @@ class Comparison:
         if growth_only:
             candidates = list(itertools.compress(candidates, map(operator.gt, deltas,
                                                                  itertools.repeat(0))))
-        chosen: List[int]
-        if n and n < len(candidates):
-            # Only entries at least as big as the n-th biggest change can be shown.
-            bound = heapq.nlargest(n, map(sizes.__getitem__, candidates))[-1]
-            chosen = list(itertools.compress(candidates, map(
-                operator.ge, map(sizes.__getitem__, candidates), itertools.repeat(bound))))
-        else:
-            chosen = list(candidates)
-        chosen.sort(key=lambda i: (-sizes[i], -deltas[i], -max(before[i], after[i]), i))
-        if n:
-            chosen = chosen[:n]
+        chosen = top_indices(candidates, (sizes, deltas, list(map(max, before, after))), n)
         n_matched, n_new = len(self.matched), len(self.matched) + len(self.added)
         result = []
         for i in chosen:
@@ -199,13 +222,14 @@ class Comparison:
         return result
 
 
-def _values(side: Side, figure: str, keys: List[bytes]) -> List[int]:
-    """The figure of each key, summed over the key's program points."""
+def _values(side: Side, figure: str, keys: List[bytes], pps: List[int]) -> List[int]:
+    """The figure of each key, summed over the key's program points; `pps`: the
+    key's PP (its only one when no key of the side has several)."""
     column = side.table.column(figure)
     if column is None:
         return [0] * len(keys)
     if not side.groups:
-        return list(map(column.__getitem__, map(side.index.__getitem__, keys)))
+        return list(map(column.__getitem__, pps))
     get = side.figure(figure)
     return [get(key) for key in keys]
 
@@ -215,21 +239,14 @@ def compare(old_path: str, new_path: str) -> Comparison:
     if old_path == "-" and new_path == "-":
         raise CommandError("only one of OLD and NEW can be '-' (standard input)")
     old, new = _prepare_both(old_path, new_path)
-    _check_hashes(old, new)
+    ids: Dict[str, int] = {}
+    old_numbers, new_numbers = _numbers(old.frames, ids), _numbers(new.frames, ids)
+    typecode = "I" if len(ids) <= 1 << 32 else "Q"
+    old.keys = _keys(old.table, old_numbers, typecode)
+    new.keys = _keys(new.table, new_numbers, typecode)
     old.finish()
     new.finish()
     return Comparison(old, new)
-
-
-def _check_hashes(old: Side, new: Side) -> None:
-    """If two different frames share a hash, keys would confuse them: make exact ones."""
-    strings: Set[str] = set(old.frames)
-    strings.update(new.frames)
-    if len(set(map(hash, strings))) == len(strings):
-        return
-    ids: Dict[str, int] = {}
-    old.keys = _keys_by_string(old.table, old.frames, ids)
-    new.keys = _keys_by_string(new.table, new.frames, ids)
 
 
 # --- limits (--fail-if-more) -----------------------------------------------------------

@@ -5,12 +5,14 @@ sequences, read from the top (the allocation point) down: a node holds the
 frames its PPs share until they part, one-child chains are merged into their
 parent, a PP whose frames end where others go on gets a leaf with no frames.
 The viewer builds it PP by PP; its children end up in the order of the first
-PP under each.  :func:`build` makes the same tree from the PPs sorted by their
-frames: the PPs under a node are then a run of that order, a stack of the
-nodes on the last PP's path and the longest common prefix of each PP with the
-one before place every PP, and each node's figures are a difference of
-running sums.  A million PPs take seconds, not minutes; the children get the
-viewer's order (by their first PP) when shown.
+PP under each.  :func:`build` sorts the PPs by their frames instead: the PPs
+under a node are then a run of that order, the frames they share are those
+the run's first and last PP share, its children are the runs of the frame
+that comes next (found by binary search), and its figures are differences of
+running sums.  So a node's children are made only when they are asked for,
+and only the nodes over the significance threshold are ever asked: a million
+PPs take a second or two, not minutes.  The children get the viewer's order
+(by their first PP) when made.
 
 :func:`mark_significance` is the viewer's ``sigTree``, skipping subtrees whose
 figure is under the threshold (nothing below them can pass); :func:`layout`
@@ -22,6 +24,7 @@ be thousands of frames deep.
 
 from __future__ import annotations
 
+import bisect
 import itertools
 import math
 import operator
@@ -40,17 +43,20 @@ class Node:
     """A node: the PPs at positions lo..hi of the sorted order, sharing their
     first `depth` frames; it holds frames top..depth (its parent has the rest)."""
 
-    __slots__ = ("lo", "hi", "top", "depth", "rep", "pp", "kids", "ordered", "sig", "label", "v")
+    __slots__ = ("lo", "hi", "top", "depth", "rep", "pp", "kids", "starts", "over", "sig",
+                 "label", "v")
 
-    def __init__(self, lo: int, top: int, depth: int, rep: int, pp: Optional[int] = None) -> None:
+    def __init__(self, lo: int, hi: int, top: int, depth: int, rep: int,
+                 pp: Optional[int] = None) -> None:
         self.lo = lo
-        self.hi = lo + 1
+        self.hi = hi
         self.top = top
         self.depth = depth
         self.rep = rep  # a PP under the node: where its frames come from
-        self.pp = pp  # the PP whose frames end here
-        self.kids: Optional[List[Node]] = None
-        self.ordered = False  # kids in the viewer's order yet
+        self.pp = pp  # a leaf's PP
+        self.kids: Optional[List[Node]] = None  # made when first asked for
+        self.starts: Optional[List[int]] = None  # where each child's run starts
+        self.over: Optional[List[Node]] = None  # the children over the threshold
         self.sig = SIG_NONE
         self.label = ""  # an aggregate's "[N insignificant]"
         self.v: Optional[List[int]] = None  # an aggregate's figures
@@ -59,38 +65,86 @@ class Node:
     def kind(self) -> int:
         if self.label:
             return AGGREGATE
-        return LEAF if self.kids is None else INTERNAL
+        return LEAF if self.hi - self.lo <= 1 else INTERNAL
+
+
+def _common_bytes(a: bytes, b: bytes) -> int:
+    """The length of the longest common prefix of `a` and `b`."""
+    m = min(len(a), len(b))
+    if b.startswith(a[:m]):
+        return m
+    # The first byte that differs, from the highest bit of the xor.
+    x = int.from_bytes(a[:m], "big") ^ int.from_bytes(b[:m], "big")
+    return m - (x.bit_length() + 7) // 8
+
+
+def _after(prefix: bytes) -> Optional[bytes]:
+    """The least byte string greater than every one that starts with `prefix`
+    (None: there is none, the prefix is all 0xff)."""
+    stripped = prefix.rstrip(b"\xff")
+    if not stripped:
+        return None
+    return stripped[:-1] + bytes((stripped[-1] + 1,))
 
 
 class Tree:
     """The tree of a table's PPs: the root, the sorted order, running sums."""
 
-    def __init__(self, table: DhatTable, root: Node, order: List[int]) -> None:
+    def __init__(self, table: DhatTable, keys: List[bytes], order: List[int]) -> None:
         self.table = table
-        self.root = root
-        self.order = order
+        self.keys = keys  # each PP's frame indices as bytes, in the sorted order
+        self.order = order  # the PPs, sorted by their frames
+        self.size = table.frame_index_array.itemsize
+        self.root = self.node(0, len(order), 0)
         self._sums: List[Optional[MutableSequence[int]]] = [None] * N_FIGURES
+        self._sorted: "Optional[array[int]]" = None
 
-    def _running_sum(self, k: int) -> MutableSequence[int]:
+    def node(self, lo: int, hi: int, top: int) -> Node:
+        """The node of the PPs at lo..hi (a run of the sorted order), below a
+        parent that holds the first `top` frames."""
+        keys = self.keys
+        if hi - lo > 1:
+            depth = _common_bytes(keys[lo], keys[hi - 1]) // self.size
+            return Node(lo, hi, top, depth, self.order[lo])
+        if hi == lo:  # no PPs: a root alone
+            return Node(lo, hi, top, top, 0)
+        pp = self.order[lo]
+        return Node(lo, hi, top, len(keys[lo]) // self.size, pp, pp)
+
+    def running_sum(self, k: int) -> MutableSequence[int]:
+        """Figure k summed over the sorted order's first 0, 1, 2... PPs."""
         sums = self._sums[k]
         if sums is None:
-            column = self.table.column(FIGURES[k])
-            if column is None:
+            table = self.table
+            name = FIGURES[k]
+            if name not in table.figure_names:
                 sums = array("Q", bytes(8 * (len(self.order) + 1)))
             else:
-                running = itertools.accumulate(map(column.__getitem__, self.order), initial=0)
+                width = table.width
+                column = self._sorted_figures()[table.figure_names.index(name)::width]
                 try:
-                    sums = array("Q", running)
+                    sums = array("Q", itertools.accumulate(column, initial=0))
                 except OverflowError:  # more than 2**64 in all
-                    sums = list(itertools.accumulate(map(column.__getitem__, self.order),
-                                                     initial=0))
+                    sums = list(itertools.accumulate(column, initial=0))
             self._sums[k] = sums
         return sums
+
+    def _sorted_figures(self) -> "array[int]":
+        """The table's figures with the PPs in the sorted order (rows moved as bytes)."""
+        if self._sorted is None:
+            figures = self.table.figures
+            row = figures.itemsize * self.table.width
+            flat = figures.tobytes()
+            starts = list(map(operator.mul, self.order, itertools.repeat(row)))
+            ends = map(operator.add, starts, itertools.repeat(row))
+            rows = b"".join(map(flat.__getitem__, map(slice, starts, ends)))
+            self._sorted = array(figures.typecode, rows)
+        return self._sorted
 
     def figure(self, node: Node, k: int) -> int:
         if node.v is not None:
             return node.v[k]
-        sums = self._running_sum(k)
+        sums = self.running_sum(k)
         return sums[node.hi] - sums[node.lo]
 
     def figures(self, node: Node) -> List[int]:
@@ -111,19 +165,58 @@ class Tree:
         """The frames of the nodes above it, without "[root]"."""
         return self.sequence(node)[:node.top].tolist()
 
+    def starts(self, node: Node) -> List[int]:
+        """Where the runs of its children start in the sorted order (an internal
+        node's): the runs of PPs that share one more frame, and first a run of
+        one for a PP that ends at the node."""
+        if node.starts is None:
+            keys, size = self.keys, self.size
+            depth, hi = node.depth, node.hi
+            pos = node.lo
+            starts = []
+            if len(keys[pos]) == depth * size:  # sorted: it comes first
+                starts.append(pos)
+                pos += 1
+            end_of_frame = (depth + 1) * size
+            while pos < hi:
+                starts.append(pos)
+                prefix = keys[pos][:end_of_frame]
+                pos += 1
+                if pos < hi and keys[pos].startswith(prefix):  # more than one PP: search
+                    after = _after(prefix)
+                    pos = hi if after is None else bisect.bisect_left(keys, after, pos + 1, hi)
+            node.starts = starts
+        return node.starts
+
+    def runs(self, node: Node) -> Iterator[Tuple[int, int]]:
+        """Its children's runs, (lo, hi), in the sorted order."""
+        starts = self.starts(node)
+        return zip(starts, itertools.chain(itertools.islice(starts, 1, None), (node.hi,)))
+
+    def kid(self, node: Node, lo: int, hi: int) -> Node:
+        """The child of `node` whose run is lo..hi."""
+        if hi - lo == 1 and len(self.keys[lo]) == node.depth * self.size:
+            pp = self.order[lo]  # the PP that ends at the node: a leaf with no frames
+            return Node(lo, hi, node.depth, node.depth, pp, pp)
+        return self.node(lo, hi, node.depth)
+
+    def first_pp(self, node: Node) -> int:
+        """The first PP under the node in file order: the viewer orders children by it."""
+        return self.order[node.lo] if node.hi - node.lo == 1 else min(
+            self.order[node.lo:node.hi])
+
     def kids(self, node: Node) -> Optional[List[Node]]:
-        """Its children, in the viewer's order (by their first PP); a PP that ends
-        at a node with children is a leaf of its own, with no frames.  Settled
-        the first time they are asked for."""
-        if node.kids is None or node.ordered:
+        """Its children (None for a leaf), in the viewer's order (by their first
+        PP); a PP that ends at the node is a leaf of its own, with no frames.
+        Made the first time they are asked for (those over the threshold are
+        the ones mark_significance made)."""
+        if node.kids is not None or node.kind != INTERNAL:
             return node.kids
-        if node.pp is not None:
-            node.kids.insert(0, Node(node.lo, node.depth, node.depth, node.pp, node.pp))
-            node.pp = None
-        order = self.order
-        node.kids.sort(key=lambda kid: min(order[kid.lo:kid.hi]))
-        node.ordered = True
-        return node.kids
+        made = {kid.lo: kid for kid in node.over or ()}
+        kids = [made.get(lo) or self.kid(node, lo, hi) for lo, hi in self.runs(node)]
+        kids.sort(key=self.first_pp)
+        node.kids = kids
+        return kids
 
     def accesses(self, node: Node) -> Optional[List[float]]:
         """Valgrind's access counts summed, as the viewer sums them: only when
@@ -142,86 +235,53 @@ class Tree:
 
 
 def build(table: DhatTable) -> Tree:
-    """The viewer's radix tree of `table`'s program points."""
-    n = len(table)
+    """The viewer's radix tree of `table`'s program points (its nodes made as
+    they are asked for)."""
     fs, offsets = table.frame_index_array, table.offsets
     size = fs.itemsize
-    view = memoryview(fs).cast("B")
+    data = fs.tobytes()
     starts = map(operator.mul, offsets, itertools.repeat(size))
     ends = map(operator.mul, itertools.islice(offsets, 1, None), itertools.repeat(size))
-    keys = list(map(bytes, map(view.__getitem__, map(slice, starts, ends))))
-    order = sorted(range(n), key=keys.__getitem__)
-    root = Node(0, 0, 0, order[0] if n else 0)
-    stack = [root]
-    previous = b""
-    from_bytes = int.from_bytes
-    for k, i in enumerate(order):
-        key = keys[i]
-        if k == 0:
-            common = 0
-        else:
-            m = min(len(previous), len(key))
-            if key.startswith(previous[:m]):
-                common = m // size
-            else:  # the first byte that differs, from the highest bit of the xor
-                x = from_bytes(previous[:m], "big") ^ from_bytes(key[:m], "big")
-                common = (m - (x.bit_length() + 7) // 8) // size
-        depth = len(key) // size
-        if k and common == depth:  # sorted, so a repeat is next to its twin
-            raise DhatFileError(f"{table.header.path}: pps[{i:,}] repeats a location")
-        last = None
-        while stack[-1].depth > common:
-            last = stack.pop()
-            last.hi = k
-        top = stack[-1]
-        if top.depth < common:  # they part below `top`, inside `last`'s frames
-            assert last is not None and top.kids is not None
-            middle = Node(last.lo, top.depth, common, last.rep)
-            last.top = common
-            middle.kids = [last]
-            top.kids[-1] = middle  # `last` was `top`'s newest child
-            stack.append(middle)
-            top = middle
-        if depth == top.depth:  # the first PP, with no frames at all
-            top.pp = i
-        else:
-            leaf = Node(k, top.depth, depth, i, i)
-            if top.kids is None:
-                top.kids = []
-            top.kids.append(leaf)
-            stack.append(leaf)
-        previous = key
-    for node in stack:
-        node.hi = n
-    # The root holds the frames all PPs share (the viewer starts from the first PP's).
-    if root.pp is None and root.kids is not None and len(root.kids) == 1:
-        only = root.kids[0]
-        root.depth, root.kids, root.pp, root.rep = only.depth, only.kids, only.pp, only.rep
-    return Tree(table, root, order)
+    keys = list(map(data.__getitem__, map(slice, starts, ends)))
+    del data
+    order = sorted(range(len(table)), key=keys.__getitem__)
+    keys = list(map(keys.__getitem__, order))
+    # Sorted, a repeat is next to its twin.
+    repeat = next(itertools.compress(itertools.count(1), map(
+        operator.eq, keys, itertools.islice(keys, 1, None))), None)
+    if repeat is not None:
+        raise DhatFileError(f"{table.header.path}: pps[{order[repeat]:,}] repeats a location")
+    return Tree(table, keys, order)
 
 
 def mark_significance(tree: Tree, metric: Metric, fraction: Optional[float]) -> None:
     """The viewer's sigTree: SIG_SELF, SIG_DESCENDANT or SIG_NONE.  A node whose
     figure is under the threshold is SIG_NONE with all below it (their figures
-    are no bigger), so only the nodes over it are visited."""
+    are no bigger), so only the nodes over it are visited, and only their
+    children over it are made (``Node.over``); the others stay runs of the
+    sorted order, SIG_NONE."""
     header = tree.table.header
     root_v = tree.figures(tree.root)
-    bound = (metric.fraction if fraction is None else fraction) * root_v[metric.field]
-    visited: List[Tuple[Node, Optional[List[Node]]]] = []
-    stack = [tree.root]
+    field = metric.field
+    bound = (metric.fraction if fraction is None else fraction) * root_v[field]
+    sums = tree.running_sum(field)
+    visited: List[Node] = []
+    stack = [tree.root] if tree.figure(tree.root, field) >= bound else []
     while stack:
         node = stack.pop()
-        if not tree.figure(node, metric.field) >= bound:
-            node.sig = SIG_NONE
+        visited.append(node)
+        if node.kind != INTERNAL:
             continue
-        kids = tree.kids(node)
-        visited.append((node, kids))
-        if kids:
-            stack.extend(kids)
-    for node, kids in reversed(visited):  # children first
+        runs = list(tree.runs(node))
+        values = map(operator.sub, map(sums.__getitem__, map(operator.itemgetter(1), runs)),
+                     map(sums.__getitem__, map(operator.itemgetter(0), runs)))
+        over = itertools.compress(runs, map(operator.ge, values, itertools.repeat(bound)))
+        node.over = [tree.kid(node, lo, hi) for lo, hi in over]
+        stack.extend(node.over)
+    for node in reversed(visited):  # children first
         if metric.significant(tree.figures(node), root_v, header, fraction):
             node.sig = SIG_SELF
-        elif kids and any(kid.sig != SIG_NONE for kid in kids):
+        elif any(kid.sig != SIG_NONE for kid in node.over or ()):
             node.sig = SIG_DESCENDANT
         else:
             node.sig = SIG_NONE
@@ -248,29 +308,35 @@ class Shown:
 
 
 def _display_kids(tree: Tree, node: Node, metric: Metric) -> Optional[List[Node]]:
-    """Its kids as shown: insignificant ones folded into one, then sorted."""
-    kids = tree.kids(node)
-    if kids is None:
+    """Its kids as shown: insignificant ones folded into one, then sorted.  The
+    kids are in the viewer's order (by their first PP) first, the folded node
+    where the first of its kids would be."""
+    if node.kind != INTERNAL:
         return None
-    shown: List[Node] = []
-    aggregate: Optional[Node] = None
-    folded = 0
-    for kid in kids:
-        if kid.sig != SIG_NONE:
-            shown.append(kid)
-            continue
-        if aggregate is None:
-            aggregate = Node(kid.lo, node.depth, node.depth, kid.rep)
-            aggregate.v = [0] * N_FIGURES
-            shown.append(aggregate)
-        folded += 1
-        aggregate.v = [a + b for a, b in zip(aggregate.v or (), tree.figures(kid))]
-    if aggregate is not None:
+    shown = [kid for kid in node.over or () if kid.sig != SIG_NONE]
+    placed = [(tree.first_pp(kid), kid) for kid in shown]
+    folded = len(tree.starts(node)) - len(shown)
+    if folded:
+        # The kids share out the node's PPs: the folded ones have what the others
+        # do not, and the first of them is the first PP outside the others' runs.
+        v = tree.figures(node)
+        gaps, lo = [], node.lo
+        for kid in sorted(shown, key=operator.attrgetter("lo")):
+            v = list(map(operator.sub, v, tree.figures(kid)))
+            gaps.append(tree.order[lo:kid.lo])
+            lo = kid.hi
+        gaps.append(tree.order[lo:node.hi])
+        first = min(min(gap) for gap in gaps if gap)
+        aggregate = Node(node.lo, node.lo, node.depth, node.depth, tree.order[node.lo])
+        aggregate.v = v
         aggregate.label = f"[{folded} insignificant]"
+        placed.append((first, aggregate))
+    placed.sort(key=operator.itemgetter(0))
+    kids = [kid for _, kid in placed]
     field = metric.field
     # The viewer's cmp: the metric, then total bytes, both descending; stable.
-    shown.sort(key=lambda k: (-tree.figure(k, field), -tree.figure(k, TB)))
-    return shown
+    kids.sort(key=lambda k: (-tree.figure(k, field), -tree.figure(k, TB)))
+    return kids
 
 
 def layout(tree: Tree, metric: Metric) -> Iterator[Shown]:
