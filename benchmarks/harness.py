@@ -6,7 +6,11 @@ interpreter, interleaved rounds, the machine line and the statistics.
 children run and in the tables they print; everything else is here.
 
 A child script prints one JSON object per line on stdout; the last one that
-holds ``"seconds"`` is the result.  Every child runs with ``sys.executable``,
+holds ``"seconds"`` is the result: the region's wall time, and with it
+``"cpu_seconds"``, the CPU time the child's process spent in the region (all its
+threads; ``time.process_time``).  The wall clock counts the time other processes
+of a shared machine take the CPU from the child; the CPU time does not, and the
+runners can report either (``--clock``).  Every child runs with ``sys.executable``,
 ``PYTHONHASHSEED=0``, in a fresh temporary directory that is also its working
 directory.
 """
@@ -75,9 +79,10 @@ def tail(text: str, lines: int = 5) -> str:
 class ChildResult:
     """What one child reported, and how long the whole child took."""
 
-    seconds: float  # the timed region, measured by the child
+    seconds: float  # the timed region's wall time, measured by the child
     child_seconds: float  # the whole child process, measured by the parent
     data: dict[str, Any]  # the child's whole result line
+    cpu_seconds: float | None = None  # the region's CPU time, if the child gave it
 
 
 def run_child(
@@ -114,7 +119,9 @@ def run_child(
         except ValueError:
             continue
         if isinstance(result, dict) and "seconds" in result:
-            return ChildResult(float(result["seconds"]), child_seconds, result)
+            cpu = result.get("cpu_seconds")
+            return ChildResult(float(result["seconds"]), child_seconds, result,
+                               None if cpu is None else float(cpu))
     raise MeasurementError(f"no result on stdout:\n{tail(proc.stdout)}")
 
 
@@ -190,15 +197,23 @@ class Results:
     tools: list[str]
     repeat: int
     stat: str = "median"  # "median" or "min": the statistic ratios are made of
-    samples: dict[tuple[str, str], list[float]] = field(default_factory=dict)
+    clock: str = "wall"  # "wall" or "cpu": which of the region's times they are made of
+    samples: dict[tuple[str, str], list[float]] = field(default_factory=dict)  # wall time
+    # The region's CPU time per sample, in the same order as samples.
+    cpu_samples: dict[tuple[str, str], list[float]] = field(default_factory=dict)
     # The whole child's wall time per sample, in the same order as samples.
     child_samples: dict[tuple[str, str], list[float]] = field(default_factory=dict)
     errors: dict[tuple[str, str], str] = field(default_factory=dict)
     unavailable: dict[str, str] = field(default_factory=dict)
 
+    def values(self, item: str, tool: str) -> list[float]:
+        """One pair's samples on the chosen clock (wall or CPU time)."""
+        table = self.cpu_samples if self.clock == "cpu" else self.samples
+        return table.get((item, tool), [])
+
     def summary(self, item: str, tool: str, stat: str | None = None) -> float | None:
         """The chosen statistic (median by default) of one pair's samples."""
-        values = self.samples.get((item, tool))
+        values = self.values(item, tool)
         if not values:
             return None
         return min(values) if (stat or self.stat) == "min" else statistics.median(values)
@@ -269,23 +284,46 @@ def run_rounds(
                         file=sys.stderr,
                     )
                     continue
+                if res.clock == "cpu" and result.cpu_seconds is None:
+                    res.errors[key] = "the child gave no cpu_seconds"
+                    print(f"[{round_no}/{res.repeat}] {item:{item_width}} {name:14} "
+                          "FAILED: no cpu_seconds", file=sys.stderr)
+                    continue
                 res.samples.setdefault(key, []).append(result.seconds)
                 res.child_samples.setdefault(key, []).append(result.child_seconds)
+                if result.cpu_seconds is not None:
+                    res.cpu_samples.setdefault(key, []).append(result.cpu_seconds)
+                cpu = "" if result.cpu_seconds is None else f" (CPU {result.cpu_seconds:.4f} s)"
                 print(
                     f"[{round_no}/{res.repeat}] {item:{item_width}} {name:14} "
-                    f"{result.seconds:.4f} s",
+                    f"{result.seconds:.4f} s{cpu}",
                     file=sys.stderr,
                 )
 
 
 def samples_json(res: Results, item_key: str) -> list[dict[str, Any]]:
-    """Every sample as a dict: ``{item_key: ..., "tool", "seconds", "child_seconds"}``."""
+    """Every sample as a dict: ``{item_key: ..., "tool", "seconds", "cpu_seconds",
+    "child_seconds"}`` (the region's wall and CPU time, the whole child's wall time)."""
     out: list[dict[str, Any]] = []
     for (item, tool), values in res.samples.items():
         whole = res.child_samples.get((item, tool), [])
+        cpu = res.cpu_samples.get((item, tool), [])
         for i, seconds in enumerate(values):
             sample: dict[str, Any] = {item_key: item, "tool": tool, "seconds": seconds}
+            if i < len(cpu):
+                sample["cpu_seconds"] = cpu[i]
             if i < len(whole):
                 sample["child_seconds"] = whole[i]
             out.append(sample)
     return out
+
+
+CLOCK_HELP = (
+    "which time of the region the figures use (default wall; cpu = the child's CPU time, "
+    "which leaves out the time other processes of a shared machine take)"
+)
+
+
+def clock_words(clock: str) -> str:
+    """How a table names the times it is made of."""
+    return "CPU time" if clock == "cpu" else "wall time"

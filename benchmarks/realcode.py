@@ -17,7 +17,7 @@ Each measurement runs in a fresh interpreter.  The child loads the
 benchmark script with pyperf's runner replaced by one that only records the
 benchmark's functions (``pyperf_shim.py``), runs the tool's setup (imports), calls
 each function once with one loop as a warm-up (unprofiled, unless the tool is a
-launcher), collects garbage, and times with ``time.perf_counter`` the region:
+launcher), collects garbage, and times (wall and CPU time) the region:
 start the profiler, run the functions with their loop counts, stop the profiler
 (writing its file: dhatc's and memray's files go to the child's temporary
 directory).  Rounds are interleaved (for each round: for each benchmark: for
@@ -48,9 +48,11 @@ sys.path.insert(0, str(BENCH_DIR))
 
 from harness import (  # noqa: E402  (needs the path above)
     BASELINE,
+    CLOCK_HELP,
     Results,
     Tool,
     check_tools,
+    clock_words,
     expand_run,
     format_ratio,
     geometric_mean,
@@ -252,10 +254,12 @@ _plan = _shim.plan(_shim.load_entries({script!r}, {argv!r}), {loops!r}, {entries
 {setup}
 _shim.run_plan(_plan, loops=1)  # warm-up, unprofiled (unless the tool is a launcher)
 _gc.collect()
+_c0 = _time.process_time()
 _t0 = _time.perf_counter()
 {region}
 _t1 = _time.perf_counter()
-print(_json.dumps({{"seconds": _t1 - _t0}}), flush=True)
+_c1 = _time.process_time()
+print(_json.dumps({{"seconds": _t1 - _t0, "cpu_seconds": _c1 - _c0}}), flush=True)
 """
 
 # The work, inlined in the region (see pyperf_shim.run_plan, which does the same).
@@ -395,7 +399,7 @@ def markdown_report(res: Results) -> str:
     tools = [t for t in res.measured_tools() if t != BASELINE]
     lines = [
         f"{machine_line()}; {len(res.items)} benchmarks, {res.repeat} interleaved rounds, "
-        "each measurement in a fresh process.",
+        f"each measurement in a fresh process; the region's {clock_words(res.clock)}.",
         "",
         "| tool | geometric mean | worst | above 2x (median) | geometric mean, best of "
         f"{res.repeat} |",
@@ -420,7 +424,8 @@ def markdown_report(res: Results) -> str:
         )
     lines += [
         "",
-        "Per benchmark, median ratio (best of N in brackets); unprofiled median in seconds:",
+        "Per benchmark, median ratio (best of N in brackets); unprofiled median in seconds"
+        + (" of CPU time:" if res.clock == "cpu" else ":"),
         "",
         "| benchmark | unprofiled | " + " | ".join(tools) + " |",
         "|---|---|" + "---|" * len(tools),
@@ -510,6 +515,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--scale", type=float, default=1.0,
         help="multiply every loop count (at least 1 loop) by this (default 1; for quick checks)",
     )
+    parser.add_argument("--clock", choices=("wall", "cpu"), default="wall", help=CLOCK_HELP)
     parser.add_argument("--markdown", action="store_true", help="also print Markdown tables")
     parser.add_argument("--json", metavar="PATH", help="write every sample as JSON to PATH")
     parser.add_argument(
@@ -579,7 +585,7 @@ def main(argv: list[str] | None = None) -> int:
     tools: list[str] = args.tools
     if BASELINE not in tools:
         tools = [BASELINE, *tools]
-    res = Results(items=benchmarks, tools=tools, repeat=args.rounds)
+    res = Results(items=benchmarks, tools=tools, repeat=args.rounds, clock=args.clock)
 
     load_start = os.getloadavg()[0]
     print(machine_line(), file=sys.stderr)
@@ -604,6 +610,7 @@ def main(argv: list[str] | None = None) -> int:
             "machine": machine_line(),
             "rounds": res.repeat,
             "scale": args.scale,
+            "clock": res.clock,
             "benchmarks": {b: str(cat.scripts[b]) for b in benchmarks},
             "tools": {t: TOOLS[t].description for t in res.measured_tools()},
             "samples": samples_json(res, "benchmark"),

@@ -9,8 +9,9 @@ Every measurement runs in a fresh interpreter (``sys.executable``).  The child
 imports the workloads, runs the tool's ``setup`` (imports; untimed), calls the
 workload once unprofiled as a warm-up, collects garbage, and then times only the
 profiled region -- start profiler, run the workload, stop the profiler (stop
-included) -- with ``time.perf_counter``.  It prints ``{"seconds": ...}`` as a
-JSON line on stdout.
+included) -- with ``time.perf_counter`` and ``time.process_time``.  It prints
+``{"seconds": ..., "cpu_seconds": ...}`` as a JSON line on stdout; the report
+uses the wall time, or the CPU time with ``--clock cpu``.
 
 Runs are interleaved (for each repeat: for each workload: for each tool) so
 that slow drifts of the machine spread over all tools alike.  The report gives
@@ -42,14 +43,17 @@ sys.path.insert(0, str(BENCH_DIR))
 
 from harness import (  # noqa: E402  (needs the path above)
     BASELINE,
+    CLOCK_HELP,
     Results,
     Tool,
     check_tools,
+    clock_words,
     format_ratio,
     machine_line,
     notes,
     run_child,
     run_rounds,
+    samples_json,
 )
 from workloads import WORKLOADS  # noqa: E402
 
@@ -148,10 +152,12 @@ run = _WORKLOADS[{workload!r}]
 {setup}
 run()  # warm-up, unprofiled (unless the tool is a launcher)
 _gc.collect()
+_c0 = _time.process_time()
 _t0 = _time.perf_counter()
 {region}
 _t1 = _time.perf_counter()
-print(_json.dumps({{"seconds": _t1 - _t0}}), flush=True)
+_c1 = _time.process_time()
+print(_json.dumps({{"seconds": _t1 - _t0, "cpu_seconds": _c1 - _c0}}), flush=True)
 """
 
 
@@ -172,11 +178,12 @@ def measure(workload: str, tool: Tool, timeout: float) -> float:
 
 def plain_table(res: Results) -> str:
     ratio_title = f"ratio of {res.stat}s"
-    header = ("workload", "tool", "median s", "min s", "max s", ratio_title, "runs")
+    unit = "s" if res.clock == "wall" else "CPU s"
+    header = ("workload", "tool", f"median {unit}", f"min {unit}", f"max {unit}", ratio_title, "runs")
     rows: list[tuple[str, ...]] = []
     for workload in res.items:
         for tool in res.measured_tools():
-            values = res.samples.get((workload, tool), [])
+            values = res.values(workload, tool)
             error = res.errors.get((workload, tool))
             if not values:
                 rows.append((workload, tool, "error", "", "", "", "0"))
@@ -207,7 +214,7 @@ def markdown_table(res: Results) -> str:
     stat = "median" if res.stat == "median" else "best"
     lines = [
         f"{machine_line()}; {stat} of {res.repeat} interleaved runs, "
-        "each in a fresh process.",
+        f"each in a fresh process; the region's {clock_words(res.clock)}.",
         "",
         "| tool | " + " | ".join(res.items) + " |",
         "|---|" + "---|" * len(res.items),
@@ -268,6 +275,7 @@ def main(argv: list[str] | None = None) -> int:
         help="statistic the ratios and the Markdown table use (default median; "
         "min = best of N: steadier for short runs, but inflates large ratios)",
     )
+    parser.add_argument("--clock", choices=("wall", "cpu"), default="wall", help=CLOCK_HELP)
     parser.add_argument(
         "--markdown", action="store_true", help="also print a Markdown table"
     )
@@ -310,7 +318,8 @@ def main(argv: list[str] | None = None) -> int:
     if BASELINE not in tools:
         tools = [BASELINE, *tools]
     res = Results(
-        items=args.workloads, tools=tools, repeat=args.repeat, stat=args.stat
+        items=args.workloads, tools=tools, repeat=args.repeat, stat=args.stat,
+        clock=args.clock,
     )
 
     print(machine_line(), file=sys.stderr)
@@ -340,11 +349,8 @@ def main(argv: list[str] | None = None) -> int:
             "machine": machine_line(),
             "repeat": res.repeat,
             "stat": res.stat,
-            "samples": [
-                {"workload": w, "tool": t, "seconds": s}
-                for (w, t), values in res.samples.items()
-                for s in values
-            ],
+            "clock": res.clock,
+            "samples": samples_json(res, "workload"),
             "errors": {f"{w}:{t}": e for (w, t), e in res.errors.items()},
             "unavailable": res.unavailable,
         }

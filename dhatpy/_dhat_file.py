@@ -17,7 +17,7 @@ import sys
 import tempfile
 from dataclasses import dataclass, field
 from types import CodeType
-from typing import Any, Dict, List, Optional, Sequence, TextIO, Tuple
+from typing import Any, Dict, List, Optional, TextIO, Tuple
 
 from ._engine_data import EngineProgramPoint, StopData
 from ._native_frames import NativeNamer
@@ -116,41 +116,46 @@ def profile_from_engine(data: StopData, *, cmd: str, pid: int) -> Profile:
     # co_filename and co_qualname aside, so the same function in two files
     # would share one string.  `data` keeps every code object alive meanwhile.
     strings: Dict[Tuple[int, int], str] = {}
+    known = strings.get  # bound once: this loop runs for every frame of every PP
     by_frames: Dict[Tuple[str, ...], ProgramPoint] = {}
+    pps = profile.pps
     objects = data.get("native_objects")
     namer = None
     if objects is not None:  # native frames are addresses, named all at once
         namer = NativeNamer(objects, (f for raw in data["pps"] for f in raw[1]
                                       if isinstance(f, int)))
+    # Each raw PP is read by index (kind, frames, figures...: see
+    # EngineProgramPoint), not made into a named tuple: a stop can have
+    # thousands of them.
     for raw in data["pps"]:
-        engine_pp = EngineProgramPoint(*raw)
-        resolved: List[str] = [] if engine_pp.kind is None else [engine_pp.kind]
-        for frame in engine_pp.frames:
+        kind = raw[0]
+        resolved: List[str] = [] if kind is None else [kind]
+        add = resolved.append
+        for frame in raw[1]:
             if isinstance(frame, str):  # stands for frames the engine does not keep
-                resolved.append(frame)
+                add(frame)
                 continue
             if isinstance(frame, int):
                 assert namer is not None  # the engine gives addresses in native profiles only
-                resolved.append(namer.name(frame))
+                add(namer.name(frame))
                 continue
             code, line = frame
-            text = strings.get((id(code), line))
+            text = known((id(code), line))
             if text is None:
                 text = strings[(id(code), line)] = frame_string(code, line)
-            resolved.append(text)
+            add(text)
         key = tuple(resolved)
         pp = by_frames.get(key)
         if pp is None:
-            by_frames[key] = pp = ProgramPoint(key, *engine_pp[2:])
-            profile.pps.append(pp)
+            by_frames[key] = pp = ProgramPoint(key, *raw[2:])
+            pps.append(pp)
         else:
             # The engine keys program points by what they show (code objects
             # with one file and name stand for one another), so equal strings
             # meet here only where a code object died before the engine could
-            # keep it ("[code object destroyed ...]"), or where two native
-            # addresses have one function and line (two calls on one line):
-            # their max figures add up to an upper bound.
-            _add_figures(pp, engine_pp)
+            # keep it ("[code object destroyed ...]"): their max figures add
+            # up to an upper bound.  (Native frames carry their addresses.)
+            _add_figures(pp, EngineProgramPoint(*raw))
     return profile
 
 
@@ -166,38 +171,46 @@ def _add_figures(pp: ProgramPoint, engine_pp: EngineProgramPoint) -> None:
     pp.end_blocks += engine_pp.end_blocks
 
 
-# A program point's line of the file, its figures being ints: formatted
-# directly (json.dumps per program point was most of the time of a save).
-_HEAP_PP = (
-    '{{"tb":{},"tbk":{},"tl":{},"mb":{},"mbk":{},"gb":{},"gbk":{},"eb":{},"ebk":{},'
-    '"fs":[{}]}}'
-)
-_AD_HOC_PP = '{{"tb":{},"tbk":{},"fs":[{}]}}'
 _json_string = json.encoder.encode_basestring_ascii  # what json.dumps does to a str
 
 
-def _pp_json(pp: ProgramPoint, fs: Sequence[int], heap: bool) -> str:
-    frames = ",".join(map(str, fs))  # frames, innermost first, as indices into ftbl
-    if heap:
-        return _HEAP_PP.format(
-            pp.total_bytes, pp.total_blocks,  # total bytes, blocks
-            pp.total_lifetime,  # total lifetime of its blocks
-            pp.max_bytes, pp.max_blocks,  # max live bytes, blocks at this PP
-            pp.gmax_bytes, pp.gmax_blocks,  # live at the global peak (t-gmax)
-            pp.end_bytes, pp.end_blocks,  # live at the end (t-end)
-            frames,
-        )
-    return _AD_HOC_PP.format(pp.total_bytes, pp.total_blocks, frames)  # units, events
+class _FrameTable(Dict[str, str]):
+    """The file's ``ftbl`` while it is built: each frame's index in it, as the
+    text the ``fs`` lists hold; a frame not seen yet gets the next index."""
+
+    def __missing__(self, frame: str) -> str:
+        self[frame] = index = str(len(self))
+        return index
+
+
+def _pp_lines(profile: Profile, ftbl: _FrameTable) -> List[str]:
+    """Each program point's line of the file, its frames (innermost first)
+    entered in `ftbl`.  Formatted directly, its figures being ints (json.dumps
+    per program point was most of the time of a save), by one f-string per
+    line, the frames' indices already text: a save with thousands of program
+    points spends its time here."""
+    index = ftbl.__getitem__
+    if profile.is_heap:
+        return [
+            f'{{"tb":{pp.total_bytes},"tbk":{pp.total_blocks},'  # total bytes, blocks
+            f'"tl":{pp.total_lifetime},'  # total lifetime of its blocks
+            f'"mb":{pp.max_bytes},"mbk":{pp.max_blocks},'  # max live bytes, blocks at this PP
+            f'"gb":{pp.gmax_bytes},"gbk":{pp.gmax_blocks},'  # live at the global peak (t-gmax)
+            f'"eb":{pp.end_bytes},"ebk":{pp.end_blocks},'  # live at the end (t-end)
+            f'"fs":[{",".join(map(index, pp.frames))}]}}'
+            for pp in profile.pps
+        ]
+    return [  # units, events
+        f'{{"tb":{pp.total_bytes},"tbk":{pp.total_blocks},"fs":[{",".join(map(index, pp.frames))}]}}'
+        for pp in profile.pps
+    ]
 
 
 def write_json(profile: Profile, out: TextIO) -> None:
     """Streams the DHAT JSON of `profile` to `out`: one line per PP and frame."""
     heap = profile.is_heap
-    ftbl: Dict[str, int] = {"[root]": 0}  # entry 0 is the viewer's root
-    pp_lines: List[str] = []
-    for pp in profile.pps:
-        fs = [ftbl.setdefault(frame, len(ftbl)) for frame in pp.frames]
-        pp_lines.append(_pp_json(pp, fs, heap))
+    ftbl = _FrameTable({"[root]": "0"})  # entry 0 is the viewer's root
+    pp_lines = _pp_lines(profile, ftbl)
     header: Dict[str, Any] = {
         "dhatFileVersion": 2,
         "mode": profile.mode,

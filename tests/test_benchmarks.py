@@ -133,6 +133,27 @@ def test_run_py_child_script_and_one_round(tmp_path: Path) -> None:
     assert lines[4].split()[:2] == ["deep", "none"] and lines[4].split()[-2:] == ["1.0x", "1"]
     data = json.loads(out.read_text())
     assert [(s["workload"], s["tool"]) for s in data["samples"]] == [("deep", "none")]
+    assert data["clock"] == "wall"
+    sample = data["samples"][0]
+    assert 0 < sample["cpu_seconds"] and 0 < sample["seconds"] < sample["child_seconds"]
+    assert lines[4].split()[2] == f"{sample['seconds']:.4f}"
+
+
+def test_run_py_reports_cpu_time_with_clock_cpu(tmp_path: Path) -> None:
+    out = tmp_path / "samples.json"
+    proc = run_script(
+        str(BENCHMARKS / "run.py"), "--repeat", "3", "--workloads", "deep",
+        "--tools", "none", "--clock", "cpu", "--markdown", "--json", str(out), cwd=tmp_path,
+    )
+    assert proc.returncode == 0, proc.stderr
+    data = json.loads(out.read_text())
+    assert data["clock"] == "cpu"
+    cpu = sorted(s["cpu_seconds"] for s in data["samples"])
+    assert len(cpu) == 3 and cpu[0] > 0
+    lines = proc.stdout.splitlines()
+    assert lines[2].split()[:5] == ["workload", "tool", "median", "CPU", "s"]
+    assert lines[4].split()[2:5] == [f"{cpu[1]:.4f}", f"{cpu[0]:.4f}", f"{cpu[2]:.4f}"]
+    assert "each in a fresh process; the region's CPU time." in proc.stdout
 
 
 @pytest.mark.skipif(
@@ -152,6 +173,7 @@ def test_realcode_one_round_unprofiled_and_dhatc(tmp_path: Path) -> None:
     assert pairs == [("json_loads", "dhatc"), ("json_loads", "none"),
                      ("unpack_sequence", "dhatc"), ("unpack_sequence", "none")]
     assert all(s["seconds"] > 0 and s["child_seconds"] > s["seconds"] for s in data["samples"])
+    assert all(s["cpu_seconds"] > 0 for s in data["samples"]) and data["clock"] == "wall"
     assert data["errors"] == {} and data["unavailable"] == {}
     text = proc.stdout
     assert "Ratios to unprofiled, median of 1 rounds:" in text
