@@ -13,6 +13,12 @@ Strings follow Valgrind's DHAT::
     0x7F12AB34: my_alloc (in my_ext.so)        a symbol without a line
     0x7F12AB34: ??? (in my_ext.so+0x1a2b)      no symbol: the object and the offset in it
     0x7F12AB34: ??? (no object: generated code)
+
+A native frame at address 0 stands for the C frames that an unwinding which
+stopped early (no unwind information, or information saying there is no
+caller) did not reach, above the Python frames it did not reach either::
+
+    [native unwinding stopped here] (the C frames below are missing)
 """
 
 from __future__ import annotations
@@ -27,6 +33,9 @@ from . import _engine
 
 #: The evaluation loop: each C frame of it is replaced by the Python frames it runs.
 EVAL_LOOP = "_PyEval_EvalFrameDefault"
+
+#: The frame at address 0: the C frames an unwinding that stopped early did not reach.
+UNWINDING_STOPPED = "[native unwinding stopped here] (the C frames below are missing)"
 
 #: (start, end, path, bias) of each object native frames were found in.
 NativeObject = Tuple[int, int, str, int]
@@ -105,10 +114,13 @@ class NativeNamer:
     def _name_all(self, addresses: List[int]) -> None:
         requests: List[Tuple[int, str, int]] = []
         located: List[Tuple[int, Optional[NativeObject]]] = []
+        if addresses and addresses[0] == 0:
+            self._names[0] = UNWINDING_STOPPED
+            addresses = addresses[1:]
         for address in addresses:
             # A native frame's address is where the call returns to: its call
             # is the instruction before, and so are its line and function.
-            call = address - 1 if address > 0 else address
+            call = address - 1
             obj = self._object_of(call)
             located.append((address, obj))
             if obj is not None:
@@ -122,7 +134,7 @@ class NativeNamer:
             functions.append(function)
         readable = _demangled(f for f in functions if f is not None and f.startswith("_Z"))
         for address, obj, function, file, line in found:
-            call = address - 1 if address > 0 else address
+            call = address - 1
             prefix = f"0x{call:X}: "
             if obj is None:
                 self._names[address] = prefix + "??? (no object: generated code)"

@@ -67,6 +67,10 @@ def built(tmp_path_factory: pytest.TempPathFactory) -> Path:
     if platform.machine() == "x86_64":
         builds.append(["gcc", "-shared", "-fPIC", "-O0", "-g", str(FIXTURES / "libnframes_jit.c"),
                        "-o", str(out / "libnframes_jit.so")])
+    if platform.machine() in ("x86_64", "aarch64"):
+        builds.append(["gcc", "-shared", "-fPIC", "-O0", "-g", "-std=c11", "-Wall", "-Wextra",
+                       "-Werror", str(FIXTURES / "libnframes_stop.c"),
+                       "-o", str(out / "libnframes_stop.so")])
     for command in builds:
         subprocess.run(command, check=True)
     return out
@@ -462,6 +466,45 @@ main()
     assert frames[1] == f"callback ({script}:{script_line(code, 'callback')})"
     assert frames[-1] == f"main ({script}:{script_line(code, 'main')})"
     assert "??? (no object: generated code)" in frames
+
+
+#: The frame that stands for the C frames an unwinding that stopped early did not reach.
+STOPPED = "[native unwinding stopped here] (the C frames below are missing)"
+
+STOPS = """
+import ctypes, platform
+lib = ctypes.CDLL(BUILT + "/libnframes_stop.so")
+lib.stop_outer.restype = ctypes.c_void_p
+
+def work():
+    kept = [lib.stop_outer(6100)]  # work_outer
+    if platform.machine() == "x86_64":
+        lib.stop_in_generated_code.restype = ctypes.c_void_p
+        kept.append(lib.stop_in_generated_code(6200))  # work_generated
+    return kept
+
+kept = work()  # module
+"""
+
+
+@pytest.mark.skipif(platform.machine() not in ("x86_64", "aarch64"),
+                    reason="the fixture's unwind information is written for x86-64 and AArch64")
+def test_an_unwinding_that_stops_early_is_marked(built: Path, tmp_path: Path) -> None:
+    """Where the C stack cannot be unwound down to the evaluation loop that
+    runs the Python frames below, a frame says that C frames are missing
+    there, between the last native frame found and those Python frames."""
+    pps = run_file(built, tmp_path, STOPS)
+    script = tmp_path / "script.py"
+    below = [f"<module> ({script}:{script_line(STOPS, 'module')})"]
+    [outer] = [f for f in pps if pps[f]["tb"] == 6100]
+    assert outer == ("malloc", f"stop_make (libnframes_stop.c:{line('libnframes_stop.c', 'stop_make')})",
+                     STOPPED, f"work ({script}:{script_line(STOPS, 'work_outer')})", *below)
+    if platform.machine() == "x86_64":
+        [generated] = [f for f in pps if pps[f]["tb"] == 6200]
+        assert generated == ("malloc", "??? (no object: generated code)", STOPPED,
+                             f"work ({script}:{script_line(STOPS, 'work_generated')})", *below)
+    # A stack that reaches its Python frames has no such frame.
+    assert not any(STOPPED in frames for frames in pps if pps[frames]["tb"] not in (6100, 6200))
 
 
 def test_the_unwinders_unwind_functions_stay_its_own(tmp_path: Path) -> None:
