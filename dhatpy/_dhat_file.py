@@ -122,8 +122,7 @@ def profile_from_engine(data: StopData, *, cmd: str, pid: int) -> Profile:
     objects = data.get("native_objects")
     namer = None
     if objects is not None:  # native frames are addresses, named all at once
-        namer = NativeNamer(objects, (f for raw in data["pps"] for f in raw[1]
-                                      if isinstance(f, int)))
+        namer = NativeNamer(objects, (raw[1] for raw in data["pps"]))
     # Each raw PP is read by index (kind, frames, figures...: see
     # EngineProgramPoint), not made into a named tuple: a stop can have
     # thousands of them.
@@ -131,13 +130,10 @@ def profile_from_engine(data: StopData, *, cmd: str, pid: int) -> Profile:
         kind = raw[0]
         resolved: List[str] = [] if kind is None else [kind]
         add = resolved.append
-        for frame in raw[1]:
+        # Native frames (ints, in native profiles only) become their strings.
+        for frame in raw[1] if namer is None else namer.resolve(raw[1]):
             if isinstance(frame, str):  # stands for frames the engine does not keep
                 add(frame)
-                continue
-            if isinstance(frame, int):
-                assert namer is not None  # the engine gives addresses in native profiles only
-                add(namer.name(frame))
                 continue
             code, line = frame
             text = known((id(code), line))

@@ -61,6 +61,9 @@ def built(tmp_path_factory: pytest.TempPathFactory) -> Path:
         # No debug information and no local symbols: exported names only.
         ["gcc", "-shared", "-fPIC", "-O1", "-s", "-pthread", str(FIXTURES / "libnframes.c"),
          "-o", str(out / "libnframes_nodebug.so")],
+        ["gcc", "-shared", "-fPIC", "-O0", "-g", "-std=c11", "-Wall", "-Wextra", "-Werror",
+         "-I", include, str(FIXTURES / "nframes_signal.c"),
+         "-o", str(out / f"nframes_signal{suffix}")],
         ["g++", "-shared", "-fPIC", "-O0", "-g", str(FIXTURES / "libnframes_cxx.cpp"),
          "-o", str(out / "libnframes_cxx.so")],
     ]
@@ -360,6 +363,124 @@ def test_the_file_loads_in_the_viewer(built: Path, tmp_path: Path) -> None:
     assert shown.error is None
     total = sum(pp["tb"] for pp in load(tmp_path / "out.json")["pps"])
     assert f"{total:,} bytes" in shown.text
+
+
+# ---- signal handlers ------------------------------------------------------------
+
+SIGNALS = """
+import json, platform, signal
+import dhatc, nframes_signal
+
+kept = []
+
+def on_usr2(signum, frame):
+    kept.append(bytes(7300))  # on_usr2
+
+def inner():
+    nframes_signal.raise_in_c(7100)  # inner_raise
+    if platform.machine() == "x86_64":
+        nframes_signal.fault_in_c(7200)  # inner_fault
+    signal.raise_signal(signal.SIGUSR2)  # inner_python
+
+def main():
+    signal.signal(signal.SIGUSR2, on_usr2)
+    inner()  # main
+"""
+
+SIGNALS_RUN = SIGNALS + """
+main()  # module
+"""
+
+SIGNALS_PROFILER = SIGNALS + """
+with dhatc.Profiler(native=True, testing=True, trim_backtraces=None) as profiler:
+    main()  # module
+print(json.dumps([[list(pp.frames), pp.total_bytes] for pp in profiler.profile.pps]))
+"""
+
+#: The kernel's signal frame returns to libc's trampoline, which calls rt_sigreturn: named at
+#: its own address (the kernel made it the handler's return address: no call precedes it).
+TRAMPOLINE = "__restore_rt (in libc.so.6)"
+LIBC_FRAME = re.compile(r"[\w.]+ \((?:[\w./-]+\.c:\d+|in libc\.so\.6)\)")
+
+
+def signal_stacks(built: Path, tmp_path: Path, under_run: bool) -> Dict[int, tuple]:
+    """The frames (without addresses) of SIGNALS' program points by total bytes."""
+    if under_run:
+        pps = run_file(built, tmp_path, SIGNALS_RUN)
+        return {pp["tb"]: frames for frames, pp in pps.items()}
+    out = run(built, SIGNALS_PROFILER, tmp_path=tmp_path).stdout
+    return {tb: tuple(bare(frames)) for frames, tb in json.loads(out.splitlines()[-1])}
+
+
+def c_signal_frames(code: str, tmp_path: Path, allocator: str, allocate_marker: str,
+                    handler: str, below: List[str], inner_marker: str) -> List[str]:
+    script = tmp_path / "script.py"
+    signal_c = "nframes_signal.c"
+    return [
+        allocator,
+        f"allocate ({signal_c}:{line(signal_c, allocate_marker)})",
+        f"{handler} ({signal_c}:{line(signal_c, handler)})",
+        TRAMPOLINE,
+        *below,
+        f"inner ({script}:{script_line(code, inner_marker)})",
+        f"main ({script}:{script_line(code, 'main')})",
+        f"<module> ({script}:{script_line(code, 'module')})",
+    ]
+
+
+@pytest.mark.parametrize("under_run", [False, True], ids=["profiler", "dhatc-run"])
+def test_a_c_signal_handler_shows_the_code_that_raised_the_signal(
+        built: Path, tmp_path: Path, under_run: bool) -> None:
+    """handler <- the signal trampoline <- raise()'s libc frames <- the C
+    function that raised <- the extension's function <- the Python callers."""
+    stacks = signal_stacks(built, tmp_path, under_run)
+    code = SIGNALS_RUN if under_run else SIGNALS_PROFILER
+    signal_c = "nframes_signal.c"
+    raiser = [f"raiser ({signal_c}:{line(signal_c, 'raiser')})",
+              f"sig_raise_in_c ({signal_c}:{line(signal_c, 'raise_in_c')})"]
+    kinds = [("malloc", "allocate_malloc", 7100)] if under_run else []
+    for allocator, marker, size in kinds + [("PyMem_RawMalloc", "allocate_raw", 7101)]:
+        frames = list(stacks[size])
+        libc = frames[4:frames.index(raiser[0])]
+        # raise() in libc: pthread_kill's frames, named from libc's symbols or lines.
+        assert libc and libc[-1].startswith("raise ") and all(LIBC_FRAME.fullmatch(f) for f in libc)
+        assert frames == c_signal_frames(code, tmp_path, allocator, marker, "on_usr1",
+                                         libc + raiser, "inner_raise")
+
+
+@pytest.mark.skipif(platform.machine() != "x86_64", reason="the faulting instruction is x86-64's")
+@pytest.mark.parametrize("under_run", [False, True], ids=["profiler", "dhatc-run"])
+def test_a_fault_shows_the_faulting_instruction(built: Path, tmp_path: Path, under_run: bool) -> None:
+    """The frame a signal interrupted is named at the address the signal
+    frame holds, not as a call returning there: here the invalid instruction
+    trap() starts with (the instruction before it is the function's entry)."""
+    stacks = signal_stacks(built, tmp_path, under_run)
+    code = SIGNALS_RUN if under_run else SIGNALS_PROFILER
+    signal_c = "nframes_signal.c"
+    faulting = [f"trap ({signal_c}:{line(signal_c, 'trap')})",
+                f"sig_fault_in_c ({signal_c}:{line(signal_c, 'fault_in_c')})"]
+    kinds = [("malloc", "allocate_malloc", 7200)] if under_run else []
+    for allocator, marker, size in kinds + [("PyMem_RawMalloc", "allocate_raw", 7201)]:
+        assert list(stacks[size]) == c_signal_frames(code, tmp_path, allocator, marker, "on_fault",
+                                                     faulting, "inner_fault")
+
+
+@pytest.mark.parametrize("under_run", [False, True], ids=["profiler", "dhatc-run"])
+def test_a_python_signal_handler_sits_on_the_line_that_raised(
+        built: Path, tmp_path: Path, under_run: bool) -> None:
+    """A Python handler runs from the interpreter's check of pending signals:
+    its frame comes right above the Python line that raised the signal, the
+    interpreter's C frames between them left out."""
+    stacks = signal_stacks(built, tmp_path, under_run)
+    code = SIGNALS_RUN if under_run else SIGNALS_PROFILER
+    script = tmp_path / "script.py"
+    assert list(stacks[7300 + sys.getsizeof(b"")]) == [
+        "PyObject_Calloc",  # bytes(n) is zeroed
+        f"on_usr2 ({script}:{script_line(code, 'on_usr2')})",
+        f"inner ({script}:{script_line(code, 'inner_python')})",
+        f"main ({script}:{script_line(code, 'main')})",
+        f"<module> ({script}:{script_line(code, 'module')})",
+    ]
 
 
 # ---- what users get wrong ------------------------------------------------------

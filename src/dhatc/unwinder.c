@@ -9,6 +9,12 @@
  *    file and line.  It reads the files on disk, so objects unloaded with
  *    dlclose during the profile are named as well as loaded ones.
  *
+ * A C signal handler's stack goes on through the signal frame: libunwind
+ * steps from the trampoline the handler returns to (glibc's __restore_rt,
+ * whose unwind information marks it as a signal frame) into the frame the
+ * signal interrupted, from the registers the kernel saved.  Neither of those
+ * two addresses is a return address: symbolize() names them as they are.
+ *
  * libunwind also defines the _Unwind_* functions that C++ exceptions use.
  * This module is loaded like every extension (RTLD_LOCAL), so those stay in
  * its own lookup scope and never replace libgcc's for other libraries. */
@@ -20,6 +26,8 @@
 
 #include <elfutils/libdwfl.h>
 #include <gelf.h>
+#include <stdbool.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "unwinder_api.h"
@@ -105,33 +113,98 @@ static Dwfl_Module *namer_module(namer_t *namer, const char *path, GElf_Addr bia
     return module;
 }
 
-static PyObject *name_one(namer_t *namer, unsigned long long address, const char *path,
-                          unsigned long long bias)
+/* Whether `address` of `module` lies in a signal frame: the code a signal
+ * handler returns to, which the kernel called by making it the handler's
+ * return address (glibc's __restore_rt).  Its unwind information says so
+ * ('S'); it covers the byte before the code, where a return address's call
+ * would be, as unwinders look there. */
+static bool in_signal_frame(Dwfl_Module *module, GElf_Addr address)
 {
-    Dwfl_Module *module = namer_module(namer, path, (GElf_Addr)bias);
-    const char *function = NULL, *file = NULL;
-    int line = 0;
-    if (module != NULL) {
-        function = dwfl_module_addrname(module, (GElf_Addr)address);
-        Dwfl_Line *found = dwfl_module_getsrc(module, (GElf_Addr)address);
-        if (found != NULL) {
-            file = dwfl_lineinfo(found, NULL, &line, NULL, NULL, NULL);
+    Dwarf_Addr bias;
+    Dwarf_CFI *tables[2] = {dwfl_module_eh_cfi(module, &bias), NULL};
+    Dwarf_Addr biases[2] = {bias, 0};
+    tables[1] = dwfl_module_dwarf_cfi(module, &biases[1]);
+    for (int i = 0; i < 2; i++) {
+        Dwarf_Frame *frame;
+        if (tables[i] != NULL && dwarf_cfi_addrframe(tables[i], address - biases[i], &frame) == 0) {
+            bool signal = false;
+            dwarf_frame_info(frame, NULL, NULL, &signal);
+            free(frame);
+            return signal;
         }
     }
+    return false;
+}
+
+/* Where an address is: the function, source file and line, as a tuple. */
+static PyObject *place(const char *function, const char *file, int line)
+{
     return Py_BuildValue("(zzi)", function, file, file != NULL ? line : 0);
 }
 
+/* The places of `address` of `module` into the list `out`: the function the
+ * symbol table names, at the line the line table gives.  -1 with a Python
+ * error set if a list operation fails. */
+static int places(Dwfl_Module *module, GElf_Addr address, PyObject *out)
+{
+    const char *file = NULL;
+    int line = 0;
+    Dwfl_Line *found = dwfl_module_getsrc(module, address);
+    if (found != NULL) {
+        file = dwfl_lineinfo(found, NULL, &line, NULL, NULL, NULL);
+    }
+    PyObject *outer = place(dwfl_module_addrname(module, address), file, line);
+    int status = outer != NULL ? PyList_Append(out, outer) : -1;
+    Py_XDECREF(outer);
+    return status;
+}
+
+/* One request of symbolize(): (signal frame, places). */
+static PyObject *name_one(namer_t *namer, unsigned long long address, const char *path,
+                          unsigned long long bias, int exact)
+{
+    Dwfl_Module *module = namer_module(namer, path, (GElf_Addr)bias);
+    PyObject *found = PyList_New(0);
+    if (found == NULL) {
+        return NULL;
+    }
+    bool signal = false;
+    GElf_Addr named = (GElf_Addr)address;
+    if (module != NULL && !exact && address > 0) {
+        signal = in_signal_frame(module, named - 1);
+        named -= !signal;
+    }
+    if (module == NULL) {
+        PyObject *unknown = place(NULL, NULL, 0);
+        if (unknown == NULL || PyList_Append(found, unknown) < 0) {
+            Py_XDECREF(unknown);
+            Py_DECREF(found);
+            return NULL;
+        }
+        Py_DECREF(unknown);
+    } else if (places(module, named, found) < 0) {
+        Py_DECREF(found);
+        return NULL;
+    }
+    return Py_BuildValue("(ON)", signal ? Py_True : Py_False, found);
+}
+
 PyDoc_STRVAR(symbolize_doc,
-             "symbolize(addresses)\n--\n\n"
-             "Names native addresses: `addresses` is a sequence of (address, path of the object "
-             "file, load bias) triples; returns a list of (function or None, source file or "
-             "None, line or 0), one per triple.  Reads the files on disk (and their separate "
-             "debug information where installed).");
+             "symbolize(requests)\n--\n\n"
+             "Names native addresses.  Each request is (address, path of the object file, load "
+             "bias, exact): a frame's address as the unwinder found it.  Unless `exact`, that is "
+             "a return address, named by the call before it (address - 1) -- except where that "
+             "byte lies in a signal frame (the code a signal handler returns to: no call "
+             "precedes it), named at the address itself.  `exact`: an address a signal "
+             "interrupted, named as it is.  Returns, per request, (signal frame, places): "
+             "places are (function or None, source file or None, line or 0), one per function "
+             "inlined at the address, innermost first, then the function holding it.  Reads the "
+             "files on disk (and their separate debug information where installed).");
 
 static PyObject *symbolize(PyObject *module, PyObject *arg)
 {
     (void)module;
-    PyObject *items = PySequence_Fast(arg, "symbolize() takes a sequence of triples");
+    PyObject *items = PySequence_Fast(arg, "symbolize() takes a sequence of requests");
     if (items == NULL) {
         return NULL;
     }
@@ -145,11 +218,12 @@ static PyObject *symbolize(PyObject *module, PyObject *arg)
     for (Py_ssize_t i = 0; result != NULL && i < n; i++) {
         unsigned long long address, bias;
         const char *path;
+        int exact;
         PyObject *named = NULL;
         if (PyArg_ParseTuple(PySequence_Fast_GET_ITEM(items, i),
-                             "KsK;symbolize() takes (address, path, bias) triples", &address,
-                             &path, &bias)) {
-            named = name_one(&namer, address, path, bias);
+                             "KsKp;symbolize() takes (address, path, bias, exact) requests",
+                             &address, &path, &bias, &exact)) {
+            named = name_one(&namer, address, path, bias, exact);
         }
         if (named == NULL) {
             Py_CLEAR(result);
