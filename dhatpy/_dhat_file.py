@@ -17,10 +17,10 @@ import sys
 import tempfile
 from dataclasses import dataclass, field
 from types import CodeType
-from typing import Any, Dict, List, Optional, TextIO, Tuple
+from typing import Any, Dict, List, Optional, Sequence, TextIO, Tuple, cast
 
 from ._engine_data import EngineProgramPoint, StopData
-from ._native_frames import NativeNamer
+from ._native_frames import NativeNamer, ResolvedFrame
 
 # The engine's clock counts allocations (reallocations included), so times and
 # lifetimes are in allocations: reproducible from run to run, and free to read.
@@ -130,8 +130,10 @@ def profile_from_engine(data: StopData, *, cmd: str, pid: int) -> Profile:
         kind = raw[0]
         resolved: List[str] = [] if kind is None else [kind]
         add = resolved.append
-        # Native frames (ints, in native profiles only) become their strings.
-        for frame in raw[1] if namer is None else namer.resolve(raw[1]):
+        # Native frames become their strings (the engine gives them, as ints,
+        # in native profiles only).
+        frames = cast(Sequence[ResolvedFrame], raw[1]) if namer is None else namer.resolve(raw[1])
+        for frame in frames:
             if isinstance(frame, str):  # stands for frames the engine does not keep
                 add(frame)
                 continue

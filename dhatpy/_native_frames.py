@@ -27,9 +27,11 @@ import bisect
 import os
 import shutil
 import subprocess
-from typing import Dict, Iterable, List, Optional, Sequence, Set, Tuple
+from types import CodeType
+from typing import Dict, Iterable, List, Optional, Sequence, Set, Tuple, Union
 
 from . import _engine
+from ._engine_data import RawFrame
 
 #: The evaluation loop: each C frame of it is replaced by the Python frames it runs.
 EVAL_LOOP = "_PyEval_EvalFrameDefault"
@@ -95,6 +97,11 @@ def start_argument(interpreter_frames: bool) -> Tuple[object, List[Tuple[int, in
 #: What dhatc._unwinder.symbolize says of a place: function, source file, line.
 Place = Tuple[Optional[str], Optional[str], int]
 
+#: A frame of a program point once its native frames are strings.
+ResolvedFrame = Union[Tuple[Optional[CodeType], int], str]
+
+_UNKNOWN: List[Place] = [(None, None, 0)]
+
 
 class NativeNamer:
     """The strings of a profile's native frames, found all at once.
@@ -109,7 +116,8 @@ class NativeNamer:
     string per function inlined there, innermost first, each with the same
     address (as Valgrind shows them), then the function holding it."""
 
-    def __init__(self, objects: Sequence[NativeObject], stacks: Iterable[Sequence[object]]) -> None:
+    def __init__(self, objects: Sequence[NativeObject],
+                 stacks: Iterable[Sequence[RawFrame]]) -> None:
         self._objects = sorted(objects)
         self._starts = [o[0] for o in self._objects]
         self._stacks = list(stacks)
@@ -117,20 +125,19 @@ class NativeNamer:
         self._exact: Dict[int, Tuple[str, ...]] = {}  # interrupted by a signal
         self._signal_frames: Set[int] = set()
         addresses = {f for stack in self._stacks for f in stack if isinstance(f, int) and f != 0}
+        interrupted: Set[int] = set()
         self._name_all(sorted(addresses), exact=False)
-        interrupted = {
-            stack[i + 1]
-            for stack in self._stacks
-            for i in range(len(stack) - 1)
-            if stack[i] in self._signal_frames and isinstance(stack[i + 1], int) and stack[i + 1] != 0
-        } if self._signal_frames else set()
+        for stack in self._stacks if self._signal_frames else ():
+            for frame, below in zip(stack, stack[1:]):
+                if isinstance(below, int) and below != 0 and frame in self._signal_frames:
+                    interrupted.add(below)
         self._name_all(sorted(interrupted), exact=True)
         self._stacks = []
 
-    def resolve(self, frames: Sequence[object]) -> List[object]:
+    def resolve(self, frames: Sequence[RawFrame]) -> List[ResolvedFrame]:
         """A program point's frames with each native frame (an int) replaced
         by its strings, the others as they are."""
-        out: List[object] = []
+        out: List[ResolvedFrame] = []
         after_signal = False
         for frame in frames:
             if isinstance(frame, int):
@@ -155,7 +162,7 @@ class NativeNamer:
                                  for address, obj in located if obj is not None]))
         found: List[Tuple[int, Optional[NativeObject], bool, List[Place]]] = []
         for address, obj in located:
-            signal, places = next(named) if obj is not None else (False, [(None, None, 0)])
+            signal, places = next(named) if obj is not None else (False, _UNKNOWN)
             found.append((address, obj, signal, places))
         readable = _demangled(function for _, _, _, places in found for function, _, _ in places
                               if function is not None and function.startswith("_Z"))
@@ -187,7 +194,7 @@ def _symbolize(requests: List[Tuple[int, str, int, bool]]) -> List[Tuple[bool, L
     try:
         from . import _unwinder
     except ImportError:  # a profile made elsewhere: nothing to name with
-        return [(False, [(None, None, 0)])] * len(requests)
+        return [(False, _UNKNOWN)] * len(requests)
     return _unwinder.symbolize(requests)
 
 
