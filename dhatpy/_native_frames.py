@@ -14,6 +14,12 @@ Strings follow Valgrind's DHAT::
     0x7F12AB34: ??? (in my_ext.so+0x1a2b)      no symbol: the object and the offset in it
     0x7F12AB34: ??? (no object: generated code)
 
+A function inlined at an address is a frame of its own, innermost first,
+each with that address and its own line (as Valgrind shows them)::
+
+    0x7F12AB34: leaf (my_ext.c:10)             leaf's code, inlined into outer
+    0x7F12AB34: outer (my_ext.c:30)            the line of outer's call of leaf
+
 A native frame at address 0 stands for the C frames that an unwinding which
 stopped early (no unwind information, or information saying there is no
 caller) did not reach, above the Python frames it did not reach either::

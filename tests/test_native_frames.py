@@ -11,6 +11,7 @@ import json
 import os
 import platform
 import re
+import shutil
 import subprocess
 import sys
 import sysconfig
@@ -70,6 +71,9 @@ def built(tmp_path_factory: pytest.TempPathFactory) -> Path:
     if platform.machine() == "x86_64":
         builds.append(["gcc", "-shared", "-fPIC", "-O0", "-g", str(FIXTURES / "libnframes_jit.c"),
                        "-o", str(out / "libnframes_jit.so")])
+    # Inlined functions: optimised, with debug information.
+    builds.append(["gcc", "-shared", "-fPIC", "-O2", "-g", "-std=c11", "-Wall", "-Wextra", "-Werror",
+                   str(FIXTURES / "libnframes_inline.c"), "-o", str(out / "libnframes_inline.so")])
     if platform.machine() in ("x86_64", "aarch64"):
         builds.append(["gcc", "-shared", "-fPIC", "-O0", "-g", "-std=c11", "-Wall", "-Wextra",
                        "-Werror", str(FIXTURES / "libnframes_stop.c"),
@@ -450,7 +454,8 @@ def test_a_c_signal_handler_shows_the_code_that_raised_the_signal(
 
 @pytest.mark.skipif(platform.machine() != "x86_64", reason="the faulting instruction is x86-64's")
 @pytest.mark.parametrize("under_run", [False, True], ids=["profiler", "dhatc-run"])
-def test_a_fault_shows_the_faulting_instruction(built: Path, tmp_path: Path, under_run: bool) -> None:
+def test_a_fault_shows_the_faulting_instruction(built: Path, tmp_path: Path,
+                                                under_run: bool) -> None:
     """The frame a signal interrupted is named at the address the signal
     frame holds, not as a call returning there: here the invalid instruction
     trap() starts with (the instruction before it is the function's entry)."""
@@ -589,6 +594,61 @@ main()
     assert "??? (no object: generated code)" in frames
 
 
+INLINED = """
+import ctypes
+lib = ctypes.CDLL(BUILT + "/libnframes_inline.so")
+lib.inline_outer.restype = ctypes.c_void_p
+other = ctypes.c_void_p()
+block = lib.inline_outer(6400, ctypes.byref(other))  # module
+"""
+
+
+def inlined_frames(which: str) -> List[str]:
+    """The frames inline_outer's `which` ("first", "second") call of inlined
+    functions gives in libnframes_inline.c, innermost first."""
+    source = "libnframes_inline.c"
+    return [f"inline_leaf ({source}:{line(source, 'inline_leaf')})",
+            f"inline_middle ({source}:{line(source, 'inline_middle')})",
+            f"inline_outer ({source}:{line(source, 'inline_outer_' + which)})"]
+
+
+def test_inlined_functions_are_frames_of_their_own(built: Path, tmp_path: Path) -> None:
+    """Each function inlined at an address is a frame, innermost first, at
+    the line of its own code or of the call it inlines; all of them with
+    that one address, as Valgrind shows them."""
+    run(built, INLINED, dhatc_run=["--native", "-o", str(tmp_path / "out.json")], tmp_path=tmp_path)
+    found = {pp["tb"]: frames for pp, frames in pps_with_frames(load(tmp_path / "out.json"))}
+    module = f"<module> ({tmp_path / 'script.py'}:{script_line(INLINED, 'module')})"
+    for size, which in ((6400, "first"), (6401, "second")):
+        frames = found[size]
+        assert bare(frames[:4]) == ["malloc", *inlined_frames(which)]
+        assert len({ADDRESS.match(f).group() for f in frames[1:4]}) == 1, frames  # one address
+        assert ADDRESS.match(frames[4]) and bare(frames)[-1] == module
+
+
+@pytest.mark.skipif(shutil.which("valgrind") is None, reason="needs valgrind")
+def test_inlined_frames_read_as_valgrinds(built: Path, tmp_path: Path) -> None:
+    """Valgrind's DHAT on a C program calling the same library shows the same
+    strings for its frames (its addresses aside) and repeats the address."""
+    program = tmp_path / "inline_main.c"
+    program.write_text("#include <stdlib.h>\n"
+                       "void *inline_outer(size_t size, void **other);\n"
+                       "int main(void) {\n"
+                       "    void *other;\n"
+                       "    return inline_outer(6400, &other) == NULL;\n"
+                       "}\n")
+    subprocess.run(["gcc", "-O0", "-g", str(program), "-o", str(tmp_path / "inline_main"),
+                    f"-L{built}", "-lnframes_inline", f"-Wl,-rpath,{built}"], check=True)
+    out = tmp_path / "valgrind.json"
+    subprocess.run(["valgrind", "--tool=dhat", f"--dhat-out-file={out}",
+                    str(tmp_path / "inline_main")], check=True, capture_output=True, timeout=300)
+    found = {pp["tb"]: frames for pp, frames in pps_with_frames(load(out))}
+    for size, which in ((6400, "first"), (6401, "second")):
+        frames = found[size]
+        assert bare(frames[1:4]) == inlined_frames(which)
+        assert len({ADDRESS.match(f).group() for f in frames[1:4]}) == 1, frames
+
+
 #: The frame that stands for the C frames an unwinding that stopped early did not reach.
 STOPPED = "[native unwinding stopped here] (the C frames below are missing)"
 
@@ -618,8 +678,9 @@ def test_an_unwinding_that_stops_early_is_marked(built: Path, tmp_path: Path) ->
     script = tmp_path / "script.py"
     below = [f"<module> ({script}:{script_line(STOPS, 'module')})"]
     [outer] = [f for f in pps if pps[f]["tb"] == 6100]
-    assert outer == ("malloc", f"stop_make (libnframes_stop.c:{line('libnframes_stop.c', 'stop_make')})",
-                     STOPPED, f"work ({script}:{script_line(STOPS, 'work_outer')})", *below)
+    stop_make = f"stop_make (libnframes_stop.c:{line('libnframes_stop.c', 'stop_make')})"
+    assert outer == ("malloc", stop_make, STOPPED,
+                     f"work ({script}:{script_line(STOPS, 'work_outer')})", *below)
     if platform.machine() == "x86_64":
         [generated] = [f for f in pps if pps[f]["tb"] == 6200]
         assert generated == ("malloc", "??? (no object: generated code)", STOPPED,
