@@ -145,13 +145,13 @@ static Dwfl_Module *namer_module(namer_t *namer, const char *path, GElf_Addr bia
  * would be, as unwinders look there. */
 static bool in_signal_frame(Dwfl_Module *module, GElf_Addr address)
 {
-    Dwarf_Addr bias;
-    Dwarf_CFI *tables[2] = {dwfl_module_eh_cfi(module, &bias), NULL};
-    Dwarf_Addr biases[2] = {bias, 0};
-    tables[1] = dwfl_module_dwarf_cfi(module, &biases[1]);
+    /* .eh_frame, loaded with the code; else .debug_frame. */
     for (int i = 0; i < 2; i++) {
+        Dwarf_Addr bias = 0;
+        Dwarf_CFI *table = i == 0 ? dwfl_module_eh_cfi(module, &bias)
+                                  : dwfl_module_dwarf_cfi(module, &bias);
         Dwarf_Frame *frame;
-        if (tables[i] != NULL && dwarf_cfi_addrframe(tables[i], address - biases[i], &frame) == 0) {
+        if (table != NULL && dwarf_cfi_addrframe(table, address - bias, &frame) == 0) {
             bool signal = false;
             dwarf_frame_info(frame, NULL, NULL, &signal);
             free(frame);
