@@ -16,7 +16,7 @@ import subprocess
 import sys
 import sysconfig
 from pathlib import Path
-from typing import Dict, List
+from typing import Dict, List, Tuple
 
 import pytest
 
@@ -416,8 +416,19 @@ def signal_stacks(built: Path, tmp_path: Path, under_run: bool) -> Dict[int, tup
     return {tb: tuple(bare(frames)) for frames, tb in json.loads(out.splitlines()[-1])}
 
 
-def c_signal_frames(code: str, tmp_path: Path, allocator: str, allocate_marker: str,
+def signal_blocks(under_run: bool, size: int) -> List[Tuple[str, str, int]]:
+    """(allocator, its line's marker in allocate(), total bytes) of the blocks a
+    C handler of nframes_signal makes for `size`: malloc's are seen under
+    dhatc run only."""
+    raw = [("PyMem_RawMalloc", "allocate_raw", size + 1)]
+    return ([("malloc", "allocate_malloc", size)] if under_run else []) + raw
+
+
+def c_signal_frames(under_run: bool, tmp_path: Path, allocator: str, allocate_marker: str,
                     handler: str, below: List[str], inner_marker: str) -> List[str]:
+    """The frames of a block a C handler of nframes_signal made: `below` are
+    those between the signal trampoline and the Python caller."""
+    code = SIGNALS_RUN if under_run else SIGNALS_PROFILER
     script = tmp_path / "script.py"
     signal_c = "nframes_signal.c"
     return [
@@ -438,17 +449,15 @@ def test_a_c_signal_handler_shows_the_code_that_raised_the_signal(
     """handler <- the signal trampoline <- raise()'s libc frames <- the C
     function that raised <- the extension's function <- the Python callers."""
     stacks = signal_stacks(built, tmp_path, under_run)
-    code = SIGNALS_RUN if under_run else SIGNALS_PROFILER
     signal_c = "nframes_signal.c"
     raiser = [f"raiser ({signal_c}:{line(signal_c, 'raiser')})",
               f"sig_raise_in_c ({signal_c}:{line(signal_c, 'raise_in_c')})"]
-    kinds = [("malloc", "allocate_malloc", 7100)] if under_run else []
-    for allocator, marker, size in kinds + [("PyMem_RawMalloc", "allocate_raw", 7101)]:
+    for allocator, marker, size in signal_blocks(under_run, 7100):
         frames = list(stacks[size])
         libc = frames[4:frames.index(raiser[0])]
         # raise() in libc: pthread_kill's frames, named from libc's symbols or lines.
         assert libc and libc[-1].startswith("raise ") and all(LIBC_FRAME.fullmatch(f) for f in libc)
-        assert frames == c_signal_frames(code, tmp_path, allocator, marker, "on_usr1",
+        assert frames == c_signal_frames(under_run, tmp_path, allocator, marker, "on_usr1",
                                          libc + raiser, "inner_raise")
 
 
@@ -458,16 +467,14 @@ def test_a_fault_shows_the_faulting_instruction(built: Path, tmp_path: Path,
                                                 under_run: bool) -> None:
     """The frame a signal interrupted is named at the address the signal
     frame holds, not as a call returning there: here the invalid instruction
-    trap() starts with (the instruction before it is the function's entry)."""
+    of trap() (the byte before it is its prologue's, on another line)."""
     stacks = signal_stacks(built, tmp_path, under_run)
-    code = SIGNALS_RUN if under_run else SIGNALS_PROFILER
     signal_c = "nframes_signal.c"
     faulting = [f"trap ({signal_c}:{line(signal_c, 'trap')})",
                 f"sig_fault_in_c ({signal_c}:{line(signal_c, 'fault_in_c')})"]
-    kinds = [("malloc", "allocate_malloc", 7200)] if under_run else []
-    for allocator, marker, size in kinds + [("PyMem_RawMalloc", "allocate_raw", 7201)]:
-        assert list(stacks[size]) == c_signal_frames(code, tmp_path, allocator, marker, "on_fault",
-                                                     faulting, "inner_fault")
+    for allocator, marker, size in signal_blocks(under_run, 7200):
+        assert list(stacks[size]) == c_signal_frames(under_run, tmp_path, allocator, marker,
+                                                     "on_fault", faulting, "inner_fault")
 
 
 @pytest.mark.parametrize("under_run", [False, True], ids=["profiler", "dhatc-run"])
