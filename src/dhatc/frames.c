@@ -273,7 +273,14 @@ static inline bool is_cached_frame(frame_t *frame, const raw_frame_t *cached)
     return raw.position == cached->position;
 }
 
-enum { CACHE_WAY_BITS = 6, CACHE_WAYS = 1 << CACHE_WAY_BITS, CACHE_DEPTH = DHATC_FRAMES_CACHE_DEPTH };
+/* Sets of two ways: with one way per set, two stacks of a loop that fell in
+ * one set (how the frames' addresses hash decides; seen in some layouts of
+ * the process and not others) would evict each other on every call. */
+enum {
+    CACHE_SET_BITS = 5,
+    CACHE_SETS = 1 << CACHE_SET_BITS,
+    CACHE_DEPTH = DHATC_FRAMES_CACHE_DEPTH,
+};
 
 /* Code that allocates from frames at new addresses each time (coroutines,
  * generators made per item) misses every lookup, and each miss costs the
@@ -294,7 +301,12 @@ typedef struct {
 } cache_entry_t;
 
 typedef struct {
-    cache_entry_t ways[CACHE_WAYS];
+    cache_entry_t ways[2];
+    uint32_t recent; /* the way hit or filled last: looked at first, replaced last */
+} cache_set_t;
+
+typedef struct {
+    cache_set_t sets[CACHE_SETS];
     uint32_t misses; /* in a row */
     uint32_t rest;   /* lookups still to skip while resting */
 } thread_cache_t;
@@ -343,17 +355,17 @@ static inline uint64_t tag_of(uint64_t generation, uint32_t kind)
     return generation << 8 | kind;
 }
 
-/* The way of a stack: by its top two frames (recursive code has many stacks
+/* The set of a stack: by its top two frames (recursive code has many stacks
  * that share the top one) and the kind, which goes to the high bits: in the
  * low ones, blocks of two kinds made by neighbouring instructions could
  * cancel out and evict each other on every call. */
-static inline cache_entry_t *way_of(thread_cache_t *cache, const raw_frame_t *top,
+static inline cache_set_t *set_of(thread_cache_t *cache, const raw_frame_t *top,
                                   uintptr_t caller_position, uint32_t kind)
 {
     uintptr_t key = (uintptr_t)top->frame ^ (top->position >> 1) ^ (caller_position << 7) ^
                     ((uintptr_t)kind << 58);
     key *= UINT64_C(0x9E3779B97F4A7C15);
-    return &cache->ways[key >> (64 - CACHE_WAY_BITS)];
+    return &cache->sets[key >> (64 - CACHE_SET_BITS)];
 }
 
 /* Whether the chain from `frame` down is the stack `entry` remembers. */
@@ -407,14 +419,20 @@ dhatc_cache_answer_t dhatc_frames_cached_pp(PyThreadState *tstate, dhatc_kind_t 
     }
     raw_frame_t raw = raw_frame(frame);
     frame_t *caller = caller_of(frame);
-    const cache_entry_t *entry =
-        way_of(cache, &raw, caller != NULL ? raw_frame(caller).position : 0, (uint32_t)kind);
-    if (entry_matches(entry, frame, tag_of(generation, (uint32_t)kind))) {
-        cache->misses = 0;
-        *pp = entry->pp;
-        return DHATC_CACHE_HIT;
+    cache_set_t *set =
+        set_of(cache, &raw, caller != NULL ? raw_frame(caller).position : 0, (uint32_t)kind);
+    uint64_t tag = tag_of(generation, (uint32_t)kind);
+    uint32_t way = set->recent;
+    if (!entry_matches(&set->ways[way], frame, tag)) {
+        way ^= 1;
+        if (!entry_matches(&set->ways[way], frame, tag)) {
+            return missed(cache);
+        }
+        set->recent = way;
     }
-    return missed(cache);
+    cache->misses = 0;
+    *pp = set->ways[way].pp;
+    return DHATC_CACHE_HIT;
 }
 
 void dhatc_frames_cache_pp(const dhatc_frames_walk_t *walk, dhatc_kind_t kind,
@@ -433,7 +451,9 @@ void dhatc_frames_cache_pp(const dhatc_frames_walk_t *walk, dhatc_kind_t kind,
     } else if (!walk->ended) {
         return; /* the walk stopped at the top: its caller is not known */
     }
-    cache_entry_t *entry = way_of(cache, &walk->frames[0], caller_position, (uint32_t)kind);
+    cache_set_t *set = set_of(cache, &walk->frames[0], caller_position, (uint32_t)kind);
+    set->recent ^= 1;
+    cache_entry_t *entry = &set->ways[set->recent];
     entry->tag = tag_of(generation, (uint32_t)kind);
     entry->pp = pp;
     entry->count = walk->count;
