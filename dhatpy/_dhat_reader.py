@@ -499,6 +499,20 @@ def _is_figure(value: Any) -> bool:
 _INT = {int}
 _STREAMED = object()  # fields["pps"] when the parser fed the array to the builder
 
+# dhatc's own layout of a program point, which _TableBuilder.feed_text reads
+# without parsing each one: '{"tb":1,"tbk":2,...,"fs":[3,4]}', one per line.
+_FS_START = ',"fs":['
+_PP_END = ']},\n'
+_DIGITS = "0123456789"
+#: ASCII text without its digits.
+_WITHOUT_DIGITS = str.maketrans("", "", _DIGITS)
+#: Digits as "0", colons kept, every other ASCII character as "x": where numbers start.
+_NUMBER_STARTS = str.maketrans({**{c: "x" for c in map(chr, range(128))}, **dict.fromkeys(_DIGITS, "0"),
+                                ":": ":"})
+#: Only the digits and the commas of ASCII text.
+_NUMBERS_ONLY = str.maketrans(dict.fromkeys((c for c in map(chr, range(128))
+                                             if c not in _DIGITS + ","), None))
+
 
 class _Parser:
     """Parses one document: the top-level object field by field, the ``pps``
@@ -598,7 +612,8 @@ class _Parser:
     def stream_pps(self, pos: int) -> int:
         """Feeds the pps array (its '[' before `pos`) to the builder; returns the
         position after its ']'.  Fast path: cut the array after a '}' that a ','
-        or the ']' follows and parse the piece as an array of its own.  A cut
+        or the ']' follows and parse the piece as an array of its own (or, in
+        dhatc's layout, as two arrays of numbers: _TableBuilder.feed_text).  A cut
         in the wrong place (inside a string or a nested object) cannot parse as
         an array, and then the rest is read one element at a time."""
         text = self.text
@@ -618,13 +633,18 @@ class _Parser:
             if cut >= 0:
                 after = self.ws(cut + 1)
                 if text.startswith(",", after) or text.startswith("]", after):
-                    source = "[" + text[pos:cut + 1] + "]"
-                    try:
-                        chunk = self.decoder.decode(source)
-                    except ValueError:
-                        chunk = None  # read it one element at a time, for the right message
+                    piece = text[pos:cut + 1]
+                    if self.builder.feed_text(piece):
+                        chunk: Optional[List[Any]] = []
+                    else:
+                        source = "[" + piece + "]"
+                        try:
+                            chunk = self.decoder.decode(source)
+                        except ValueError:
+                            chunk = None  # read it one element at a time, for the right message
+                        if chunk is not None:
+                            self.builder.feed(chunk, source)
                     if chunk is not None:
-                        self.builder.feed(chunk, source)
                         if text.startswith("]", after):
                             return after + 1
                         pos = self.ws(after + 1)
@@ -684,8 +704,10 @@ class _Parser:
     def parse_pieces(self, builder: "_TableBuilder", pieces: Sequence[Tuple[int, int]]) -> None:
         text, decode = self.text, self.decoder.decode
         for start, end in pieces:
-            source = "[" + text[start:end] + "]"
-            builder.feed(decode(source), source)
+            piece = text[start:end]
+            if not builder.feed_text(piece):
+                source = "[" + piece + "]"
+                builder.feed(decode(source), source)
 
     def _parse_pieces_for(self, pieces: Sequence[Tuple[int, int]], sender: Any) -> None:
         """In the forked process: parse, and send the arrays back (or "failed")."""
@@ -797,6 +819,16 @@ class _Checker:
         return builder.finish(header, ftbl)
 
 
+def _hashes(indices: "array[int]", ends: Sequence[int]) -> "set[int]":
+    """The hash of each program point's location: of the bytes of its frame
+    indices, indices[ends[i - 1]:ends[i]] for PP i (from 0 for the first).
+    Bytes hash alike in a process and in the processes it forks."""
+    data, size = indices.tobytes(), indices.itemsize
+    stops = list(map(operator.mul, ends, itertools.repeat(size)))
+    starts = itertools.chain((0,), stops)
+    return set(map(hash, map(data.__getitem__, map(slice, starts, stops))))
+
+
 class _TableBuilder:
     """Checks program points a chunk at a time and keeps them in flat arrays.
 
@@ -804,8 +836,8 @@ class _TableBuilder:
     of them finds something wrong does a Python loop look for the first bad
     program point, to say what is wrong with it.  Frame indices are checked
     against the frame table at the end (``ftbl`` usually comes after ``pps``).
-    Repeats are found by the hash of each PP's index tuple (deterministic for
-    ints), confirmed by comparing the tuples themselves.
+    Repeats are found by the hash of the bytes of each PP's frame indices,
+    confirmed by comparing the indices themselves.
     """
 
     def __init__(self, name: str, bklt: bool, bkacc: bool) -> None:
@@ -813,6 +845,9 @@ class _TableBuilder:
         self.bklt, self.bkacc = bklt, bkacc
         self.keys = tuple(_KEY_OF[f] for f in recorded_figures(bklt, bkacc))
         self.figures_of = operator.itemgetter(*self.keys)
+        #: A program point's figures in dhatc's layout, their digits left out.
+        self.template = "{" + ",".join(f'"{key}":' for key in self.keys)
+        self.decoder = _decoder()
         self.n_keys = len(self.keys) + 1  # and fs
         self.count = 0
         self.figures: "array[int]" = array("Q")
@@ -861,16 +896,84 @@ class _TableBuilder:
                 if "acc" in pp:
                     self.accesses[self.count + i] = self.check_accesses(self.count + i,
                                                                         pp["acc"])
-        hashes = set(map(hash, map(tuple, fss)))
+        ends = list(itertools.accumulate(map(len, fss)))
+        hashes = _hashes(packed_indices, ends)
         if len(hashes) != len(fss) or not self.hashes.isdisjoint(hashes):
             self.find_repeat(fss)
+        self.keep(packed, packed_indices, ends, hashes)
+
+    def keep(self, figures: "array[int]", indices: "array[int]", ends: List[int],
+             hashes: "set[int]") -> None:
+        """Takes checked program points: their figures, frame indices, where the
+        indices of each end (counted from the first of them), and the hashes of
+        their locations."""
         self.hashes |= hashes
-        self.figures.extend(packed)
-        self.fs.extend(packed_indices)
-        ends = itertools.accumulate(map(len, fss), initial=self.offsets[-1])
-        next(ends)  # the initial value, already there
-        self.offsets.extend(ends)
-        self.count += len(chunk)
+        self.figures.extend(figures)
+        self.fs.extend(indices)
+        base = self.offsets[-1]
+        self.offsets.extend(map(operator.add, ends, itertools.repeat(base)) if base else ends)
+        self.count += len(ends)
+
+    def feed_text(self, piece: str) -> bool:
+        """Checks and keeps the program points of `piece`, the text of some elements
+        of the pps array, if it is in dhatc's own layout (what dhatc writes); False
+        (and nothing kept) if it is not, or if anything in it is wrong: then the
+        caller parses it as JSON, and feed() says what.
+
+        Instead of a dict per program point, two flat JSON arrays: every figure
+        of the piece, every frame index.  The piece is cut at each ',"fs":[' and
+        at each ']},' + newline: the pieces between must be, in turn, a program
+        point's figures in the layout (checked for the whole piece at once: its
+        characters other than digits, where its numbers start) and its frame
+        indices (integers: one JSON array of them all, counted by commas), and
+        put together with the cuts, they must give the piece back."""
+        if not piece.isascii():
+            return False
+        parts = piece.replace(_PP_END, _FS_START).split(_FS_START)
+        n = len(parts) // 2
+        last = parts[-1]
+        if not n or len(parts) != 2 * n or not last.endswith("]}"):
+            return False
+        parts[-1] = last[:-2]
+        figure_parts, index_parts = parts[0::2], parts[1::2]
+        joined: List[str] = [_FS_START] * (4 * n - 1)
+        joined[0::4] = figure_parts
+        joined[2::4] = index_parts
+        joined[3::4] = [_PP_END] * (n - 1)
+        if "".join(joined) + "]}" != piece:
+            return False
+        figures_text = ",".join(figure_parts)
+        width = len(self.keys)
+        starts = figures_text.translate(_NUMBER_STARTS)
+        if (figures_text.translate(_WITHOUT_DIGITS) != ",".join(itertools.repeat(self.template, n))
+                or not figures_text.startswith("{") or "x0" in starts
+                or starts.count(":0") != width * n):
+            return False
+        indices_text = ",".join(index_parts)
+        if "u" in indices_text or "a" in indices_text:  # true, false, null
+            return False
+        decode = self.decoder.decode
+        try:
+            figures = array("Q", decode("[" + figures_text.translate(_NUMBERS_ONLY) + "]"))
+            indices = decode("[" + indices_text + "]")
+            packed_indices = array("I", indices)
+        except (ValueError, TypeError, OverflowError):
+            return False
+        # Where each PP's indices end: one more than its commas, counted up.
+        ends = list(map(operator.add, itertools.accumulate(
+            map(str.count, index_parts, itertools.repeat(","))), itertools.count(1)))
+        if len(figures) != width * n or ends[-1] != len(indices):
+            return False
+        if b"\0\0\0\0" in packed_indices.tobytes() and min(indices) < 1:
+            return False
+        hashes = _hashes(packed_indices, ends)
+        if len(hashes) != n or not self.hashes.isdisjoint(hashes):
+            return False
+        highest = max(indices)
+        if highest > self.max_index:
+            self.max_index = highest
+        self.keep(figures, packed_indices, ends, hashes)
+        return True
 
     def part(self) -> Tuple[Any, ...]:
         """What another builder needs to take these PPs after its own."""
