@@ -8,8 +8,8 @@ The viewer builds it PP by PP; its children end up in the order of the first
 PP under each.  :func:`build` sorts the PPs by their frames instead: the PPs
 under a node are then a run of that order, the frames they share are those
 the run's first and last PP share, its children are the runs of the frame
-that comes next (found by binary search), and its figures are differences of
-running sums.  So a node's children are made only when they are asked for,
+that comes next (where it differs from the PP before's), and its figures are
+differences of running sums (or, for a figure few nodes are asked for, sums).  So a node's children are made only when they are asked for,
 and only the nodes over the significance threshold are ever asked: a million
 PPs take a second or two, not minutes.  The children get the viewer's order
 (by their first PP) when made.
@@ -31,7 +31,7 @@ import operator
 from array import array
 from typing import Iterator, List, MutableSequence, Optional, Sequence, Tuple
 
-from ._dhat_reader import ACCESS_LATCH, FIGURES, DhatFileError, DhatTable
+from ._dhat_reader import ACCESS_LATCH, FIGURES, DhatTable
 from ._report_format import N_FIGURES, TB
 from ._report_metrics import Metric
 
@@ -98,6 +98,8 @@ class Tree:
         self.root = self.node(0, len(order), 0)
         self._sums: List[Optional[MutableSequence[int]]] = [None] * N_FIGURES
         self._sorted: "Optional[array[int]]" = None
+        #: PPs summed one by one so far, per figure without running sums.
+        self._summed = [0] * N_FIGURES
 
     def node(self, lo: int, hi: int, top: int) -> Node:
         """The node of the PPs at lo..hi (a run of the sorted order), below a
@@ -115,13 +117,10 @@ class Tree:
         """Figure k summed over the sorted order's first 0, 1, 2... PPs."""
         sums = self._sums[k]
         if sums is None:
-            table = self.table
-            name = FIGURES[k]
-            if name not in table.figure_names:
+            column = self.sorted_column(k)
+            if column is None:
                 sums = array("Q", bytes(8 * (len(self.order) + 1)))
             else:
-                width = table.width
-                column = self._sorted_figures()[table.figure_names.index(name)::width]
                 try:
                     sums = array("Q", itertools.accumulate(column, initial=0))
                 except OverflowError:  # more than 2**64 in all
@@ -129,8 +128,17 @@ class Tree:
             self._sums[k] = sums
         return sums
 
+    def sorted_column(self, k: int) -> "Optional[array[int]]":
+        """Figure k of each PP in the sorted order; None if the file has no such figure."""
+        table = self.table
+        name = FIGURES[k]
+        if name not in table.figure_names:
+            return None
+        return self._sorted_figures()[table.figure_names.index(name)::table.width]
+
     def _sorted_figures(self) -> "array[int]":
-        """The table's figures with the PPs in the sorted order (rows moved as bytes)."""
+        """The table's figures with the PPs in the sorted order (rows moved as bytes:
+        one pass in the sorted order, not one per figure)."""
         if self._sorted is None:
             figures = self.table.figures
             row = figures.itemsize * self.table.width
@@ -144,7 +152,14 @@ class Tree:
     def figure(self, node: Node, k: int) -> int:
         if node.v is not None:
             return node.v[k]
-        sums = self.running_sum(k)
+        sums = self._sums[k]
+        if sums is None:
+            # The figures of a few nodes are quicker to add up than running sums.
+            self._summed[k] += node.hi - node.lo
+            if self._summed[k] <= 4 * len(self.order):
+                column = self.sorted_column(k)
+                return 0 if column is None else sum(column[node.lo:node.hi])
+            sums = self.running_sum(k)
         return sums[node.hi] - sums[node.lo]
 
     def figures(self, node: Node) -> List[int]:
@@ -168,7 +183,8 @@ class Tree:
     def starts(self, node: Node) -> List[int]:
         """Where the runs of its children start in the sorted order (an internal
         node's): the runs of PPs that share one more frame, and first a run of
-        one for a PP that ends at the node."""
+        one for a PP that ends at the node.  Each run's end is found by galloping
+        from its start, then by binary search: a few looks for a short run."""
         if node.starts is None:
             keys, size = self.keys, self.size
             depth, hi = node.depth, node.hi
@@ -181,10 +197,15 @@ class Tree:
             while pos < hi:
                 starts.append(pos)
                 prefix = keys[pos][:end_of_frame]
-                pos += 1
-                if pos < hi and keys[pos].startswith(prefix):  # more than one PP: search
+                # keys[pos:last] start with the prefix; keys[bound:] do not.
+                last, step = pos + 1, 1
+                while last < hi and keys[last].startswith(prefix):
+                    pos, last, step = last, last + step, step * 2
+                bound = min(last, hi)
+                if bound - pos > 1:
                     after = _after(prefix)
-                    pos = hi if after is None else bisect.bisect_left(keys, after, pos + 1, hi)
+                    bound = bisect.bisect_left(keys, after, pos + 1, bound) if after else bound
+                pos = bound
             node.starts = starts
         return node.starts
 
@@ -246,11 +267,7 @@ def build(table: DhatTable) -> Tree:
     del data
     order = sorted(range(len(table)), key=keys.__getitem__)
     keys = list(map(keys.__getitem__, order))
-    # Sorted, a repeat is next to its twin.
-    repeat = next(itertools.compress(itertools.count(1), map(
-        operator.eq, keys, itertools.islice(keys, 1, None))), None)
-    if repeat is not None:
-        raise DhatFileError(f"{table.header.path}: pps[{order[repeat]:,}] repeats a location")
+    # No two are equal: the reader refuses repeated locations.
     return Tree(table, keys, order)
 
 
