@@ -367,6 +367,24 @@ def loads_table(text: Union[str, bytes], name: str = "<string>", *,
         _fail(name, f"not a DHAT file: {e}")
 
 
+def guess_frame_table(text: str) -> Optional[List[str]]:
+    """The frame table of the DHAT file whose content is `text`, if a quick look
+    finds it: the array of strings after the last '"ftbl":' (dhatc, Valgrind
+    and the crate write it last).  A guess: a caller checks it against the
+    frame table that reading the file gives."""
+    pos = text.rfind('"ftbl":')
+    if pos < 0:
+        return None
+    try:
+        scan = getattr(_decoder(), "scan_once")
+        value, _ = scan(text, _WS.match(text, pos + 7).end())  # type: ignore[union-attr]
+    except (StopIteration, ValueError, RecursionError, MemoryError):
+        return None
+    if not isinstance(value, list) or not set(map(type, value)) <= {str}:
+        return None
+    return value
+
+
 @contextlib.contextmanager
 def collection_paused() -> Iterator[None]:
     """No cyclic garbage collection inside: the parsed program points, millions of
@@ -819,14 +837,10 @@ class _Checker:
         return builder.finish(header, ftbl)
 
 
-def _hashes(indices: "array[int]", ends: Sequence[int]) -> "set[int]":
-    """The hash of each program point's location: of the bytes of its frame
-    indices, indices[ends[i - 1]:ends[i]] for PP i (from 0 for the first).
-    Bytes hash alike in a process and in the processes it forks."""
-    data, size = indices.tobytes(), indices.itemsize
-    stops = list(map(operator.mul, ends, itertools.repeat(size)))
-    starts = itertools.chain((0,), stops)
-    return set(map(hash, map(data.__getitem__, map(slice, starts, stops))))
+def _location_hashes(fss: List[List[int]]) -> "set[int]":
+    """The hash of each program point's location: of its frame indices written as
+    dhatc writes them, "3,1,4" (a piece in dhatc's layout has that text already)."""
+    return set(map(hash, map(",".join, map(map, itertools.repeat(str), fss))))
 
 
 class _TableBuilder:
@@ -836,8 +850,9 @@ class _TableBuilder:
     of them finds something wrong does a Python loop look for the first bad
     program point, to say what is wrong with it.  Frame indices are checked
     against the frame table at the end (``ftbl`` usually comes after ``pps``).
-    Repeats are found by the hash of the bytes of each PP's frame indices,
-    confirmed by comparing the indices themselves.
+    Repeats are found by the hash of each PP's frame indices written as text
+    (the same in a process and in the processes it forks), confirmed by
+    comparing the indices themselves.
     """
 
     def __init__(self, name: str, bklt: bool, bkacc: bool) -> None:
@@ -897,7 +912,7 @@ class _TableBuilder:
                     self.accesses[self.count + i] = self.check_accesses(self.count + i,
                                                                         pp["acc"])
         ends = list(itertools.accumulate(map(len, fss)))
-        hashes = _hashes(packed_indices, ends)
+        hashes = _location_hashes(fss)
         if len(hashes) != len(fss) or not self.hashes.isdisjoint(hashes):
             self.find_repeat(fss)
         self.keep(packed, packed_indices, ends, hashes)
@@ -950,7 +965,8 @@ class _TableBuilder:
                 or starts.count(":0") != width * n):
             return False
         indices_text = ",".join(index_parts)
-        if "u" in indices_text or "a" in indices_text:  # true, false, null
+        # No true, false or null; no white space: each PP's text is its indices' one way.
+        if any(map(operator.contains, itertools.repeat(indices_text), "ua \n\r\t")):
             return False
         decode = self.decoder.decode
         try:
@@ -966,7 +982,7 @@ class _TableBuilder:
             return False
         if b"\0\0\0\0" in packed_indices.tobytes() and min(indices) < 1:
             return False
-        hashes = _hashes(packed_indices, ends)
+        hashes = set(map(hash, index_parts))
         if len(hashes) != n or not self.hashes.isdisjoint(hashes):
             return False
         highest = max(indices)
