@@ -8,8 +8,9 @@ The viewer builds it PP by PP; its children end up in the order of the first
 PP under each.  :func:`build` sorts the PPs by their frames instead: the PPs
 under a node are then a run of that order, the frames they share are those
 the run's first and last PP share, its children are the runs of the frame
-that comes next (where it differs from the PP before's), and its figures are
-differences of running sums (or, for a figure few nodes are asked for, sums).  So a node's children are made only when they are asked for,
+that comes next (found by binary search), and its figures are differences of
+running sums (or, for a figure few nodes are asked for, sums).  So a node's
+children are made only when they are asked for,
 and only the nodes over the significance threshold are ever asked: a million
 PPs take a second or two, not minutes.  The children get the viewer's order
 (by their first PP) when made.
@@ -98,6 +99,7 @@ class Tree:
         self.root = self.node(0, len(order), 0)
         self._sums: List[Optional[MutableSequence[int]]] = [None] * N_FIGURES
         self._sorted: "Optional[array[int]]" = None
+        self._columns: "List[Optional[array[int]]]" = [None] * N_FIGURES
         #: PPs summed one by one so far, per figure without running sums.
         self._summed = [0] * N_FIGURES
 
@@ -134,7 +136,11 @@ class Tree:
         name = FIGURES[k]
         if name not in table.figure_names:
             return None
-        return self._sorted_figures()[table.figure_names.index(name)::table.width]
+        column = self._columns[k]
+        if column is None:
+            column = self._sorted_figures()[table.figure_names.index(name)::table.width]
+            self._columns[k] = column
+        return column
 
     def _sorted_figures(self) -> "array[int]":
         """The table's figures with the PPs in the sorted order (rows moved as bytes:
@@ -183,8 +189,7 @@ class Tree:
     def starts(self, node: Node) -> List[int]:
         """Where the runs of its children start in the sorted order (an internal
         node's): the runs of PPs that share one more frame, and first a run of
-        one for a PP that ends at the node.  Each run's end is found by galloping
-        from its start, then by binary search: a few looks for a short run."""
+        one for a PP that ends at the node."""
         if node.starts is None:
             keys, size = self.keys, self.size
             depth, hi = node.depth, node.hi
@@ -197,15 +202,10 @@ class Tree:
             while pos < hi:
                 starts.append(pos)
                 prefix = keys[pos][:end_of_frame]
-                # keys[pos:last] start with the prefix; keys[bound:] do not.
-                last, step = pos + 1, 1
-                while last < hi and keys[last].startswith(prefix):
-                    pos, last, step = last, last + step, step * 2
-                bound = min(last, hi)
-                if bound - pos > 1:
+                pos += 1
+                if pos < hi and keys[pos].startswith(prefix):  # more than one PP: search
                     after = _after(prefix)
-                    bound = bisect.bisect_left(keys, after, pos + 1, bound) if after else bound
-                pos = bound
+                    pos = hi if after is None else bisect.bisect_left(keys, after, pos + 1, hi)
             node.starts = starts
         return node.starts
 
