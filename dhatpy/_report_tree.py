@@ -45,7 +45,7 @@ class Node:
     first `depth` frames; it holds frames top..depth (its parent has the rest)."""
 
     __slots__ = ("lo", "hi", "top", "depth", "rep", "pp", "kids", "starts", "over", "sig",
-                 "label", "v")
+                 "label", "v", "summed")
 
     def __init__(self, lo: int, hi: int, top: int, depth: int, rep: int,
                  pp: Optional[int] = None) -> None:
@@ -61,6 +61,7 @@ class Node:
         self.sig = SIG_NONE
         self.label = ""  # an aggregate's "[N insignificant]"
         self.v: Optional[List[int]] = None  # an aggregate's figures
+        self.summed: Optional[List[Optional[int]]] = None  # figures added up so far
 
     @property
     def kind(self) -> int:
@@ -161,10 +162,16 @@ class Tree:
         sums = self._sums[k]
         if sums is None:
             # The figures of a few nodes are quicker to add up than running sums.
+            if node.summed is None:
+                node.summed = [None] * N_FIGURES
+            value = node.summed[k]
+            if value is not None:
+                return value
             self._summed[k] += node.hi - node.lo
             if self._summed[k] <= 4 * len(self.order):
                 column = self.sorted_column(k)
-                return 0 if column is None else sum(column[node.lo:node.hi])
+                value = node.summed[k] = 0 if column is None else sum(column[node.lo:node.hi])
+                return value
             sums = self.running_sum(k)
         return sums[node.hi] - sums[node.lo]
 
