@@ -239,7 +239,8 @@ class DhatTable:
 
     def __init__(self, header: DhatHeader, ftbl: List[str], figures: "array[int]",
                  frame_indices: "array[int]", offsets: "array[int]",
-                 accesses: Optional[Dict[int, List[int]]] = None) -> None:
+                 accesses: Optional[Dict[int, List[int]]] = None,
+                 sums: Optional[Sequence[int]] = None) -> None:
         self.header = header
         self.ftbl = ftbl  # entry 0 is the root
         self.figure_names = recorded_figures(header.block_lifetimes, header.block_accesses)
@@ -250,6 +251,8 @@ class DhatTable:
         #: Valgrind's access counts of the PPs that have them (`acc`, decoded): one
         #: per byte offset of the PP's blocks, ACCESS_LATCH meaning "that or more".
         self.accesses = accesses or {}
+        #: The sum of each recorded figure, if the reader added them up already.
+        self._sums = None if sums is None else dict(zip(self.figure_names, sums))
 
     def __len__(self) -> int:
         return len(self.offsets) - 1
@@ -264,6 +267,8 @@ class DhatTable:
 
     def total(self, figure: str) -> Optional[int]:
         """The sum over all PPs, as the viewer computes its root; None if not recorded."""
+        if self._sums is not None and figure in self._sums:
+            return self._sums[figure]
         column = self.column(figure)
         return None if column is None else sum(column)
 
@@ -865,6 +870,7 @@ class _TableBuilder:
         self.decoder = _decoder()
         self.n_keys = len(self.keys) + 1  # and fs
         self.count = 0
+        self.sums = [0] * len(self.keys)  # of each figure, over the PPs kept
         self.figures: "array[int]" = array("Q")
         self.fs: "array[int]" = array("I")
         self.offsets: "array[int]" = array("Q", [0])
@@ -918,10 +924,13 @@ class _TableBuilder:
         self.keep(packed, packed_indices, ends, hashes)
 
     def keep(self, figures: "array[int]", indices: "array[int]", ends: List[int],
-             hashes: "set[int]") -> None:
-        """Takes checked program points: their figures, frame indices, where the
-        indices of each end (counted from the first of them), and the hashes of
-        their locations."""
+             hashes: "set[int]", values: Optional[List[int]] = None) -> None:
+        """Takes checked program points: their figures (`values`: the same as a
+        list, if there is one), frame indices, where the indices of each end
+        (counted from the first of them), and the hashes of their locations."""
+        width = len(self.sums)
+        source: Sequence[int] = figures if values is None else values
+        self.sums = [total + sum(source[k::width]) for k, total in enumerate(self.sums)]
         self.hashes |= hashes
         self.figures.extend(figures)
         self.fs.extend(indices)
@@ -970,7 +979,8 @@ class _TableBuilder:
             return False
         decode = self.decoder.decode
         try:
-            figures = array("Q", decode("[" + figures_text.translate(_NUMBERS_ONLY) + "]"))
+            values = decode("[" + figures_text.translate(_NUMBERS_ONLY) + "]")
+            figures = array("Q", values)
             indices = decode("[" + indices_text + "]")
             packed_indices = array("I", indices)
         except (ValueError, TypeError, OverflowError):
@@ -988,19 +998,19 @@ class _TableBuilder:
         highest = max(indices)
         if highest > self.max_index:
             self.max_index = highest
-        self.keep(figures, packed_indices, ends, hashes)
+        self.keep(figures, packed_indices, ends, hashes, values)
         return True
 
     def part(self) -> Tuple[Any, ...]:
         """What another builder needs to take these PPs after its own."""
         return (self.count, self.figures, self.fs, self.offsets, self.max_index, self.hashes,
-                self.accesses)
+                self.accesses, self.sums)
 
     def absorb(self, part: Tuple[Any, ...]) -> bool:
         """Takes the PPs of another builder's part after its own; False (and nothing
         taken) if one of them repeats a location of these (then the caller reads
         the file again in one process, to say which)."""
-        count, figures, fs, offsets, max_index, hashes, accesses = part
+        count, figures, fs, offsets, max_index, hashes, accesses, sums = part
         if not self.hashes.isdisjoint(hashes):
             return False
         base = len(self.fs)
@@ -1011,6 +1021,7 @@ class _TableBuilder:
         self.max_index = max(self.max_index, max_index)
         self.hashes |= hashes
         self.accesses.update((self.count + i, counts) for i, counts in accesses.items())
+        self.sums = list(map(operator.add, self.sums, sums))
         self.count += count
         return True
 
@@ -1104,7 +1115,8 @@ class _TableBuilder:
         if len(set(ftbl)) != n_frames:
             self.repeats_by_string(ftbl)
         self.hashes = set()
-        return DhatTable(header, ftbl, self.figures, self.fs, self.offsets, self.accesses)
+        return DhatTable(header, ftbl, self.figures, self.fs, self.offsets, self.accesses,
+                         self.sums)
 
     def repeats_by_string(self, ftbl: List[str]) -> None:
         """The frame table lists a string twice: PPs with different indices may
