@@ -198,23 +198,48 @@ class Tree:
         node's): the runs of PPs that share one more frame, and first a run of
         one for a PP that ends at the node."""
         if node.starts is None:
-            keys, size = self.keys, self.size
-            depth, hi = node.depth, node.hi
-            pos = node.lo
-            starts = []
-            if len(keys[pos]) == depth * size:  # sorted: it comes first
-                starts.append(pos)
-                pos += 1
-            end_of_frame = (depth + 1) * size
-            while pos < hi:
-                starts.append(pos)
-                prefix = keys[pos][:end_of_frame]
-                pos += 1
-                if pos < hi and keys[pos].startswith(prefix):  # more than one PP: search
-                    after = _after(prefix)
-                    pos = hi if after is None else bisect.bisect_left(keys, after, pos + 1, hi)
+            starts = self._starts(node)
+            assert starts is not None  # no limit
             node.starts = starts
         return node.starts
+
+    def _starts(self, node: Node, limit: Optional[int] = None) -> Optional[List[int]]:
+        """starts(node); None if there are more than `limit`."""
+        keys, size = self.keys, self.size
+        depth, hi = node.depth, node.hi
+        pos = node.lo
+        starts = []
+        if len(keys[pos]) == depth * size:  # sorted: it comes first
+            starts.append(pos)
+            pos += 1
+        end_of_frame = (depth + 1) * size
+        while pos < hi:
+            if limit is not None and len(starts) == limit:
+                return None
+            starts.append(pos)
+            prefix = keys[pos][:end_of_frame]
+            pos += 1
+            if pos < hi and keys[pos].startswith(prefix):  # more than one PP: search
+                after = _after(prefix)
+                pos = hi if after is None else bisect.bisect_left(keys, after, pos + 1, hi)
+        return starts
+
+    def child_count(self, node: Node) -> int:
+        """How many children an internal node has.  A few are found by binary
+        searches; many are counted: the distinct frames that come next, and
+        the PP that ends at the node."""
+        if node.starts is not None:
+            return len(node.starts)
+        starts = self._starts(node, limit=64)
+        if starts is not None:
+            node.starts = starts
+            return len(starts)
+        size = self.size
+        ended = int(len(self.keys[node.lo]) == node.depth * size)  # sorted: first
+        frame = slice(node.depth * size, (node.depth + 1) * size)
+        nexts = map(operator.getitem, itertools.islice(self.keys, node.lo + ended, node.hi),
+                    itertools.repeat(frame))
+        return ended + len(set(nexts))
 
     def runs(self, node: Node) -> Iterator[Tuple[int, int]]:
         """Its children's runs, (lo, hi), in the sorted order."""
@@ -296,11 +321,7 @@ def mark_significance(tree: Tree, metric: Metric, fraction: Optional[float]) -> 
         visited.append(node)
         if node.kind != INTERNAL:
             continue
-        runs = list(tree.runs(node))
-        values = map(operator.sub, map(sums.__getitem__, map(operator.itemgetter(1), runs)),
-                     map(sums.__getitem__, map(operator.itemgetter(0), runs)))
-        over = itertools.compress(runs, map(operator.ge, values, itertools.repeat(bound)))
-        node.over = [tree.kid(node, lo, hi) for lo, hi in over]
+        node.over = [tree.kid(node, lo, hi) for lo, hi in _runs_over(tree, node, sums, bound)]
         stack.extend(node.over)
     for node in reversed(visited):  # children first
         if metric.significant(tree.figures(node), root_v, header, fraction):
@@ -309,6 +330,36 @@ def mark_significance(tree: Tree, metric: Metric, fraction: Optional[float]) -> 
             node.sig = SIG_DESCENDANT
         else:
             node.sig = SIG_NONE
+
+
+def _runs_over(tree: Tree, node: Node, sums: Sequence[int], bound: float) -> List[Tuple[int, int]]:
+    """The runs of the node's children whose figure (by the running sums) is at
+    least `bound`, in the sorted order.  Such a run holds a PP at which the
+    running sum passes sums[lo] + m * ceil(bound), for some m >= 1: only the
+    runs of those PPs (a hundred or so for a 1% threshold) are looked at, not
+    every child."""
+    step = math.ceil(bound)
+    if step <= 0:  # every child
+        return list(tree.runs(node))
+    keys, size = tree.keys, tree.size
+    lo, hi = node.lo, node.hi
+    end_of_frame = (node.depth + 1) * size
+    base, top = sums[lo], sums[hi]
+    runs = []
+    mark = base + step
+    while mark <= top:
+        pos = bisect.bisect_left(sums, mark, lo + 1, hi + 1) - 1  # the PP that passes it
+        if len(keys[pos]) < end_of_frame:  # the PP that ends at the node
+            start, end = pos, pos + 1
+        else:
+            prefix = keys[pos][:end_of_frame]
+            start = bisect.bisect_left(keys, prefix, lo, pos)
+            after = _after(prefix)
+            end = hi if after is None else bisect.bisect_left(keys, after, pos + 1, hi)
+        if sums[end] - sums[start] >= bound:
+            runs.append((start, end))
+        mark = base + ((sums[end] - base) // step + 1) * step  # past this run
+    return runs
 
 
 class Shown:
@@ -339,7 +390,7 @@ def _display_kids(tree: Tree, node: Node, metric: Metric) -> Optional[List[Node]
         return None
     shown = [kid for kid in node.over or () if kid.sig != SIG_NONE]
     placed = [(tree.first_pp(kid), kid) for kid in shown]
-    folded = len(tree.starts(node)) - len(shown)
+    folded = tree.child_count(node) - len(shown)
     if folded:
         # The kids share out the node's PPs: the folded ones have what the others
         # do not, and the first of them is the first PP outside the others' runs.
