@@ -11,8 +11,8 @@ parts in a thousand, so they show what a change to the engine gains.  Each
 target runs in a fresh interpreter under ``valgrind --tool=callgrind``, built
 as for ``realcode.py`` (a pyperformance benchmark) or ``run.py`` (a workload),
 with the profilers of ``realcode.py`` (dhatc writes its file).  The timed
-region is bracketed by two calls of ``sys.getswitchinterval()``, and callgrind
-dumps its counters before each (``--dump-before=sys_getswitchinterval``), so
+region is bracketed by two calls of ``os.sched_getscheduler(0)``, and callgrind
+dumps its counters before each (``--dump-before=sched_getscheduler``), so
 the second dump holds exactly the region: start the profiler, the work, stop it
 (and write its file).
 
@@ -43,9 +43,12 @@ import run as workloads_runner  # noqa: E402
 from workloads import WORKLOADS  # noqa: E402
 from harness import BASELINE, Tool, child_env, expand_run, tail, unavailable_reason  # noqa: E402
 
-# The C function behind sys.getswitchinterval: callgrind dumps before each call.
-MARKER_FUNCTION = "sys_getswitchinterval"
-MARKER = "_sys.getswitchinterval()  # callgrind: dump the counters here\n"
+# libc's function behind os.sched_getscheduler: callgrind dumps before each call.
+# A libc symbol rather than one of the interpreter's: Debian's CPython 3.14 and
+# 3.15 are stripped of their static functions' names, and callgrind cannot
+# match what it cannot name.
+MARKER_FUNCTION = "sched_getscheduler"
+MARKER = '__import__("os").sched_getscheduler(0)  # callgrind: dump the counters here\n'
 REGION_START = "_t0 = _time.perf_counter()\n"
 REGION_END = "_t1 = _time.perf_counter()\n"
 

@@ -17,10 +17,10 @@ import sys
 import tempfile
 from dataclasses import dataclass, field
 from types import CodeType
-from typing import Any, Dict, List, Optional, TextIO, Tuple
+from typing import Any, Dict, List, Optional, Sequence, TextIO, Tuple, cast
 
 from ._engine_data import EngineProgramPoint, StopData
-from ._native_frames import NativeNamer
+from ._native_frames import NativeNamer, ResolvedFrame
 
 # The engine's clock counts allocations (reallocations included), so times and
 # lifetimes are in allocations: reproducible from run to run, and free to read.
@@ -122,8 +122,7 @@ def profile_from_engine(data: StopData, *, cmd: str, pid: int) -> Profile:
     objects = data.get("native_objects")
     namer = None
     if objects is not None:  # native frames are addresses, named all at once
-        namer = NativeNamer(objects, (f for raw in data["pps"] for f in raw[1]
-                                      if isinstance(f, int)))
+        namer = NativeNamer(objects, (raw[1] for raw in data["pps"]))
     # Each raw PP is read by index (kind, frames, figures...: see
     # EngineProgramPoint), not made into a named tuple: a stop can have
     # thousands of them.
@@ -131,13 +130,12 @@ def profile_from_engine(data: StopData, *, cmd: str, pid: int) -> Profile:
         kind = raw[0]
         resolved: List[str] = [] if kind is None else [kind]
         add = resolved.append
-        for frame in raw[1]:
+        # Native frames become their strings (the engine gives them, as ints,
+        # in native profiles only).
+        frames = cast(Sequence[ResolvedFrame], raw[1]) if namer is None else namer.resolve(raw[1])
+        for frame in frames:
             if isinstance(frame, str):  # stands for frames the engine does not keep
                 add(frame)
-                continue
-            if isinstance(frame, int):
-                assert namer is not None  # the engine gives addresses in native profiles only
-                add(namer.name(frame))
                 continue
             code, line = frame
             text = known((id(code), line))

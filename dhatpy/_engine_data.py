@@ -24,7 +24,8 @@ line)`` pair -- the code object None when it was being destroyed as the
 profile took a reference to it, the line -1 when unknown -- or a str, the text
 of a frame that stands for frames the engine does not keep (another
 interpreter's Python frames: ``"[subinterpreter N: ...]"``), or an int, a
-native frame's instruction address (``Profiler(native=True)`` only).  For a
+native frame's instruction address (``Profiler(native=True)`` only; 0 stands
+for the C frames an unwinding that stopped early did not reach).  For a
 native profile ``native_objects`` lists the objects (address range, file,
 load bias) its addresses were found in; it is None otherwise.
 The code objects stay alive as long as the dict does.

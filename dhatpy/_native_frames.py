@@ -13,6 +13,18 @@ Strings follow Valgrind's DHAT::
     0x7F12AB34: my_alloc (in my_ext.so)        a symbol without a line
     0x7F12AB34: ??? (in my_ext.so+0x1a2b)      no symbol: the object and the offset in it
     0x7F12AB34: ??? (no object: generated code)
+
+A function inlined at an address is a frame of its own, innermost first,
+each with that address and its own line (as Valgrind shows them)::
+
+    0x7F12AB34: leaf (my_ext.c:10)             leaf's code, inlined into outer
+    0x7F12AB34: outer (my_ext.c:30)            the line of outer's call of leaf
+
+A native frame at address 0 stands for the C frames that an unwinding which
+stopped early (no unwind information, or information saying there is no
+caller) did not reach, above the Python frames it did not reach either::
+
+    [native unwinding stopped here] (the C frames below are missing)
 """
 
 from __future__ import annotations
@@ -21,12 +33,17 @@ import bisect
 import os
 import shutil
 import subprocess
-from typing import Dict, Iterable, List, Optional, Sequence, Tuple
+from types import CodeType
+from typing import Dict, Iterable, List, Optional, Sequence, Set, Tuple, Union
 
 from . import _engine
+from ._engine_data import RawFrame
 
 #: The evaluation loop: each C frame of it is replaced by the Python frames it runs.
 EVAL_LOOP = "_PyEval_EvalFrameDefault"
+
+#: The frame at address 0: the C frames an unwinding that stopped early did not reach.
+UNWINDING_STOPPED = "[native unwinding stopped here] (the C frames below are missing)"
 
 #: (start, end, path, bias) of each object native frames were found in.
 NativeObject = Tuple[int, int, str, int]
@@ -83,18 +100,60 @@ def start_argument(interpreter_frames: bool) -> Tuple[object, List[Tuple[int, in
     return _unwinder._C_API, _eval_ranges, interpreter_frames
 
 
-class NativeNamer:
-    """The strings of a profile's native frames, found all at once."""
+#: What dhatc._unwinder.symbolize says of a place: function, source file, line.
+Place = Tuple[Optional[str], Optional[str], int]
 
-    def __init__(self, objects: Sequence[NativeObject], addresses: Iterable[int]) -> None:
+#: A frame of a program point once its native frames are strings.
+ResolvedFrame = Union[Tuple[Optional[CodeType], int], str]
+
+_UNKNOWN: List[Place] = [(None, None, 0)]
+
+
+class NativeNamer:
+    """The strings of a profile's native frames, found all at once.
+
+    A native frame's address is where a call returns to: its call is the
+    instruction before, and so are its line and function.  Two kinds of
+    address are no such thing: a signal frame's (the code a signal handler
+    returns to, which the kernel called by making it the handler's return
+    address), named at the address itself, and the address of the frame the
+    signal interrupted, right below it, also named as it is (the instruction
+    a fault happened at, or the next one to run).  An address gives one
+    string per function inlined there, innermost first, each with the same
+    address (as Valgrind shows them), then the function holding it."""
+
+    def __init__(self, objects: Sequence[NativeObject],
+                 stacks: Iterable[Sequence[RawFrame]]) -> None:
         self._objects = sorted(objects)
         self._starts = [o[0] for o in self._objects]
-        self._names: Dict[int, str] = {}
-        self._name_all(sorted(set(addresses)))
+        self._stacks = list(stacks)
+        self._names: Dict[int, Tuple[str, ...]] = {0: (UNWINDING_STOPPED,)}
+        self._exact: Dict[int, Tuple[str, ...]] = {}  # interrupted by a signal
+        self._signal_frames: Set[int] = set()
+        addresses = {f for stack in self._stacks for f in stack if isinstance(f, int) and f != 0}
+        interrupted: Set[int] = set()
+        self._name_all(sorted(addresses), exact=False)
+        for stack in self._stacks if self._signal_frames else ():
+            for frame, below in zip(stack, stack[1:]):
+                if isinstance(below, int) and below != 0 and frame in self._signal_frames:
+                    interrupted.add(below)
+        self._name_all(sorted(interrupted), exact=True)
+        self._stacks = []
 
-    def name(self, address: int) -> str:
-        """The frame string of a native frame's address."""
-        return self._names[address]
+    def resolve(self, frames: Sequence[RawFrame]) -> List[ResolvedFrame]:
+        """A program point's frames with each native frame (an int) replaced
+        by its strings, the others as they are."""
+        out: List[ResolvedFrame] = []
+        after_signal = False
+        for frame in frames:
+            if isinstance(frame, int):
+                out.extend(self._exact[frame] if after_signal and frame in self._exact
+                           else self._names[frame])
+                after_signal = frame in self._signal_frames
+            else:
+                out.append(frame)
+                after_signal = False
+        return out
 
     def _object_of(self, address: int) -> Optional[NativeObject]:
         i = bisect.bisect_right(self._starts, address) - 1
@@ -102,48 +161,46 @@ class NativeNamer:
             return self._objects[i]
         return None
 
-    def _name_all(self, addresses: List[int]) -> None:
-        requests: List[Tuple[int, str, int]] = []
-        located: List[Tuple[int, Optional[NativeObject]]] = []
-        for address in addresses:
-            # A native frame's address is where the call returns to: its call
-            # is the instruction before, and so are its line and function.
-            call = address - 1 if address > 0 else address
-            obj = self._object_of(call)
-            located.append((address, obj))
-            if obj is not None:
-                requests.append((call, obj[2], obj[3]))
-        named = iter(_symbolize(requests))
-        functions: List[Optional[str]] = []
-        found: List[Tuple[int, Optional[NativeObject], Optional[str], Optional[str], int]] = []
+    def _name_all(self, addresses: List[int], exact: bool) -> None:
+        located = [(address, self._object_of(address if exact else address - 1))
+                   for address in addresses]
+        named = iter(_symbolize([(address, obj[2], obj[3], exact)
+                                 for address, obj in located if obj is not None]))
+        found: List[Tuple[int, Optional[NativeObject], bool, List[Place]]] = []
         for address, obj in located:
-            function, file, line = next(named) if obj is not None else (None, None, 0)
-            found.append((address, obj, function, file, line))
-            functions.append(function)
-        readable = _demangled(f for f in functions if f is not None and f.startswith("_Z"))
-        for address, obj, function, file, line in found:
-            call = address - 1 if address > 0 else address
-            prefix = f"0x{call:X}: "
+            signal, places = next(named) if obj is not None else (False, _UNKNOWN)
+            found.append((address, obj, signal, places))
+        readable = _demangled(function for _, _, _, places in found for function, _, _ in places
+                              if function is not None and function.startswith("_Z"))
+        names = self._exact if exact else self._names
+        for address, obj, signal, places in found:
+            at = address if exact or signal else address - 1
+            prefix = f"0x{at:X}: "
+            if signal:
+                self._signal_frames.add(address)
             if obj is None:
-                self._names[address] = prefix + "??? (no object: generated code)"
+                names[address] = (prefix + "??? (no object: generated code)",)
                 continue
-            shown = readable.get(function, function) if function is not None else None
             library = os.path.basename(obj[2]) or obj[2]
-            if shown is None:
-                self._names[address] = f"{prefix}??? (in {library}+0x{call - obj[3]:x})"
-            elif file is not None and line > 0:
-                self._names[address] = f"{prefix}{shown} ({os.path.basename(file)}:{line})"
-            else:
-                self._names[address] = f"{prefix}{shown} (in {library})"
+            strings = []
+            for i, (function, file, line) in enumerate(places):
+                shown = readable.get(function, function) if function is not None else None
+                if shown is None and i == len(places) - 1:
+                    strings.append(f"{prefix}??? (in {library}+0x{at - obj[3]:x})")
+                elif file is not None and line > 0:
+                    strings.append(f"{prefix}{shown or '???'} ({os.path.basename(file)}:{line})")
+                else:
+                    strings.append(f"{prefix}{shown or '???'} (in {library})")
+            names[address] = tuple(strings)
 
 
-def _symbolize(requests: List[Tuple[int, str, int]]) -> List[Tuple[Optional[str], Optional[str], int]]:
+def _symbolize(requests: List[Tuple[int, str, int, bool]]) -> List[Tuple[bool, List[Place]]]:
     if not requests:
         return []
     try:
         from . import _unwinder
     except ImportError:  # a profile made elsewhere: nothing to name with
-        return [(None, None, 0)] * len(requests)
+        return [(False, _UNKNOWN)] * len(requests)
     return _unwinder.symbolize(requests)
 
 

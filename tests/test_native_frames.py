@@ -11,11 +11,12 @@ import json
 import os
 import platform
 import re
+import shutil
 import subprocess
 import sys
 import sysconfig
 from pathlib import Path
-from typing import Dict, List
+from typing import Dict, List, Tuple
 
 import pytest
 
@@ -61,12 +62,22 @@ def built(tmp_path_factory: pytest.TempPathFactory) -> Path:
         # No debug information and no local symbols: exported names only.
         ["gcc", "-shared", "-fPIC", "-O1", "-s", "-pthread", str(FIXTURES / "libnframes.c"),
          "-o", str(out / "libnframes_nodebug.so")],
+        ["gcc", "-shared", "-fPIC", "-O0", "-g", "-std=c11", "-Wall", "-Wextra", "-Werror",
+         "-I", include, str(FIXTURES / "nframes_signal.c"),
+         "-o", str(out / f"nframes_signal{suffix}")],
         ["g++", "-shared", "-fPIC", "-O0", "-g", str(FIXTURES / "libnframes_cxx.cpp"),
          "-o", str(out / "libnframes_cxx.so")],
     ]
     if platform.machine() == "x86_64":
         builds.append(["gcc", "-shared", "-fPIC", "-O0", "-g", str(FIXTURES / "libnframes_jit.c"),
                        "-o", str(out / "libnframes_jit.so")])
+    # Inlined functions: optimised, with debug information.
+    builds.append(["gcc", "-shared", "-fPIC", "-O2", "-g", "-std=c11", "-Wall", "-Wextra", "-Werror",
+                   str(FIXTURES / "libnframes_inline.c"), "-o", str(out / "libnframes_inline.so")])
+    if platform.machine() in ("x86_64", "aarch64"):
+        builds.append(["gcc", "-shared", "-fPIC", "-O0", "-g", "-std=c11", "-Wall", "-Wextra",
+                       "-Werror", str(FIXTURES / "libnframes_stop.c"),
+                       "-o", str(out / "libnframes_stop.so")])
     for command in builds:
         subprocess.run(command, check=True)
     return out
@@ -358,6 +369,132 @@ def test_the_file_loads_in_the_viewer(built: Path, tmp_path: Path) -> None:
     assert f"{total:,} bytes" in shown.text
 
 
+# ---- signal handlers ------------------------------------------------------------
+
+SIGNALS = """
+import json, platform, signal
+import dhatc, nframes_signal
+
+kept = []
+
+def on_usr2(signum, frame):
+    kept.append(bytes(7300))  # on_usr2
+
+def inner():
+    nframes_signal.raise_in_c(7100)  # inner_raise
+    if platform.machine() == "x86_64":
+        nframes_signal.fault_in_c(7200)  # inner_fault
+    signal.raise_signal(signal.SIGUSR2)  # inner_python
+
+def main():
+    signal.signal(signal.SIGUSR2, on_usr2)
+    inner()  # main
+"""
+
+SIGNALS_RUN = SIGNALS + """
+main()  # module
+"""
+
+SIGNALS_PROFILER = SIGNALS + """
+with dhatc.Profiler(native=True, testing=True, trim_backtraces=None) as profiler:
+    main()  # module
+print(json.dumps([[list(pp.frames), pp.total_bytes] for pp in profiler.profile.pps]))
+"""
+
+#: The kernel's signal frame returns to libc's trampoline, which calls rt_sigreturn: named at
+#: its own address (the kernel made it the handler's return address: no call precedes it).
+TRAMPOLINE = "__restore_rt (in libc.so.6)"
+LIBC_FRAME = re.compile(r"[\w.]+ \((?:[\w./-]+\.c:\d+|in libc\.so\.6)\)")
+
+
+def signal_stacks(built: Path, tmp_path: Path, under_run: bool) -> Dict[int, tuple]:
+    """The frames (without addresses) of SIGNALS' program points by total bytes."""
+    if under_run:
+        pps = run_file(built, tmp_path, SIGNALS_RUN)
+        return {pp["tb"]: frames for frames, pp in pps.items()}
+    out = run(built, SIGNALS_PROFILER, tmp_path=tmp_path).stdout
+    return {tb: tuple(bare(frames)) for frames, tb in json.loads(out.splitlines()[-1])}
+
+
+def signal_blocks(under_run: bool, size: int) -> List[Tuple[str, str, int]]:
+    """(allocator, its line's marker in allocate(), total bytes) of the blocks a
+    C handler of nframes_signal makes for `size`: malloc's are seen under
+    dhatc run only."""
+    raw = [("PyMem_RawMalloc", "allocate_raw", size + 1)]
+    return ([("malloc", "allocate_malloc", size)] if under_run else []) + raw
+
+
+def c_signal_frames(under_run: bool, tmp_path: Path, allocator: str, allocate_marker: str,
+                    handler: str, below: List[str], inner_marker: str) -> List[str]:
+    """The frames of a block a C handler of nframes_signal made: `below` are
+    those between the signal trampoline and the Python caller."""
+    code = SIGNALS_RUN if under_run else SIGNALS_PROFILER
+    script = tmp_path / "script.py"
+    signal_c = "nframes_signal.c"
+    return [
+        allocator,
+        f"allocate ({signal_c}:{line(signal_c, allocate_marker)})",
+        f"{handler} ({signal_c}:{line(signal_c, handler)})",
+        TRAMPOLINE,
+        *below,
+        f"inner ({script}:{script_line(code, inner_marker)})",
+        f"main ({script}:{script_line(code, 'main')})",
+        f"<module> ({script}:{script_line(code, 'module')})",
+    ]
+
+
+@pytest.mark.parametrize("under_run", [False, True], ids=["profiler", "dhatc-run"])
+def test_a_c_signal_handler_shows_the_code_that_raised_the_signal(
+        built: Path, tmp_path: Path, under_run: bool) -> None:
+    """handler <- the signal trampoline <- raise()'s libc frames <- the C
+    function that raised <- the extension's function <- the Python callers."""
+    stacks = signal_stacks(built, tmp_path, under_run)
+    signal_c = "nframes_signal.c"
+    raiser = [f"raiser ({signal_c}:{line(signal_c, 'raiser')})",
+              f"sig_raise_in_c ({signal_c}:{line(signal_c, 'raise_in_c')})"]
+    for allocator, marker, size in signal_blocks(under_run, 7100):
+        frames = list(stacks[size])
+        libc = frames[4:frames.index(raiser[0])]
+        # raise() in libc: pthread_kill's frames, named from libc's symbols or lines.
+        assert libc and libc[-1].startswith("raise ") and all(LIBC_FRAME.fullmatch(f) for f in libc)
+        assert frames == c_signal_frames(under_run, tmp_path, allocator, marker, "on_usr1",
+                                         libc + raiser, "inner_raise")
+
+
+@pytest.mark.skipif(platform.machine() != "x86_64", reason="the faulting instruction is x86-64's")
+@pytest.mark.parametrize("under_run", [False, True], ids=["profiler", "dhatc-run"])
+def test_a_fault_shows_the_faulting_instruction(built: Path, tmp_path: Path,
+                                                under_run: bool) -> None:
+    """The frame a signal interrupted is named at the address the signal
+    frame holds, not as a call returning there: here the invalid instruction
+    of trap() (the byte before it is its prologue's, on another line)."""
+    stacks = signal_stacks(built, tmp_path, under_run)
+    signal_c = "nframes_signal.c"
+    faulting = [f"trap ({signal_c}:{line(signal_c, 'trap')})",
+                f"sig_fault_in_c ({signal_c}:{line(signal_c, 'fault_in_c')})"]
+    for allocator, marker, size in signal_blocks(under_run, 7200):
+        assert list(stacks[size]) == c_signal_frames(under_run, tmp_path, allocator, marker,
+                                                     "on_fault", faulting, "inner_fault")
+
+
+@pytest.mark.parametrize("under_run", [False, True], ids=["profiler", "dhatc-run"])
+def test_a_python_signal_handler_sits_on_the_line_that_raised(
+        built: Path, tmp_path: Path, under_run: bool) -> None:
+    """A Python handler runs from the interpreter's check of pending signals:
+    its frame comes right above the Python line that raised the signal, the
+    interpreter's C frames between them left out."""
+    stacks = signal_stacks(built, tmp_path, under_run)
+    code = SIGNALS_RUN if under_run else SIGNALS_PROFILER
+    script = tmp_path / "script.py"
+    assert list(stacks[7300 + sys.getsizeof(b"")]) == [
+        "PyObject_Calloc",  # bytes(n) is zeroed
+        f"on_usr2 ({script}:{script_line(code, 'on_usr2')})",
+        f"inner ({script}:{script_line(code, 'inner_python')})",
+        f"main ({script}:{script_line(code, 'main')})",
+        f"<module> ({script}:{script_line(code, 'module')})",
+    ]
+
+
 # ---- what users get wrong ------------------------------------------------------
 
 def test_without_the_unwinder_the_error_says_what_to_install(tmp_path: Path) -> None:
@@ -462,6 +599,101 @@ main()
     assert frames[1] == f"callback ({script}:{script_line(code, 'callback')})"
     assert frames[-1] == f"main ({script}:{script_line(code, 'main')})"
     assert "??? (no object: generated code)" in frames
+
+
+INLINED = """
+import ctypes
+lib = ctypes.CDLL(BUILT + "/libnframes_inline.so")
+lib.inline_outer.restype = ctypes.c_void_p
+other = ctypes.c_void_p()
+block = lib.inline_outer(6400, ctypes.byref(other))  # module
+"""
+
+
+def inlined_frames(which: str) -> List[str]:
+    """The frames inline_outer's `which` ("first", "second") call of inlined
+    functions gives in libnframes_inline.c, innermost first."""
+    source = "libnframes_inline.c"
+    return [f"inline_leaf ({source}:{line(source, 'inline_leaf')})",
+            f"inline_middle ({source}:{line(source, 'inline_middle')})",
+            f"inline_outer ({source}:{line(source, 'inline_outer_' + which)})"]
+
+
+def test_inlined_functions_are_frames_of_their_own(built: Path, tmp_path: Path) -> None:
+    """Each function inlined at an address is a frame, innermost first, at
+    the line of its own code or of the call it inlines; all of them with
+    that one address, as Valgrind shows them."""
+    run(built, INLINED, dhatc_run=["--native", "-o", str(tmp_path / "out.json")], tmp_path=tmp_path)
+    found = {pp["tb"]: frames for pp, frames in pps_with_frames(load(tmp_path / "out.json"))}
+    module = f"<module> ({tmp_path / 'script.py'}:{script_line(INLINED, 'module')})"
+    for size, which in ((6400, "first"), (6401, "second")):
+        frames = found[size]
+        assert bare(frames[:4]) == ["malloc", *inlined_frames(which)]
+        assert len({ADDRESS.match(f).group() for f in frames[1:4]}) == 1, frames  # one address
+        assert ADDRESS.match(frames[4]) and bare(frames)[-1] == module
+
+
+@pytest.mark.skipif(shutil.which("valgrind") is None, reason="needs valgrind")
+def test_inlined_frames_read_as_valgrinds(built: Path, tmp_path: Path) -> None:
+    """Valgrind's DHAT on a C program calling the same library shows the same
+    strings for its frames (its addresses aside) and repeats the address."""
+    program = tmp_path / "inline_main.c"
+    program.write_text("#include <stdlib.h>\n"
+                       "void *inline_outer(size_t size, void **other);\n"
+                       "int main(void) {\n"
+                       "    void *other;\n"
+                       "    return inline_outer(6400, &other) == NULL;\n"
+                       "}\n")
+    subprocess.run(["gcc", "-O0", "-g", str(program), "-o", str(tmp_path / "inline_main"),
+                    f"-L{built}", "-lnframes_inline", f"-Wl,-rpath,{built}"], check=True)
+    out = tmp_path / "valgrind.json"
+    subprocess.run(["valgrind", "--tool=dhat", f"--dhat-out-file={out}",
+                    str(tmp_path / "inline_main")], check=True, capture_output=True, timeout=300)
+    found = {pp["tb"]: frames for pp, frames in pps_with_frames(load(out))}
+    for size, which in ((6400, "first"), (6401, "second")):
+        frames = found[size]
+        assert bare(frames[1:4]) == inlined_frames(which)
+        assert len({ADDRESS.match(f).group() for f in frames[1:4]}) == 1, frames
+
+
+#: The frame that stands for the C frames an unwinding that stopped early did not reach.
+STOPPED = "[native unwinding stopped here] (the C frames below are missing)"
+
+STOPS = """
+import ctypes, platform
+lib = ctypes.CDLL(BUILT + "/libnframes_stop.so")
+lib.stop_outer.restype = ctypes.c_void_p
+
+def work():
+    kept = [lib.stop_outer(6100)]  # work_outer
+    if platform.machine() == "x86_64":
+        lib.stop_in_generated_code.restype = ctypes.c_void_p
+        kept.append(lib.stop_in_generated_code(6200))  # work_generated
+    return kept
+
+kept = work()  # module
+"""
+
+
+@pytest.mark.skipif(platform.machine() not in ("x86_64", "aarch64"),
+                    reason="the fixture's unwind information is written for x86-64 and AArch64")
+def test_an_unwinding_that_stops_early_is_marked(built: Path, tmp_path: Path) -> None:
+    """Where the C stack cannot be unwound down to the evaluation loop that
+    runs the Python frames below, a frame says that C frames are missing
+    there, between the last native frame found and those Python frames."""
+    pps = run_file(built, tmp_path, STOPS)
+    script = tmp_path / "script.py"
+    below = [f"<module> ({script}:{script_line(STOPS, 'module')})"]
+    [outer] = [f for f in pps if pps[f]["tb"] == 6100]
+    stop_make = f"stop_make (libnframes_stop.c:{line('libnframes_stop.c', 'stop_make')})"
+    assert outer == ("malloc", stop_make, STOPPED,
+                     f"work ({script}:{script_line(STOPS, 'work_outer')})", *below)
+    if platform.machine() == "x86_64":
+        [generated] = [f for f in pps if pps[f]["tb"] == 6200]
+        assert generated == ("malloc", "??? (no object: generated code)", STOPPED,
+                             f"work ({script}:{script_line(STOPS, 'work_generated')})", *below)
+    # A stack that reaches its Python frames has no such frame.
+    assert not any(STOPPED in frames for frames in pps if pps[frames]["tb"] not in (6100, 6200))
 
 
 def test_the_unwinders_unwind_functions_stay_its_own(tmp_path: Path) -> None:

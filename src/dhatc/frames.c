@@ -129,22 +129,29 @@ static inline raw_frame_t raw_frame(frame_t *frame)
 #endif
 }
 
-uint32_t dhatc_frames_capture(PyThreadState *tstate, dhatc_frame_t *out, uint32_t limit,
-                              uint64_t *hash, dhatc_kind_t kind, dhatc_frames_walk_t *walk)
+/* The capture, made twice by the compiler: with `record_walk` (for the
+ * cache) and without, so that the common loop tests nothing it does not need. */
+static inline __attribute__((always_inline)) uint32_t
+capture(PyThreadState *tstate, dhatc_frame_t *out, uint32_t limit, uint64_t *hash,
+        dhatc_kind_t kind, dhatc_frames_walk_t *walk, const bool record_walk)
 {
     uint64_t h = DHATC_HASH_SEED;
     uint32_t depth = 0, walked = 0;
     bool ended = true;
+    const frame_t *const root = root_frame;
+    const PyCodeObject *const rootcode = root_code;
     frame_t *frame = tstate != NULL ? top_frame(tstate) : NULL;
     for (; frame != NULL; frame = caller_of(frame)) {
         if (depth == limit) {
             ended = false;
             break;
         }
-        if (walk != NULL && walked < DHATC_FRAMES_CACHE_DEPTH) {
-            walk->frames[walked] = raw_frame(frame);
+        if (record_walk) {
+            if (walked < DHATC_FRAMES_CACHE_DEPTH) {
+                walk->frames[walked] = raw_frame(frame);
+            }
+            walked++;
         }
-        walked++;
         int32_t offset;
         PyCodeObject *code = code_and_offset(frame, &offset);
         if (code == NULL) {
@@ -153,18 +160,25 @@ uint32_t dhatc_frames_capture(PyThreadState *tstate, dhatc_frame_t *out, uint32_
         out[depth] = (dhatc_frame_t){.code = code, .where = offset, .kind = DHATC_FRAME_PYTHON};
         h = dhatc_hash_step(h, &out[depth]);
         depth++;
-        if (frame == root_frame && code == root_code) {
+        if (frame == root && code == rootcode) {
             ended = false;
             break;
         }
     }
-    if (walk != NULL) {
+    if (record_walk) {
         walk->count = walked;
         walk->ended = ended;
         walk->too_deep = walked > DHATC_FRAMES_CACHE_DEPTH;
     }
     *hash = dhatc_hash_finish(h, (uint32_t)kind, depth);
     return depth;
+}
+
+uint32_t dhatc_frames_capture(PyThreadState *tstate, dhatc_frame_t *out, uint32_t limit,
+                              uint64_t *hash, dhatc_kind_t kind, dhatc_frames_walk_t *walk)
+{
+    return walk != NULL ? capture(tstate, out, limit, hash, kind, walk, true)
+                        : capture(tstate, out, limit, hash, kind, NULL, false);
 }
 
 /* ---- one call of the evaluation loop at a time ---------------------------- */
@@ -259,11 +273,27 @@ static inline bool is_cached_frame(frame_t *frame, const raw_frame_t *cached)
     return raw.position == cached->position;
 }
 
-enum { CACHE_WAY_BITS = 6, CACHE_WAYS = 1 << CACHE_WAY_BITS, CACHE_DEPTH = DHATC_FRAMES_CACHE_DEPTH };
+/* Sets of two ways: with one way per set, two stacks of a loop that fell in
+ * one set (how the frames' addresses hash decides; seen in some layouts of
+ * the process and not others) would evict each other on every call. */
+enum {
+    CACHE_SET_BITS = 5,
+    CACHE_SETS = 1 << CACHE_SET_BITS,
+    CACHE_DEPTH = DHATC_FRAMES_CACHE_DEPTH,
+};
+
+/* Code that allocates from frames at new addresses each time (coroutines,
+ * generators made per item) misses every lookup, and each miss costs the
+ * lookup and remembering the walk: after a run of misses the thread's cache
+ * rests for a while (it is not looked at), then it is tried again.  Counted
+ * on the misses' path only, so that a hit costs nothing more. */
+enum {
+    CACHE_MAX_MISSES = 64, /* misses in a row that rest the cache */
+    CACHE_REST = 4096,     /* lookups skipped while resting */
+};
 
 typedef struct {
-    uint64_t generation; /* the profile's; 0: empty */
-    uint32_t kind;
+    uint64_t tag;        /* the profile's generation and the allocator kind; 0: empty */
     uint32_t pp;
     uint32_t count;      /* raw frames walked, skipped ones included */
     bool ended;          /* the walk ran to the end of the chain */
@@ -271,18 +301,28 @@ typedef struct {
 } cache_entry_t;
 
 typedef struct {
-    cache_entry_t ways[CACHE_WAYS];
+    cache_entry_t ways[2];
+    uint32_t recent; /* the way hit or filled last: looked at first, replaced last */
+} cache_set_t;
+
+typedef struct {
+    cache_set_t sets[CACHE_SETS];
+    uint32_t misses; /* in a row */
+    uint32_t rest;   /* lookups still to skip while resting */
 } thread_cache_t;
 
 /* This thread's cache, made on first use (one mapping per thread that
- * allocates while a profile runs), unmapped at thread exit. */
+ * allocates while a profile runs), unmapped at thread exit; `thread_cache`
+ * is the same one when it is looked at, NULL while it rests. */
+static __thread thread_cache_t *thread_cache_made __attribute__((tls_model("initial-exec")));
 static __thread thread_cache_t *thread_cache __attribute__((tls_model("initial-exec")));
 static pthread_key_t cache_key;
 static pthread_once_t cache_key_once = PTHREAD_ONCE_INIT;
 
 static void forget_thread_cache(void *cache)
 {
-    thread_cache = NULL; /* before unmapping: later destructors may allocate */
+    /* Before unmapping: later destructors may allocate. */
+    thread_cache = thread_cache_made = NULL;
     dhatc_rawmem_free(cache, sizeof(thread_cache_t));
 }
 
@@ -295,7 +335,7 @@ static void make_cache_key(void)
 
 static thread_cache_t *this_thread_cache(void)
 {
-    if (thread_cache == NULL) {
+    if (thread_cache_made == NULL) {
         pthread_once(&cache_key_once, make_cache_key);
         thread_cache_t *cache = dhatc_rawmem_alloc(sizeof(thread_cache_t));
         if (cache == NULL || cache_key == (pthread_key_t)-1 ||
@@ -303,34 +343,35 @@ static thread_cache_t *this_thread_cache(void)
             dhatc_rawmem_free(cache, sizeof(thread_cache_t));
             return NULL;
         }
-        thread_cache = cache;
+        thread_cache = thread_cache_made = cache;
     }
-    return thread_cache;
+    return thread_cache_made;
 }
 
-/* The way of a stack: by its top two frames (recursive code has many stacks
- * that share the top one). */
-static inline cache_entry_t *way_of(thread_cache_t *cache, const raw_frame_t *top,
-                                    uintptr_t caller_position, uint32_t kind)
+/* Generations count from 1, so no tag is 0. */
+_Static_assert(DHATC_KIND_COUNT <= 256, "a kind fits in a tag's low byte");
+static inline uint64_t tag_of(uint64_t generation, uint32_t kind)
 {
-    uintptr_t key = (uintptr_t)top->frame ^ (top->position >> 1) ^ (caller_position << 7) ^ kind;
+    return generation << 8 | kind;
+}
+
+/* The set of a stack: by its top two frames (recursive code has many stacks
+ * that share the top one) and the kind, which goes to the high bits: in the
+ * low ones, blocks of two kinds made by neighbouring instructions could
+ * cancel out and evict each other on every call. */
+static inline cache_set_t *set_of(thread_cache_t *cache, const raw_frame_t *top,
+                                  uintptr_t caller_position, uint32_t kind)
+{
+    uintptr_t key = (uintptr_t)top->frame ^ (top->position >> 1) ^ (caller_position << 7) ^
+                    ((uintptr_t)kind << 58);
     key *= UINT64_C(0x9E3779B97F4A7C15);
-    return &cache->ways[key >> (64 - CACHE_WAY_BITS)];
+    return &cache->sets[key >> (64 - CACHE_SET_BITS)];
 }
 
-bool dhatc_frames_cached_pp(PyThreadState *tstate, dhatc_kind_t kind, uint64_t generation,
-                            uint32_t *pp)
+/* Whether the chain from `frame` down is the stack `entry` remembers. */
+static inline bool entry_matches(const cache_entry_t *entry, frame_t *frame, uint64_t tag)
 {
-    thread_cache_t *cache = thread_cache;
-    frame_t *frame = top_frame(tstate);
-    if (cache == NULL || frame == NULL) {
-        return false;
-    }
-    raw_frame_t raw = raw_frame(frame);
-    frame_t *caller = caller_of(frame);
-    const cache_entry_t *entry =
-        way_of(cache, &raw, caller != NULL ? raw_frame(caller).position : 0, (uint32_t)kind);
-    if (entry->generation != generation || entry->kind != (uint32_t)kind) {
+    if (entry->tag != tag) {
         return false;
     }
     for (uint32_t i = 0; i < entry->count; i++) {
@@ -339,11 +380,59 @@ bool dhatc_frames_cached_pp(PyThreadState *tstate, dhatc_kind_t kind, uint64_t g
         }
         frame = caller_of(frame);
     }
-    if (entry->ended && frame != NULL) {
-        return false; /* the chain goes on below now: another stack */
+    return !entry->ended || frame == NULL; /* not if the chain goes on below now */
+}
+
+/* Not looked at: the cache is not made yet (cache_pp() makes it), or rests. */
+static __attribute__((noinline)) dhatc_cache_answer_t no_cache(const frame_t *frame)
+{
+    thread_cache_t *cache = thread_cache_made;
+    if (cache == NULL) {
+        return frame != NULL ? DHATC_CACHE_MISS : DHATC_CACHE_OFF;
     }
-    *pp = entry->pp;
-    return true;
+    if (--cache->rest == 0) {
+        thread_cache = cache;
+    }
+    return DHATC_CACHE_OFF;
+}
+
+static __attribute__((noinline)) dhatc_cache_answer_t missed(thread_cache_t *cache)
+{
+    if (++cache->misses == CACHE_MAX_MISSES) {
+        cache->misses = 0;
+        cache->rest = CACHE_REST;
+        thread_cache = NULL;
+    }
+    return DHATC_CACHE_MISS;
+}
+
+dhatc_cache_answer_t dhatc_frames_cached_pp(PyThreadState *tstate, dhatc_kind_t kind,
+                                            uint64_t generation, uint32_t *pp)
+{
+    thread_cache_t *cache = thread_cache;
+    frame_t *frame = top_frame(tstate);
+    if (cache == NULL) {
+        return no_cache(frame);
+    }
+    if (frame == NULL) {
+        return DHATC_CACHE_OFF;
+    }
+    raw_frame_t raw = raw_frame(frame);
+    frame_t *caller = caller_of(frame);
+    cache_set_t *set =
+        set_of(cache, &raw, caller != NULL ? raw_frame(caller).position : 0, (uint32_t)kind);
+    uint64_t tag = tag_of(generation, (uint32_t)kind);
+    uint32_t way = set->recent;
+    if (!entry_matches(&set->ways[way], frame, tag)) {
+        way ^= 1;
+        if (!entry_matches(&set->ways[way], frame, tag)) {
+            return missed(cache);
+        }
+        set->recent = way;
+    }
+    cache->misses = 0;
+    *pp = set->ways[way].pp;
+    return DHATC_CACHE_HIT;
 }
 
 void dhatc_frames_cache_pp(const dhatc_frames_walk_t *walk, dhatc_kind_t kind,
@@ -362,9 +451,10 @@ void dhatc_frames_cache_pp(const dhatc_frames_walk_t *walk, dhatc_kind_t kind,
     } else if (!walk->ended) {
         return; /* the walk stopped at the top: its caller is not known */
     }
-    cache_entry_t *entry = way_of(cache, &walk->frames[0], caller_position, (uint32_t)kind);
-    entry->generation = generation;
-    entry->kind = (uint32_t)kind;
+    cache_set_t *set = set_of(cache, &walk->frames[0], caller_position, (uint32_t)kind);
+    set->recent ^= 1;
+    cache_entry_t *entry = &set->ways[set->recent];
+    entry->tag = tag_of(generation, (uint32_t)kind);
     entry->pp = pp;
     entry->count = walk->count;
     entry->ended = walk->ended;

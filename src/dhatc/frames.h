@@ -81,9 +81,16 @@ uint32_t dhatc_frames_next_call(dhatc_frames_cursor_t *cursor, dhatc_frame_t *ou
  * program point `pp` -- only once every code object in it is
  * kept alive (codetable.h), or an address could come back as another
  * function's.  Both for the calling thread's own stack, of the profile's
- * interpreter; neither allocates from the hooked allocators. */
-bool dhatc_frames_cached_pp(PyThreadState *tstate, dhatc_kind_t kind, uint64_t generation,
-                            uint32_t *pp);
+ * interpreter; neither allocates from the hooked allocators.  A thread whose
+ * lookups rarely hit stops looking for a while (OFF). */
+typedef enum {
+    DHATC_CACHE_HIT,  /* *pp is the stack's program point */
+    DHATC_CACHE_MISS, /* capture with a walk, and give it to cache_pp() */
+    DHATC_CACHE_OFF,  /* capture without one: the cache is not used now */
+} dhatc_cache_answer_t;
+
+dhatc_cache_answer_t dhatc_frames_cached_pp(PyThreadState *tstate, dhatc_kind_t kind,
+                                            uint64_t generation, uint32_t *pp);
 void dhatc_frames_cache_pp(const dhatc_frames_walk_t *walk, dhatc_kind_t kind,
                            uint64_t generation, uint32_t pp);
 

@@ -47,7 +47,9 @@ static inline void record_new_block(const domain_hook_t *hook, void *block, size
 
 enum { WHICH_MALLOC = 0, WHICH_CALLOC = 1, WHICH_REALLOC = 2 };
 
-static void *hook_alloc(void *ctx, size_t nelem, size_t elsize, int which)
+/* Inline in hook_malloc and hook_calloc: one call fewer on every allocation. */
+static inline __attribute__((always_inline)) void *hook_alloc(void *ctx, size_t nelem,
+                                                               size_t elsize, int which)
 {
     domain_hook_t *hook = ctx;
     const PyMemAllocatorEx *next = &hook->wrapped;

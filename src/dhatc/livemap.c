@@ -2,15 +2,6 @@
 
 #include "rawmem.h"
 
-/* Address bits: 47..32 pick a middle table in `top`, 31..16 a leaf in it,
- * 15..4 the slot in the leaf. */
-enum {
-    UNIT_SHIFT = 4,
-    LEAF_BITS = 12,
-    MIDDLE_BITS = 16,
-    TOP_BITS = 16,
-    ADDRESS_BITS = UNIT_SHIFT + LEAF_BITS + MIDDLE_BITS + TOP_BITS,
-};
 #define LEAF_BYTES (((size_t)1 << LEAF_BITS) * sizeof(uint64_t))
 #define MIDDLE_BYTES (((size_t)1 << MIDDLE_BITS) * sizeof(uint64_t *))
 #define TOP_BYTES (((size_t)1 << TOP_BITS) * sizeof(uint64_t **))
@@ -23,29 +14,14 @@ struct dhatc_shadow_slab {
     dhatc_shadow_slab_t *next;
 };
 
-/* A slot holds the block's size_and_pp with the program point plus one, so
- * that no block is stored as 0, the empty slot. */
-#define PP_ONE (UINT64_C(1) << DHATC_BLOCK_SIZE_BITS)
-
-static inline bool in_shadow(uintptr_t address)
-{
-    return (address & ((1u << UNIT_SHIFT) - 1)) == 0 && (uint64_t)address >> ADDRESS_BITS == 0;
-}
-
-static inline size_t top_index(uintptr_t address)
-{
-    return (size_t)(address >> (UNIT_SHIFT + LEAF_BITS + MIDDLE_BITS));
-}
-
-static inline size_t middle_index(uintptr_t address)
-{
-    return (size_t)(address >> (UNIT_SHIFT + LEAF_BITS)) & (((size_t)1 << MIDDLE_BITS) - 1);
-}
-
-static inline size_t leaf_index(uintptr_t address)
-{
-    return (size_t)(address >> UNIT_SHIFT) & (((size_t)1 << LEAF_BITS) - 1);
-}
+#define UNIT_SHIFT DHATC_LIVEMAP_UNIT_SHIFT
+#define LEAF_BITS DHATC_LIVEMAP_LEAF_BITS
+#define MIDDLE_BITS DHATC_LIVEMAP_MIDDLE_BITS
+#define TOP_BITS DHATC_LIVEMAP_TOP_BITS
+#define PP_ONE DHATC_LIVEMAP_PP_ONE
+#define top_index dhatc_livemap_top_index
+#define middle_index dhatc_livemap_middle_index
+#define leaf_index dhatc_livemap_leaf_index
 
 bool dhatc_livemap_init(dhatc_livemap_t *map)
 {
@@ -107,21 +83,7 @@ static uint64_t *new_leaf(dhatc_livemap_t *map, uint64_t first_block_size)
     return leaf;
 }
 
-/* The slot for a shadowed address, or NULL if no block was ever there. */
-static inline uint64_t *existing_slot(const dhatc_livemap_t *map, uintptr_t address)
-{
-    uint64_t **middle = map->top[top_index(address)];
-    if (__builtin_expect(middle == NULL, 0)) {
-        return NULL;
-    }
-    uint64_t *leaf = middle[middle_index(address)];
-    return __builtin_expect(leaf == NULL, 0) ? NULL : &leaf[leaf_index(address)];
-}
-
-/* Out of line, so that the common case stays a leaf function: the slot for a
- * shadowed block whose tables do not exist yet; NULL without memory. */
-__attribute__((noinline, cold)) static uint64_t *slot_to_make(dhatc_livemap_t *map,
-                                                              uintptr_t address, uint64_t size)
+uint64_t *dhatc_livemap_slot_to_make(dhatc_livemap_t *map, uintptr_t address, uint64_t size)
 {
     uint64_t ***middle = &map->top[top_index(address)];
     if (*middle == NULL && (*middle = dhatc_rawmem_alloc_sparse(MIDDLE_BYTES)) == NULL) {
@@ -134,8 +96,8 @@ __attribute__((noinline, cold)) static uint64_t *slot_to_make(dhatc_livemap_t *m
     return &(*leaf)[leaf_index(address)];
 }
 
-__attribute__((noinline)) static bool put_odd(dhatc_livemap_t *map, const dhatc_block_t *block,
-                                              dhatc_block_t *replaced, bool *had_old)
+bool dhatc_livemap_put_odd(dhatc_livemap_t *map, const dhatc_block_t *block,
+                          dhatc_block_t *replaced, bool *had_old)
 {
     if (!dhatc_blockhash_put(&map->odd, block, replaced, had_old)) {
         return false;
@@ -144,54 +106,11 @@ __attribute__((noinline)) static bool put_odd(dhatc_livemap_t *map, const dhatc_
     return true;
 }
 
-bool dhatc_livemap_put(dhatc_livemap_t *map, const dhatc_block_t *block,
-                       dhatc_block_t *replaced, bool *had_old)
-{
-    *had_old = false;
-    if (__builtin_expect(!in_shadow(block->address), 0)) {
-        return put_odd(map, block, replaced, had_old);
-    }
-    uint64_t *slot = existing_slot(map, block->address);
-    if (__builtin_expect(slot == NULL, 0)) {
-        slot = slot_to_make(map, block->address, dhatc_block_size(block));
-        if (slot == NULL) {
-            return false;
-        }
-    }
-    if (*slot != 0) {
-        *replaced = (dhatc_block_t){block->address, *slot - PP_ONE};
-        *had_old = true;
-    } else {
-        map->count++;
-    }
-    *slot = block->size_and_pp + PP_ONE;
-    return true;
-}
-
-__attribute__((noinline)) static bool take_odd(dhatc_livemap_t *map, uintptr_t address,
-                                               dhatc_block_t *removed)
+bool dhatc_livemap_take_odd(dhatc_livemap_t *map, uintptr_t address, dhatc_block_t *removed)
 {
     if (!dhatc_blockhash_take(&map->odd, address, removed)) {
         return false;
     }
-    map->count--;
-    return true;
-}
-
-bool dhatc_livemap_take(dhatc_livemap_t *map, uintptr_t address, dhatc_block_t *removed)
-{
-    if (__builtin_expect(map->top == NULL, 0)) {
-        return false;
-    }
-    if (__builtin_expect(!in_shadow(address), 0)) {
-        return take_odd(map, address, removed);
-    }
-    uint64_t *slot = existing_slot(map, address);
-    if (slot == NULL || *slot == 0) {
-        return false;
-    }
-    *removed = (dhatc_block_t){address, *slot - PP_ONE};
-    *slot = 0;
     map->count--;
     return true;
 }

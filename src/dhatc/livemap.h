@@ -45,14 +45,113 @@ typedef struct {
 bool dhatc_livemap_init(dhatc_livemap_t *map);
 void dhatc_livemap_release(dhatc_livemap_t *map);
 
+/* Out of line: the rare cases of put() and take() below (an address with no
+ * table yet, an address the shadow cannot hold). */
+__attribute__((cold)) uint64_t *dhatc_livemap_slot_to_make(dhatc_livemap_t *map,
+                                                           uintptr_t address, uint64_t size);
+__attribute__((cold)) bool dhatc_livemap_put_odd(dhatc_livemap_t *map, const dhatc_block_t *block,
+                                                 dhatc_block_t *replaced, bool *had_old);
+__attribute__((cold)) bool dhatc_livemap_take_odd(dhatc_livemap_t *map, uintptr_t address,
+                                                  dhatc_block_t *removed);
+
+/* Address bits: 47..32 pick a middle table in `top`, 31..16 a leaf in it,
+ * 15..4 the slot in the leaf.  Inline below: a put and a take happen for
+ * every block, and a call each (with its saved registers) cost as much as the
+ * work. */
+enum {
+    DHATC_LIVEMAP_UNIT_SHIFT = 4,
+    DHATC_LIVEMAP_LEAF_BITS = 12,
+    DHATC_LIVEMAP_MIDDLE_BITS = 16,
+    DHATC_LIVEMAP_TOP_BITS = 16,
+    DHATC_LIVEMAP_ADDRESS_BITS = DHATC_LIVEMAP_UNIT_SHIFT + DHATC_LIVEMAP_LEAF_BITS +
+                                 DHATC_LIVEMAP_MIDDLE_BITS + DHATC_LIVEMAP_TOP_BITS,
+};
+
+/* A slot holds the block's size_and_pp with the program point plus one, so
+ * that no block is stored as 0, the empty slot. */
+#define DHATC_LIVEMAP_PP_ONE (UINT64_C(1) << DHATC_BLOCK_SIZE_BITS)
+
+static inline bool dhatc_livemap_in_shadow(uintptr_t address)
+{
+    return (address & ((1u << DHATC_LIVEMAP_UNIT_SHIFT) - 1)) == 0 &&
+           (uint64_t)address >> DHATC_LIVEMAP_ADDRESS_BITS == 0;
+}
+
+static inline size_t dhatc_livemap_top_index(uintptr_t address)
+{
+    return (size_t)(address >>
+                    (DHATC_LIVEMAP_UNIT_SHIFT + DHATC_LIVEMAP_LEAF_BITS + DHATC_LIVEMAP_MIDDLE_BITS));
+}
+
+static inline size_t dhatc_livemap_middle_index(uintptr_t address)
+{
+    return (size_t)(address >> (DHATC_LIVEMAP_UNIT_SHIFT + DHATC_LIVEMAP_LEAF_BITS)) &
+           (((size_t)1 << DHATC_LIVEMAP_MIDDLE_BITS) - 1);
+}
+
+static inline size_t dhatc_livemap_leaf_index(uintptr_t address)
+{
+    return (size_t)(address >> DHATC_LIVEMAP_UNIT_SHIFT) &
+           (((size_t)1 << DHATC_LIVEMAP_LEAF_BITS) - 1);
+}
+
+/* The slot for a shadowed address, or NULL if no block was ever there. */
+static inline uint64_t *dhatc_livemap_existing_slot(const dhatc_livemap_t *map, uintptr_t address)
+{
+    uint64_t **middle = map->top[dhatc_livemap_top_index(address)];
+    if (__builtin_expect(middle == NULL, 0)) {
+        return NULL;
+    }
+    uint64_t *leaf = middle[dhatc_livemap_middle_index(address)];
+    return __builtin_expect(leaf == NULL, 0) ? NULL : &leaf[dhatc_livemap_leaf_index(address)];
+}
+
 /* Stores `block` under block->address.  If that address is already present
  * (a block whose free we never saw), the old entry is copied to *replaced and
  * true is returned through *had_old.  Returns false only when memory for the
  * map could not be had. */
-bool dhatc_livemap_put(dhatc_livemap_t *map, const dhatc_block_t *block,
-                       dhatc_block_t *replaced, bool *had_old);
+static inline bool dhatc_livemap_put(dhatc_livemap_t *map, const dhatc_block_t *block,
+                                     dhatc_block_t *replaced, bool *had_old)
+{
+    *had_old = false;
+    if (__builtin_expect(!dhatc_livemap_in_shadow(block->address), 0)) {
+        return dhatc_livemap_put_odd(map, block, replaced, had_old);
+    }
+    uint64_t *slot = dhatc_livemap_existing_slot(map, block->address);
+    if (__builtin_expect(slot == NULL, 0)) {
+        slot = dhatc_livemap_slot_to_make(map, block->address, dhatc_block_size(block));
+        if (slot == NULL) {
+            return false;
+        }
+    }
+    if (*slot != 0) {
+        *replaced = (dhatc_block_t){block->address, *slot - DHATC_LIVEMAP_PP_ONE};
+        *had_old = true;
+    } else {
+        map->count++;
+    }
+    *slot = block->size_and_pp + DHATC_LIVEMAP_PP_ONE;
+    return true;
+}
 
 /* Removes the entry for `address`, copying it to *removed.  False if absent. */
-bool dhatc_livemap_take(dhatc_livemap_t *map, uintptr_t address, dhatc_block_t *removed);
+static inline bool dhatc_livemap_take(dhatc_livemap_t *map, uintptr_t address,
+                                      dhatc_block_t *removed)
+{
+    if (__builtin_expect(map->top == NULL, 0)) {
+        return false;
+    }
+    if (__builtin_expect(!dhatc_livemap_in_shadow(address), 0)) {
+        return dhatc_livemap_take_odd(map, address, removed);
+    }
+    uint64_t *slot = dhatc_livemap_existing_slot(map, address);
+    if (slot == NULL || *slot == 0) {
+        return false;
+    }
+    *removed = (dhatc_block_t){address, *slot - DHATC_LIVEMAP_PP_ONE};
+    *slot = 0;
+    map->count--;
+    return true;
+}
 
 #endif

@@ -237,6 +237,12 @@ static uint32_t splice(void *const *ips, int count, PyThreadState *tstate, dhatc
     *used = i;
     if (depth < limit && !cursor.at_root && cursor.next != NULL && i == count) {
         *used = count + 1; /* the Python frames go on below what was unwound */
+        /* The native stack ended before the evaluation loop's frame that
+         * runs them: the unwinder stopped (a frame without unwind
+         * information, or with information that says it has no caller) or
+         * the stack is deeper than MAX_NATIVE_FRAMES.  The frame at NULL
+         * says that C frames are missing here (dhatpy/_native_frames.py). */
+        out[depth++] = (dhatc_frame_t){.code = NULL, .where = 0, .kind = DHATC_FRAME_NATIVE};
     }
     /* Python frames no evaluation-loop frame of the C stack claimed (the
      * unwinding stopped early, or another frame evaluator runs them). */

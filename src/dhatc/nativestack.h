@@ -10,7 +10,9 @@
  *
  * Frames are instruction addresses; they are named when the file is written
  * (dhatpy/_native_frames.py), from the object each address was found in when
- * first seen, so objects unloaded meanwhile are still named (objects()). */
+ * first seen, so objects unloaded meanwhile are still named (objects()).  A
+ * native frame at address NULL stands for the C frames an unwinding that
+ * stopped early did not reach, above the Python frames it did not reach. */
 #ifndef DHATC_NATIVESTACK_H
 #define DHATC_NATIVESTACK_H
 

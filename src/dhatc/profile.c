@@ -205,7 +205,7 @@ static inline void note_pp_peak(pp_t *pp)
     DHATC_CHECK(pp->curr_bytes <= pp->max_bytes && pp->curr_blocks <= pp->total_blocks);
 }
 
-static void forget_block_unlocked(const dhatc_block_t *block)
+static inline __attribute__((always_inline)) void forget_block_unlocked(const dhatc_block_t *block)
 {
     pp_t *pp = &g.pps[dhatc_block_pp(block)];
     uint64_t size = dhatc_block_size(block);
@@ -221,7 +221,8 @@ static void forget_block_unlocked(const dhatc_block_t *block)
 }
 
 /* Under the lock, in a heap profile: a new block at program point `id`. */
-static void add_block_unlocked(uintptr_t address, uint64_t size, uint32_t id)
+static inline __attribute__((always_inline)) void add_block_unlocked(uintptr_t address,
+                                                                 uint64_t size, uint32_t id)
 {
     if (size > DHATC_BLOCK_MAX_SIZE) {
         g.dropped++;

@@ -43,10 +43,20 @@ static bool holds_profile_gil(bool gil_held)
            (gil_held || running == PyGILState_GetThisThreadState());
 }
 
-void dhatc_record_retain_code(bool gil_held)
+/* Takes references on the code objects of new program points, if the caller
+ * holds the profile's interpreter's GIL (`gil_held`: known to hold a GIL).
+ * The check is inline: nearly every call finds nothing new. */
+static __attribute__((noinline)) void retain_code_now(bool gil_held)
 {
-    if (dhatc_codetable_has_new() && holds_profile_gil(gil_held)) {
+    if (holds_profile_gil(gil_held)) {
         dhatc_codetable_retain_new();
+    }
+}
+
+static inline void retain_new_code(bool gil_held)
+{
+    if (__builtin_expect(dhatc_codetable_has_new(), 0)) {
+        retain_code_now(gil_held);
     }
 }
 
@@ -87,17 +97,18 @@ static uint32_t other_interpreter(PyThreadState *tstate, dhatc_frame_t *frames, 
 }
 
 /* A block whose stack is not in the thread's cache: capture it, record it,
- * and remember its program point.  Out of line: the frame buffer is sized by
+ * and remember its program point (if `to_cache`).  Out of line: the frame buffer is sized by
  * the limit (160 bytes for the default 10 frames rather than the 8 KiB the
  * maximum needs, since C threads may have small stacks). */
 static __attribute__((noinline)) void record_with_stack(PyThreadState *tstate, bool own_interp,
-                                                        void *block, size_t size,
+                                                        bool to_cache, void *block, size_t size,
                                                         dhatc_kind_t kind, bool gil_held)
 {
     const uint32_t limit = __atomic_load_n(&config.frames_limit, __ATOMIC_RELAXED);
     dhatc_frame_t frames[limit + 1]; /* + 1: never a zero-length array */
     uint64_t hash, generation = 0;
     dhatc_frames_walk_t walk;
+    walk.count = 0; /* nothing to remember unless the capture below walks */
     uint32_t depth;
     if (!own_interp) {
         depth = other_interpreter(tstate, frames, limit, &hash, kind);
@@ -105,15 +116,15 @@ static __attribute__((noinline)) void record_with_stack(PyThreadState *tstate, b
         /* Not cached: two calls from one Python line can come through
          * different C code. */
         depth = dhatc_nativestack_capture(tstate, frames, limit, &hash, kind);
-        walk.count = 0;
     } else {
-        depth = dhatc_frames_capture(tstate, frames, limit, &hash, kind, &walk);
+        depth = dhatc_frames_capture(tstate, frames, limit, &hash, kind,
+                                     to_cache ? &walk : NULL);
     }
     uint32_t pp = dhatc_profile_record_alloc((uintptr_t)block, size, kind, frames, depth, hash,
                                              &generation);
     /* A new program point's code objects are kept alive by a reference,
      * which needs the GIL; without it, the next hooked call that holds it. */
-    dhatc_record_retain_code(gil_held);
+    retain_new_code(gil_held);
     if (pp != DHATC_NO_PP && own_interp && tstate != NULL && walk.count > 0 &&
         !dhatc_codetable_has_new()) {
         dhatc_frames_cache_pp(&walk, kind, generation, pp);
@@ -124,22 +135,26 @@ void dhatc_record_block(void *block, size_t size, dhatc_kind_t kind, bool gil_he
 {
     PyThreadState *tstate = stack_owner(gil_held);
     bool own_interp = tstate == NULL || tstate->interp == config.interp;
-    uint32_t pp;
-    uint64_t generation = dhatc_profile_generation();
-    if (own_interp && tstate != NULL && !config.native &&
-        dhatc_frames_cached_pp(tstate, kind, generation, &pp) &&
-        dhatc_profile_record_alloc_at((uintptr_t)block, size, pp, generation)) {
-        dhatc_record_retain_code(gil_held);
-        return;
+    bool to_cache = false;
+    if (own_interp && tstate != NULL && !config.native) {
+        uint32_t pp;
+        uint64_t generation = dhatc_profile_generation();
+        dhatc_cache_answer_t cached = dhatc_frames_cached_pp(tstate, kind, generation, &pp);
+        if (cached == DHATC_CACHE_HIT &&
+            dhatc_profile_record_alloc_at((uintptr_t)block, size, pp, generation)) {
+            retain_new_code(gil_held);
+            return;
+        }
+        to_cache = cached != DHATC_CACHE_OFF;
     }
-    record_with_stack(tstate, own_interp, block, size, kind, gil_held);
+    record_with_stack(tstate, own_interp, to_cache, block, size, kind, gil_held);
 }
 
 void dhatc_record_free(void *block, bool gil_held)
 {
     dhatc_profile_record_free((uintptr_t)block);
     /* Before `block` (maybe a dying code object) is gone. */
-    dhatc_record_retain_code(gil_held);
+    retain_new_code(gil_held);
 }
 
 bool dhatc_record_realloc_begin(void *old, dhatc_realloc_ticket_t *ticket)
@@ -173,5 +188,5 @@ void dhatc_record_event(uint64_t weight)
         depth = dhatc_frames_capture(tstate, frames, limit, &hash, DHATC_KIND_AD_HOC, NULL);
     }
     dhatc_profile_record_event(weight, frames, depth, hash);
-    dhatc_record_retain_code(true);
+    retain_new_code(true);
 }

@@ -66,8 +66,4 @@ void dhatc_record_realloc_end(bool known, const dhatc_realloc_ticket_t *ticket, 
 /* An ad hoc event of `weight` units at the caller's stack.  Needs the GIL. */
 void dhatc_record_event(uint64_t weight);
 
-/* Takes references on the code objects of new program points, if the caller
- * holds the profile's interpreter's GIL (`gil_held`: known to hold a GIL). */
-void dhatc_record_retain_code(bool gil_held);
-
 #endif

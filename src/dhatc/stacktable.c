@@ -22,19 +22,16 @@ void dhatc_stacktable_release(dhatc_stacktable_t *table)
     table->count = 0;
 }
 
+/* Frames are compared as bytes (one memcmp, not three compares a frame),
+ * which needs a frame to have no padding. */
+_Static_assert(sizeof(dhatc_frame_t) == sizeof(void *) + 2 * sizeof(int32_t),
+               "dhatc_frame_t has no padding");
+
 static inline bool same_stack(const dhatc_stack_entry_t *entry, uint64_t hash, uint32_t kind,
                               const dhatc_frame_t *frames, uint32_t depth)
 {
-    if (entry->hash != hash || entry->kind != kind || entry->depth != depth) {
-        return false;
-    }
-    for (uint32_t i = 0; i < depth; i++) {
-        if (entry->frames[i].code != frames[i].code || entry->frames[i].where != frames[i].where ||
-            entry->frames[i].kind != frames[i].kind) {
-            return false;
-        }
-    }
-    return true;
+    return entry->hash == hash && entry->kind == kind && entry->depth == depth &&
+           (depth == 0 || memcmp(entry->frames, frames, depth * sizeof *frames) == 0);
 }
 
 uint32_t dhatc_stacktable_find(const dhatc_stacktable_t *table, uint64_t hash, uint32_t kind,
