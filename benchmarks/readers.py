@@ -13,9 +13,15 @@ entries.  NEW is OLD one run later: 1% of the program points gone, 1% new
 ones, a tenth of the rest allocating more.  Figures are consistent (max <=
 total, at t-gmax and at t-end <= max).
 
-Each command runs as ``python -m dhatc ...`` in its own session; the time is
-wall-clock, the memory the peak of the summed resident memory of all its
-processes (diff reads NEW in a forked process), sampled every 20 ms.
+Each command runs as ``python -m dhatc ...`` in its own session, its output
+thrown away: wall-clock seconds; CPU seconds (user and system, of the command
+and every process it forked: report and diff read in two processes), and
+those of its busiest process, which two idle cores would make its wall time,
+about; the peak of the summed resident memory of all its processes, sampled
+every 20 ms;
+and the load average (1 minute) when it ended, since the machine may be shared
+and its wall-clock time then says more about the others than about dhatc.
+Each figure is the median of --rounds runs, memory the largest.
 """
 
 from __future__ import annotations
@@ -24,13 +30,15 @@ import argparse
 import json
 import os
 import random
+import resource
+import statistics
 import shutil
 import subprocess
 import sys
 import tempfile
 import threading
 import time
-from typing import Dict, List, Sequence, Tuple
+from typing import Dict, List, NamedTuple, Optional, Sequence, Tuple
 
 ALLOCATORS = ("PyObject_Malloc", "PyObject_Realloc", "PyObject_Calloc", "PyMem_Malloc",
               "PyMem_Realloc", "PyMem_RawMalloc", "malloc")
@@ -68,7 +76,7 @@ def _stacks(rng: random.Random, n: int, frames_of: List[List[int]], callees: Lis
     """n distinct stacks, outermost first, as indices into the frame strings."""
     roots = list(range(8))
     seen = set()
-    stacks = []
+    stacks: List[Tuple[int, ...]] = []
     while len(stacks) < n:
         f = rng.choice(roots)
         depth = rng.randint(10, 23)
@@ -129,9 +137,11 @@ def generate(path: str, n: int, seed: int, *, later: bool = False) -> None:
 # --- measuring -------------------------------------------------------------------------
 
 
-def _session_rss(sid: int) -> int:
-    """Resident bytes of all processes of session `sid`."""
+def _session_sample(sid: int) -> Tuple[int, Dict[int, int]]:
+    """Resident bytes of all processes of session `sid`, and each one's CPU time
+    so far (user + system, clock ticks)."""
     total = 0
+    ticks = {}
     for entry in os.listdir("/proc"):
         if not entry.isdigit():
             continue
@@ -141,23 +151,43 @@ def _session_rss(sid: int) -> int:
             if int(fields[3]) != sid:  # field 6, the session id
                 continue
             total += int(fields[21]) * os.sysconf("SC_PAGE_SIZE")  # field 24, rss pages
+            ticks[int(entry)] = int(fields[11]) + int(fields[12])  # fields 14, 15: utime, stime
         except (OSError, IndexError, ValueError):
             continue
-    return total
+    return total, ticks
 
 
-def measure(args: Sequence[str]) -> Tuple[float, int, int]:
-    """Wall seconds, peak summed RSS (bytes) and exit status of `python -m dhatc args`."""
+class Run(NamedTuple):
+    """One run of a command."""
+
+    wall: float  # seconds
+    cpu: float  # user + system seconds, its forked processes included
+    longest: float  # the CPU seconds of its busiest process (about the wall time, idle)
+    peak: int  # the summed resident bytes of its processes, at most
+    status: int  # exit status (1: diff's limits exceeded)
+    load: float  # the 1-minute load average when it ended
+
+
+def measure(args: Sequence[str], package: Optional[str] = None) -> Run:
+    """One run of `python -m dhatc args`, its output thrown away; `package`: a
+    directory with another dhatc package in it, to run that one."""
+    env = dict(os.environ)
+    if package is not None:
+        env["PYTHONPATH"] = os.pathsep.join(filter(None, (package, env.get("PYTHONPATH"))))
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
     start = time.perf_counter()
     proc = subprocess.Popen([sys.executable, "-m", "dhatc", *args], stdout=subprocess.DEVNULL,
-                            stderr=subprocess.PIPE, start_new_session=True)
+                            stderr=subprocess.PIPE, start_new_session=True, env=env)
     peak = 0
+    ticks: Dict[int, int] = {}
     done = threading.Event()
 
     def sample() -> None:
         nonlocal peak
         while not done.is_set():
-            peak = max(peak, _session_rss(proc.pid))
+            rss, now = _session_sample(proc.pid)
+            peak = max(peak, rss)
+            ticks.update(now)
             done.wait(0.02)
 
     sampler = threading.Thread(target=sample)
@@ -166,9 +196,34 @@ def measure(args: Sequence[str]) -> Tuple[float, int, int]:
     elapsed = time.perf_counter() - start
     done.set()
     sampler.join()
+    # The command's own times and those of the processes it waited for (one
+    # command runs at a time; the sampler forks nothing).
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
     if proc.returncode not in (0, 1):
         raise SystemExit(f"dhatc {' '.join(args)} failed:\n{err.decode()}")
-    return elapsed, peak, proc.returncode
+    longest = max(ticks.values(), default=0) / os.sysconf("SC_CLK_TCK")
+    return Run(elapsed, cpu, longest, peak, proc.returncode, os.getloadavg()[0])
+
+
+def commands(old: str, new: str, *, tree_all: bool = False) -> List[List[str]]:
+    """What is measured: report by each metric a heap profile of dhatc's supports,
+    its tree (the default threshold, and 0.1%: all that a terminal can show),
+    its JSON, and diff, plain and as a CI gate."""
+    sorts = ["total_blocks", "total_bytes", "tiny", "short_lived", "gmax_bytes", "end_bytes",
+             "max_bytes", "max_blocks", "gmax_blocks", "end_blocks"]
+    result = [["report", old]] + [["report", old, "--sort", name] for name in sorts[1:]]
+    result += [["report", old, "--tree"], ["report", old, "--tree", "--sort", "tiny"],
+               ["report", old, "--tree", "--sort", "gmax_bytes"],
+               ["report", old, "--tree", "--threshold", "0.1"]]
+    if tree_all:
+        result.append(["report", old, "--tree", "--threshold", "0"])
+    result += [["report", old, "--json"], ["report", old, "--tree", "--json"],
+               ["diff", old, new],
+               ["diff", old, new, "--fail-if-more", "total_bytes=1%", "--fail-if-more",
+                "max_bytes=+1MiB"],
+               ["diff", old, new, "--json"]]
+    return result
 
 
 def main() -> None:
@@ -177,6 +232,16 @@ def main() -> None:
     parser.add_argument("--dir", help="where to write the files (default: a temporary one)")
     parser.add_argument("--keep", action="store_true", help="keep the files")
     parser.add_argument("--rounds", type=int, default=3, help="runs of each command (median)")
+    parser.add_argument("--only", metavar="TEXT", action="append", default=[],
+                        help="only the commands whose arguments contain TEXT (repeatable: "
+                             "any of them), e.g. --only diff --only tree")
+    parser.add_argument("--tree-all", action="store_true",
+                        help="also report --tree --threshold 0: every node of the tree, "
+                             "gigabytes of text")
+    parser.add_argument("--baseline", metavar="DIR",
+                        help="also run each command with the dhatc package in DIR (on "
+                             "PYTHONPATH), in turns with this one, e.g. an older commit's "
+                             "dhatpy/ copied to DIR/dhatc with the built .so files")
     options = parser.parse_args()
     directory = options.dir or tempfile.mkdtemp(prefix="dhatc-readers-")
     os.makedirs(directory, exist_ok=True)
@@ -190,25 +255,33 @@ def main() -> None:
         for path in (old, new):
             print(f"{os.path.basename(path)}: {os.path.getsize(path) / 1e6:.0f} MB, "
                   f"{options.pps:,} program points", file=sys.stderr)
-        commands = [
-            ["report", old],
-            ["report", old, "--sort", "gmax_bytes", "--top", "20"],
-            ["report", old, "--sort", "tiny"],
-            ["report", old, "--tree"],
-            ["diff", old, new],
-            ["diff", old, new, "--fail-if-more", "total_bytes=1%", "--fail-if-more",
-             "max_bytes=+1MiB"],
-        ]
-        print(f"| command (files in {directory}) | wall s (median of {options.rounds}) | "
-              "peak memory MB |")
-        print("|---|---|---|")
-        for command in commands:
-            runs = sorted(measure(command)[:2] for _ in range(options.rounds))
-            seconds = sorted(r[0] for r in runs)[len(runs) // 2]
-            memory = max(r[1] for r in runs)
+        load = os.getloadavg()
+        print(f"load average at the start: {load[0]:.2f} {load[1]:.2f} {load[2]:.2f}; "
+              f"{os.cpu_count()} CPUs", file=sys.stderr)
+        print(f"| command (files in {directory}) | wall s | CPU s | busiest process, CPU s | "
+              "peak memory MB | load |")
+        print("|---|---|---|---|---|---|")
+        packages: List[Optional[str]] = [None] if options.baseline is None \
+            else [options.baseline, None]
+        for command in commands(old, new, tree_all=options.tree_all):
             shown = " ".join(os.path.basename(a) if a.startswith(directory) else a
                              for a in command)
-            print(f"| `dhatc {shown}` | {seconds:.1f} | {memory / 1e6:,.0f} |", flush=True)
+            if options.only and not any(text in shown for text in options.only):
+                continue
+            runs: Dict[Optional[str], List[Run]] = {package: [] for package in packages}
+            for _ in range(options.rounds):
+                for package in packages:
+                    runs[package].append(measure(command, package))
+            for package in packages:
+                row = runs[package]
+                wall = statistics.median(r.wall for r in row)
+                cpu = statistics.median(r.cpu for r in row)
+                longest = statistics.median(r.longest for r in row)
+                memory = max(r.peak for r in row)
+                load_at_end = statistics.median(r.load for r in row)
+                tag = "" if package is None else " (baseline)"
+                print(f"| `dhatc {shown}`{tag} | {wall:.1f} | {cpu:.1f} | {longest:.1f} | "
+                      f"{memory / 1e6:,.0f} | {load_at_end:.1f} |", flush=True)
     finally:
         if not options.keep and not options.dir:
             shutil.rmtree(directory, ignore_errors=True)

@@ -342,14 +342,14 @@ def _innermost(frames: List[str]) -> str:
 
 def _write_json(out: Output, cmp: Comparison, figure: str, changes: List[Change],
                 counts: Dict[str, int], verdicts: List[_Verdict]) -> None:
-    def figures(side: Any, key: bytes) -> Optional[Dict[str, Optional[int]]]:
-        if key not in side.index:
+    def figures(side: Any, key: bytes, pp: Optional[int]) -> Optional[Dict[str, Optional[int]]]:
+        if pp is None:  # not in that file
             return None
         if side.groups and key in side.groups:
             pps = side.groups[key]
             summed = [sum(pp_figures(side.table, i)[k] for i in pps) for k in range(11)]
             return figures_json(side.table, summed)
-        return figures_json(side.table, pp_figures(side.table, side.index[key]))
+        return figures_json(side.table, pp_figures(side.table, pp))
 
     totals = {}
     for name in _total_figures(cmp):
@@ -366,7 +366,7 @@ def _write_json(out: Output, cmp: Comparison, figure: str, changes: List[Change]
         "counts": counts,
         "program_points": [
             {"status": c.status, "change": c.change, "frames": cmp.frames(c),
-             "old": figures(cmp.old, c.key), "new": figures(cmp.new, c.key)}
+             "old": figures(cmp.old, c.key, c.old_pp), "new": figures(cmp.new, c.key, c.new_pp)}
             for c in changes
         ],
         "limits": [

@@ -239,7 +239,8 @@ class DhatTable:
 
     def __init__(self, header: DhatHeader, ftbl: List[str], figures: "array[int]",
                  frame_indices: "array[int]", offsets: "array[int]",
-                 accesses: Optional[Dict[int, List[int]]] = None) -> None:
+                 accesses: Optional[Dict[int, List[int]]] = None,
+                 sums: Optional[Sequence[int]] = None) -> None:
         self.header = header
         self.ftbl = ftbl  # entry 0 is the root
         self.figure_names = recorded_figures(header.block_lifetimes, header.block_accesses)
@@ -250,6 +251,8 @@ class DhatTable:
         #: Valgrind's access counts of the PPs that have them (`acc`, decoded): one
         #: per byte offset of the PP's blocks, ACCESS_LATCH meaning "that or more".
         self.accesses = accesses or {}
+        #: The sum of each recorded figure, if the reader added them up already.
+        self._sums = None if sums is None else dict(zip(self.figure_names, sums))
 
     def __len__(self) -> int:
         return len(self.offsets) - 1
@@ -264,6 +267,8 @@ class DhatTable:
 
     def total(self, figure: str) -> Optional[int]:
         """The sum over all PPs, as the viewer computes its root; None if not recorded."""
+        if self._sums is not None and figure in self._sums:
+            return self._sums[figure]
         column = self.column(figure)
         return None if column is None else sum(column)
 
@@ -365,6 +370,24 @@ def loads_table(text: Union[str, bytes], name: str = "<string>", *,
         _fail(name, "too big to read into memory")
     except ValueError as e:  # from the JSON hooks: NaN/Infinity, too many digits
         _fail(name, f"not a DHAT file: {e}")
+
+
+def guess_frame_table(text: str) -> Optional[List[str]]:
+    """The frame table of the DHAT file whose content is `text`, if a quick look
+    finds it: the array of strings after the last '"ftbl":' (dhatc, Valgrind
+    and the crate write it last).  A guess: a caller checks it against the
+    frame table that reading the file gives."""
+    pos = text.rfind('"ftbl":')
+    if pos < 0:
+        return None
+    try:
+        scan = getattr(_decoder(), "scan_once")
+        value, _ = scan(text, _WS.match(text, pos + 7).end())  # type: ignore[union-attr]
+    except (StopIteration, ValueError, RecursionError, MemoryError):
+        return None
+    if not isinstance(value, list) or not set(map(type, value)) <= {str}:
+        return None
+    return value
 
 
 @contextlib.contextmanager
@@ -499,6 +522,20 @@ def _is_figure(value: Any) -> bool:
 _INT = {int}
 _STREAMED = object()  # fields["pps"] when the parser fed the array to the builder
 
+# dhatc's own layout of a program point, which _TableBuilder.feed_text reads
+# without parsing each one: '{"tb":1,"tbk":2,...,"fs":[3,4]}', one per line.
+_FS_START = ',"fs":['
+_PP_END = ']},\n'
+_DIGITS = "0123456789"
+#: ASCII text without its digits.
+_WITHOUT_DIGITS = str.maketrans("", "", _DIGITS)
+#: Digits as "0", colons kept, every other ASCII character as "x": where numbers start.
+_NUMBER_STARTS = str.maketrans({**{c: "x" for c in map(chr, range(128))}, **dict.fromkeys(_DIGITS, "0"),
+                                ":": ":"})
+#: Only the digits and the commas of ASCII text.
+_NUMBERS_ONLY = str.maketrans(dict.fromkeys((c for c in map(chr, range(128))
+                                             if c not in _DIGITS + ","), None))
+
 
 class _Parser:
     """Parses one document: the top-level object field by field, the ``pps``
@@ -598,7 +635,8 @@ class _Parser:
     def stream_pps(self, pos: int) -> int:
         """Feeds the pps array (its '[' before `pos`) to the builder; returns the
         position after its ']'.  Fast path: cut the array after a '}' that a ','
-        or the ']' follows and parse the piece as an array of its own.  A cut
+        or the ']' follows and parse the piece as an array of its own (or, in
+        dhatc's layout, as two arrays of numbers: _TableBuilder.feed_text).  A cut
         in the wrong place (inside a string or a nested object) cannot parse as
         an array, and then the rest is read one element at a time."""
         text = self.text
@@ -618,13 +656,18 @@ class _Parser:
             if cut >= 0:
                 after = self.ws(cut + 1)
                 if text.startswith(",", after) or text.startswith("]", after):
-                    source = "[" + text[pos:cut + 1] + "]"
-                    try:
-                        chunk = self.decoder.decode(source)
-                    except ValueError:
-                        chunk = None  # read it one element at a time, for the right message
+                    piece = text[pos:cut + 1]
+                    if self.builder.feed_text(piece):
+                        chunk: Optional[List[Any]] = []
+                    else:
+                        source = "[" + piece + "]"
+                        try:
+                            chunk = self.decoder.decode(source)
+                        except ValueError:
+                            chunk = None  # read it one element at a time, for the right message
+                        if chunk is not None:
+                            self.builder.feed(chunk, source)
                     if chunk is not None:
-                        self.builder.feed(chunk, source)
                         if text.startswith("]", after):
                             return after + 1
                         pos = self.ws(after + 1)
@@ -684,8 +727,10 @@ class _Parser:
     def parse_pieces(self, builder: "_TableBuilder", pieces: Sequence[Tuple[int, int]]) -> None:
         text, decode = self.text, self.decoder.decode
         for start, end in pieces:
-            source = "[" + text[start:end] + "]"
-            builder.feed(decode(source), source)
+            piece = text[start:end]
+            if not builder.feed_text(piece):
+                source = "[" + piece + "]"
+                builder.feed(decode(source), source)
 
     def _parse_pieces_for(self, pieces: Sequence[Tuple[int, int]], sender: Any) -> None:
         """In the forked process: parse, and send the arrays back (or "failed")."""
@@ -797,6 +842,12 @@ class _Checker:
         return builder.finish(header, ftbl)
 
 
+def _location_hashes(fss: List[List[int]]) -> "set[int]":
+    """The hash of each program point's location: of its frame indices written as
+    dhatc writes them, "3,1,4" (a piece in dhatc's layout has that text already)."""
+    return set(map(hash, map(",".join, map(map, itertools.repeat(str), fss))))
+
+
 class _TableBuilder:
     """Checks program points a chunk at a time and keeps them in flat arrays.
 
@@ -804,8 +855,9 @@ class _TableBuilder:
     of them finds something wrong does a Python loop look for the first bad
     program point, to say what is wrong with it.  Frame indices are checked
     against the frame table at the end (``ftbl`` usually comes after ``pps``).
-    Repeats are found by the hash of each PP's index tuple (deterministic for
-    ints), confirmed by comparing the tuples themselves.
+    Repeats are found by the hash of each PP's frame indices written as text
+    (the same in a process and in the processes it forks), confirmed by
+    comparing the indices themselves.
     """
 
     def __init__(self, name: str, bklt: bool, bkacc: bool) -> None:
@@ -813,8 +865,12 @@ class _TableBuilder:
         self.bklt, self.bkacc = bklt, bkacc
         self.keys = tuple(_KEY_OF[f] for f in recorded_figures(bklt, bkacc))
         self.figures_of = operator.itemgetter(*self.keys)
+        #: A program point's figures in dhatc's layout, their digits left out.
+        self.template = "{" + ",".join(f'"{key}":' for key in self.keys)
+        self.decoder = _decoder()
         self.n_keys = len(self.keys) + 1  # and fs
         self.count = 0
+        self.sums = [0] * len(self.keys)  # of each figure, over the PPs kept
         self.figures: "array[int]" = array("Q")
         self.fs: "array[int]" = array("I")
         self.offsets: "array[int]" = array("Q", [0])
@@ -861,27 +917,100 @@ class _TableBuilder:
                 if "acc" in pp:
                     self.accesses[self.count + i] = self.check_accesses(self.count + i,
                                                                         pp["acc"])
-        hashes = set(map(hash, map(tuple, fss)))
+        ends = list(itertools.accumulate(map(len, fss)))
+        hashes = _location_hashes(fss)
         if len(hashes) != len(fss) or not self.hashes.isdisjoint(hashes):
             self.find_repeat(fss)
+        self.keep(packed, packed_indices, ends, hashes)
+
+    def keep(self, figures: "array[int]", indices: "array[int]", ends: List[int],
+             hashes: "set[int]", values: Optional[List[int]] = None) -> None:
+        """Takes checked program points: their figures (`values`: the same as a
+        list, if there is one), frame indices, where the indices of each end
+        (counted from the first of them), and the hashes of their locations."""
+        width = len(self.sums)
+        source: Sequence[int] = figures if values is None else values
+        self.sums = [total + sum(source[k::width]) for k, total in enumerate(self.sums)]
         self.hashes |= hashes
-        self.figures.extend(packed)
-        self.fs.extend(packed_indices)
-        ends = itertools.accumulate(map(len, fss), initial=self.offsets[-1])
-        next(ends)  # the initial value, already there
-        self.offsets.extend(ends)
-        self.count += len(chunk)
+        self.figures.extend(figures)
+        self.fs.extend(indices)
+        base = self.offsets[-1]
+        self.offsets.extend(map(operator.add, ends, itertools.repeat(base)) if base else ends)
+        self.count += len(ends)
+
+    def feed_text(self, piece: str) -> bool:
+        """Checks and keeps the program points of `piece`, the text of some elements
+        of the pps array, if it is in dhatc's own layout (what dhatc writes); False
+        (and nothing kept) if it is not, or if anything in it is wrong: then the
+        caller parses it as JSON, and feed() says what.
+
+        Instead of a dict per program point, two flat JSON arrays: every figure
+        of the piece, every frame index.  The piece is cut at each ',"fs":[' and
+        at each ']},' + newline: the pieces between must be, in turn, a program
+        point's figures in the layout (checked for the whole piece at once: its
+        characters other than digits, where its numbers start) and its frame
+        indices (integers: one JSON array of them all, counted by commas), and
+        put together with the cuts, they must give the piece back."""
+        if not piece.isascii():
+            return False
+        parts = piece.replace(_PP_END, _FS_START).split(_FS_START)
+        n = len(parts) // 2
+        last = parts[-1]
+        if not n or len(parts) != 2 * n or not last.endswith("]}"):
+            return False
+        parts[-1] = last[:-2]
+        figure_parts, index_parts = parts[0::2], parts[1::2]
+        joined: List[str] = [_FS_START] * (4 * n - 1)
+        joined[0::4] = figure_parts
+        joined[2::4] = index_parts
+        joined[3::4] = [_PP_END] * (n - 1)
+        if "".join(joined) + "]}" != piece:
+            return False
+        figures_text = ",".join(figure_parts)
+        width = len(self.keys)
+        starts = figures_text.translate(_NUMBER_STARTS)
+        if (figures_text.translate(_WITHOUT_DIGITS) != ",".join(itertools.repeat(self.template, n))
+                or not figures_text.startswith("{") or "x0" in starts
+                or starts.count(":0") != width * n):
+            return False
+        indices_text = ",".join(index_parts)
+        # No true, false or null; no white space: each PP's text is its indices' one way.
+        if any(map(operator.contains, itertools.repeat(indices_text), "ua \n\r\t")):
+            return False
+        decode = self.decoder.decode
+        try:
+            values = decode("[" + figures_text.translate(_NUMBERS_ONLY) + "]")
+            figures = array("Q", values)
+            indices = decode("[" + indices_text + "]")
+            packed_indices = array("I", indices)
+        except (ValueError, TypeError, OverflowError):
+            return False
+        # Where each PP's indices end: one more than its commas, counted up.
+        ends = list(map(operator.add, itertools.accumulate(
+            map(str.count, index_parts, itertools.repeat(","))), itertools.count(1)))
+        if len(figures) != width * n or ends[-1] != len(indices):
+            return False
+        if b"\0\0\0\0" in packed_indices.tobytes() and min(indices) < 1:
+            return False
+        hashes = set(map(hash, index_parts))
+        if len(hashes) != n or not self.hashes.isdisjoint(hashes):
+            return False
+        highest = max(indices)
+        if highest > self.max_index:
+            self.max_index = highest
+        self.keep(figures, packed_indices, ends, hashes, values)
+        return True
 
     def part(self) -> Tuple[Any, ...]:
         """What another builder needs to take these PPs after its own."""
         return (self.count, self.figures, self.fs, self.offsets, self.max_index, self.hashes,
-                self.accesses)
+                self.accesses, self.sums)
 
     def absorb(self, part: Tuple[Any, ...]) -> bool:
         """Takes the PPs of another builder's part after its own; False (and nothing
         taken) if one of them repeats a location of these (then the caller reads
         the file again in one process, to say which)."""
-        count, figures, fs, offsets, max_index, hashes, accesses = part
+        count, figures, fs, offsets, max_index, hashes, accesses, sums = part
         if not self.hashes.isdisjoint(hashes):
             return False
         base = len(self.fs)
@@ -892,6 +1021,7 @@ class _TableBuilder:
         self.max_index = max(self.max_index, max_index)
         self.hashes |= hashes
         self.accesses.update((self.count + i, counts) for i, counts in accesses.items())
+        self.sums = list(map(operator.add, self.sums, sums))
         self.count += count
         return True
 
@@ -985,7 +1115,8 @@ class _TableBuilder:
         if len(set(ftbl)) != n_frames:
             self.repeats_by_string(ftbl)
         self.hashes = set()
-        return DhatTable(header, ftbl, self.figures, self.fs, self.offsets, self.accesses)
+        return DhatTable(header, ftbl, self.figures, self.fs, self.offsets, self.accesses,
+                         self.sums)
 
     def repeats_by_string(self, ftbl: List[str]) -> None:
         """The frame table lists a string twice: PPs with different indices may

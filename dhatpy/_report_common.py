@@ -41,12 +41,15 @@ def top_indices(candidates: Sequence[int], columns: Sequence[Sequence[int]], n: 
     Only what can be among the first n is sorted: each column in turn keeps those
     at least as big as its n-th biggest (C-level passes; a million candidates take
     a fraction of a second), and the ties on every column go by index."""
+    whole = isinstance(candidates, range) and candidates == range(len(columns[0]))
     chosen = list(candidates)
     if n and n < len(chosen):
         ahead: List[int] = []  # ranked above all of `chosen` by some column already
         need = n
         for column in columns:
-            values = list(map(column.__getitem__, chosen))
+            # Every candidate, the first time: the column itself.
+            values = list(column) if whole else list(map(column.__getitem__, chosen))
+            whole = False
             bound = heapq.nlargest(need, values)[-1]
             above = list(itertools.compress(chosen, map(operator.gt, values,
                                                         itertools.repeat(bound))))

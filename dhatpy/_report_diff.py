@@ -25,7 +25,8 @@ from array import array
 from dataclasses import dataclass, field
 from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple, cast
 
-from ._dhat_reader import FIGURES, DhatTable, frame_without_address
+from ._dhat_reader import (FIGURES, DhatTable, _decode, _read_bytes, frame_without_address,
+                           guess_frame_table, loads_table)
 from ._errors import CommandError
 from ._report_common import read_table, top_indices
 
@@ -38,14 +39,25 @@ class Side:
     table: DhatTable
     frames: List[str]  # ftbl without addresses
     keys: List[bytes] = field(default_factory=list)
-    index: Dict[bytes, int] = field(default_factory=dict)  # key -> its first PP
     groups: Dict[bytes, List[int]] = field(default_factory=dict)  # keys of more than one PP
+    _index: Optional[Dict[bytes, int]] = None
 
-    def finish(self) -> None:
-        # In the order of each key's first PP; a key of several PPs (their
-        # frames differ only in addresses) maps to its last, and to `groups`.
-        self.index = dict(zip(self.keys, range(len(self.keys))))
-        if len(self.index) != len(self.keys):  # addresses apart, the same frames
+    @property
+    def index(self) -> Dict[bytes, int]:
+        """key -> its PP (a key of several PPs: its last), in the order of each
+        key's first PP.  Made when first asked for."""
+        if self._index is None:
+            self._index = dict(zip(self.keys, range(len(self.keys))))
+        return self._index
+
+    def distinct_frames(self) -> bool:
+        """Whether no two ftbl entries are one frame without their addresses:
+        then no two PPs have one key (the reader refuses repeated locations)."""
+        return len(set(self.frames)) == len(self.frames)
+
+    def find_groups(self) -> None:
+        """The keys of several PPs (their frames differ only in addresses)."""
+        if len(self.index) != len(self.keys):
             seen: Dict[bytes, List[int]] = {}
             for i, key in enumerate(self.keys):
                 seen.setdefault(key, []).append(i)
@@ -62,9 +74,9 @@ class Side:
         return lambda key: (sum(column[i] for i in groups[key]) if key in groups
                             else column[index[key]])
 
-    def frame_strings(self, key: bytes) -> List[str]:
-        table = self.table
-        return [self.frames[i] for i in table.frame_indices(self.index[key])]
+    def frame_strings(self, pp: int) -> List[str]:
+        """PP `pp`'s frames without their addresses."""
+        return [self.frames[i] for i in self.table.frame_indices(pp)]
 
 
 def _numbers(frames: List[str], ids: Dict[str, int]) -> List[int]:
@@ -72,64 +84,136 @@ def _numbers(frames: List[str], ids: Dict[str, int]) -> List[int]:
     return [ids.setdefault(frame, len(ids)) for frame in frames]
 
 
-def _keys(table: DhatTable, numbers: List[int], typecode: str) -> List[bytes]:
-    """Each PP's key: the bytes of the array (of `typecode`) of its frames' numbers."""
+def _typecode(ids: Dict[str, int]) -> str:
+    return "I" if len(ids) <= 1 << 32 else "Q"
+
+
+def _numbered(table: DhatTable, numbers: List[int], typecode: str) -> "array[int]":
+    """The table's frame indices as the frames' numbers, in an array of `typecode`
+    (the table's own array where the numbers are the indices)."""
     flat = table.frame_index_array
     if flat.typecode != typecode or numbers != list(range(len(numbers))):
         flat = array(typecode, map(numbers.__getitem__, flat))
-    data, size = flat.tobytes(), flat.itemsize
-    starts = map(operator.mul, table.offsets, itertools.repeat(size))
-    ends = map(operator.mul, itertools.islice(table.offsets, 1, None), itertools.repeat(size))
+    return flat
+
+
+def _keys(numbered: "array[int]", offsets: Sequence[int]) -> List[bytes]:
+    """Each PP's key: the bytes of the numbers of its frames."""
+    data, size = numbered.tobytes(), numbered.itemsize
+    starts = map(operator.mul, offsets, itertools.repeat(size))
+    ends = map(operator.mul, itertools.islice(offsets, 1, None), itertools.repeat(size))
     return list(map(data.__getitem__, map(slice, starts, ends)))
+
+
+def _without_addresses(ftbl: List[str]) -> List[str]:
+    if not any(map(operator.contains, ftbl, itertools.repeat("0x"))):
+        return ftbl  # dhatc's files: no addresses at all
+    return [frame_without_address(frame) for frame in ftbl]
 
 
 def prepare(path: str) -> Side:
     """Reads the file at `path` (its keys come when both files are there)."""
     table = read_table(path)
-    return Side(table, [frame_without_address(frame) for frame in table.ftbl])
+    return Side(table, _without_addresses(table.ftbl))
 
 
-def _prepare_both(old_path: str, new_path: str) -> Tuple[Side, Side]:
-    """Reads both, the second in a forked process when there are CPUs to spare.
-    Its result is received once this process has read the first: a thread
-    receiving it meanwhile would wait for the interpreter lock at every piece
-    of the pipe (seconds, for a big file)."""
+class _Numbering:
+    """The frames' numbers, OLD's first, and the keys made of them."""
+
+    def __init__(self, old: Side) -> None:
+        self.ids: Dict[str, int] = {}
+        self.old = old
+        self.old_numbers = _numbers(old.frames, self.ids)
+        self.typecode = "I"
+        self.key_old()
+
+    def key_old(self) -> None:
+        old = self.old
+        old.keys = _keys(_numbered(old.table, self.old_numbers, self.typecode), old.table.offsets)
+        old._index = None
+        old.find_groups()  # and OLD's index, which NEW's keys are looked up in
+
+    def key_new(self, new: Side, numbered: "Optional[array[int]]" = None) -> None:
+        """NEW's keys (from its frame indices as numbers, if given: the forked
+        process made them, from a frame table of OLD found by a quick look
+        that turned out right)."""
+        if numbered is None:
+            new_numbers = _numbers(new.frames, self.ids)
+            typecode = _typecode(self.ids)
+            numbered = _numbered(new.table, new_numbers, typecode)
+        if numbered.typecode != self.typecode:  # over 2**32 frames
+            self.typecode = numbered.typecode
+            self.key_old()
+        new.keys = _keys(numbered, new.table.offsets)
+        if not new.distinct_frames():
+            new.find_groups()
+
+
+def _read_both(old_path: str, new_path: str) -> Tuple[Side, Side]:
+    """Reads both and makes their keys: NEW in a forked process when there are
+    CPUs to spare, which also numbers its frames if a quick look finds OLD's
+    frame table.  Its result is received once this process has read OLD and
+    made its keys: a thread receiving it meanwhile would wait for the
+    interpreter lock at every piece of the pipe (seconds, for a big file)."""
     cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
     if (cpus or 1) < 2 or "fork" not in multiprocessing.get_all_start_methods() \
             or "-" in (old_path, new_path):
-        return prepare(old_path), prepare(new_path)
+        old = prepare(old_path)
+        new = prepare(new_path)
+        numbering = _Numbering(old)
+        numbering.key_new(new)
+        return old, new
+    old_text = _decode(_read_bytes(old_path), old_path)
+    guess = guess_frame_table(old_text)
     context = multiprocessing.get_context("fork")
     receiver, sender = context.Pipe(duplex=False)
-    child = context.Process(target=_prepare_for, args=(new_path, sender), daemon=True)
+    child: Any = context.Process(target=_prepare_for, args=(new_path, guess, sender),
+                                 daemon=True)
     try:
         child.start()
     except OSError:
-        return prepare(old_path), prepare(new_path)
+        child = None
     sender.close()
+    received: Tuple[str, Optional[Side], "Optional[array[int]]"] = ("failed", None, None)
     try:
-        old = prepare(old_path)
-        try:
-            outcome, new = receiver.recv()
-        except (EOFError, OSError):
-            outcome, new = "failed", None
+        old_table = loads_table(old_text, old_path)
+        del old_text
+        old = Side(old_table, _without_addresses(old_table.ftbl))
+        numbering = _Numbering(old)
+        if child is not None:
+            try:
+                received = receiver.recv()
+            except (EOFError, OSError):
+                pass
     finally:
         receiver.close()
-        if child.is_alive():
-            child.terminate()
-        child.join()
-    if outcome != "ok":  # read it here, to say what is wrong with it
-        new = prepare(new_path)
-    return old, new
+        if child is not None:
+            if child.is_alive():
+                child.terminate()
+            child.join()
+    outcome, sent, numbered = received
+    if outcome != "ok" or sent is None:  # read it here, to say what is wrong with it
+        sent, numbered = prepare(new_path), None
+    if guess != old.table.ftbl:
+        numbered = None
+    numbering.key_new(sent, numbered)
+    return old, sent
 
 
-def _prepare_for(path: str, sender: Any) -> None:
-    """In the forked process: prepare, and send the Side back (or "failed")."""
+def _prepare_for(path: str, guess: Optional[List[str]], sender: Any) -> None:
+    """In the forked process: prepare, number NEW's frames after `guess`'s (OLD's
+    frame table, if found), and send them back (or "failed")."""
     try:
         side = prepare(path)
+        numbered = None
+        if guess is not None:
+            ids: Dict[str, int] = {}
+            _numbers(_without_addresses(guess), ids)
+            numbered = _numbered(side.table, _numbers(side.frames, ids), _typecode(ids))
     except BaseException:
-        sender.send(("failed", None))
+        sender.send(("failed", None, None))
     else:
-        sender.send(("ok", side))
+        sender.send(("ok", side, numbered))
     sender.close()
 
 
@@ -142,6 +226,8 @@ class Change:
     old: Optional[int]  # the figure in OLD (None: not there)
     new: Optional[int]
     change: int
+    old_pp: Optional[int] = None  # its PP in OLD (a key of several PPs: the last)
+    new_pp: Optional[int] = None
 
 
 STATUSES = ("grew", "shrank", "unchanged", "new", "vanished")
@@ -159,22 +245,28 @@ class Comparison:
         new_keys = list(new.index) if new.groups else new.keys
         found = list(map(old.index.get, new_keys))  # OLD's PP of each NEW key, or None
         matches = list(map(operator.is_not, found, itertools.repeat(None)))
+        unmatched = list(map(operator.not_, matches))
         self.matched = list(itertools.compress(new_keys, matches))
-        self.added = list(itertools.compress(new_keys, map(operator.not_, matches)))
-        self.vanished = list(itertools.filterfalse(new.index.__contains__, old.index))
+        self.added = list(itertools.compress(new_keys, unmatched))
+        # OLD's keys NEW lacks: those whose PP no key of NEW found.
+        found_pps = set(found)
+        lacking = list(map(operator.not_, map(found_pps.__contains__, old.index.values())))
+        self.vanished = list(itertools.compress(old.index, lacking))
         self.keys = self.matched + self.added + self.vanished
-        # Each entry's PP in each file: what its figures are, where no key has several PPs.
-        new_pps = range(len(new_keys))  # without groups, key i is PP i
+        # Each entry's PP in each file (a key of several PPs: its last).
+        new_pps = list(new.index.values()) if new.groups else range(len(new_keys))
         matched_in_old = cast(List[int], list(itertools.compress(found, matches)))  # no None
         self._pps = (matched_in_old,
-                     list(map(old.index.__getitem__, self.vanished)),
+                     list(itertools.compress(old.index.values(), lacking)),
                      list(itertools.compress(new_pps, matches)),
-                     list(itertools.compress(new_pps, map(operator.not_, matches))))
+                     list(itertools.compress(new_pps, unmatched)))
         self._deltas: Dict[str, Tuple[List[int], List[int], List[int]]] = {}
 
     def frames(self, change: Change) -> List[str]:
-        side = self.new if change.key in self.new.index else self.old
-        return side.frame_strings(change.key)
+        if change.new_pp is not None:
+            return self.new.frame_strings(change.new_pp)
+        assert change.old_pp is not None
+        return self.old.frame_strings(change.old_pp)
 
     def totals(self, figure: str) -> Tuple[Optional[int], Optional[int]]:
         return self.old.table.total(figure), self.new.table.total(figure)
@@ -212,17 +304,24 @@ class Comparison:
                                                                  itertools.repeat(0))))
         chosen = top_indices(candidates, (sizes, deltas, list(map(max, before, after))), n)
         n_matched, n_new = len(self.matched), len(self.matched) + len(self.added)
+        old_matched, old_vanished, new_matched, new_added = self._pps
         result = []
         for i in chosen:
             delta = deltas[i]
-            status = ("new" if n_matched <= i < n_new else "vanished" if i >= n_new else
-                      "grew" if delta > 0 else "shrank" if delta < 0 else "unchanged")
+            if i < n_matched:
+                status = "grew" if delta > 0 else "shrank" if delta < 0 else "unchanged"
+                old_pp, new_pp = old_matched[i], new_matched[i]
+            elif i < n_new:
+                status, old_pp, new_pp = "new", None, new_added[i - n_matched]
+            else:
+                status, old_pp, new_pp = "vanished", old_vanished[i - n_new], None
             result.append(Change(self.keys[i], status, None if status == "new" else before[i],
-                                 None if status == "vanished" else after[i], delta))
+                                 None if status == "vanished" else after[i], delta,
+                                 old_pp, new_pp))
         return result
 
 
-def _values(side: Side, figure: str, keys: List[bytes], pps: List[int]) -> List[int]:
+def _values(side: Side, figure: str, keys: List[bytes], pps: Sequence[int]) -> List[int]:
     """The figure of each key, summed over the key's program points; `pps`: the
     key's PP (its only one when no key of the side has several)."""
     column = side.table.column(figure)
@@ -238,15 +337,7 @@ def compare(old_path: str, new_path: str) -> Comparison:
     """Reads both files and matches their program points."""
     if old_path == "-" and new_path == "-":
         raise CommandError("only one of OLD and NEW can be '-' (standard input)")
-    old, new = _prepare_both(old_path, new_path)
-    ids: Dict[str, int] = {}
-    old_numbers, new_numbers = _numbers(old.frames, ids), _numbers(new.frames, ids)
-    typecode = "I" if len(ids) <= 1 << 32 else "Q"
-    old.keys = _keys(old.table, old_numbers, typecode)
-    new.keys = _keys(new.table, new_numbers, typecode)
-    old.finish()
-    new.finish()
-    return Comparison(old, new)
+    return Comparison(*_read_both(old_path, new_path))
 
 
 # --- limits (--fail-if-more) -----------------------------------------------------------

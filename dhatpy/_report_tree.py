@@ -9,7 +9,8 @@ PP under each.  :func:`build` sorts the PPs by their frames instead: the PPs
 under a node are then a run of that order, the frames they share are those
 the run's first and last PP share, its children are the runs of the frame
 that comes next (found by binary search), and its figures are differences of
-running sums.  So a node's children are made only when they are asked for,
+running sums (or, for a figure few nodes are asked for, sums).  So a node's
+children are made only when they are asked for,
 and only the nodes over the significance threshold are ever asked: a million
 PPs take a second or two, not minutes.  The children get the viewer's order
 (by their first PP) when made.
@@ -31,7 +32,7 @@ import operator
 from array import array
 from typing import Iterator, List, MutableSequence, Optional, Sequence, Tuple
 
-from ._dhat_reader import ACCESS_LATCH, FIGURES, DhatFileError, DhatTable
+from ._dhat_reader import ACCESS_LATCH, FIGURES, DhatTable
 from ._report_format import N_FIGURES, TB
 from ._report_metrics import Metric
 
@@ -44,7 +45,7 @@ class Node:
     first `depth` frames; it holds frames top..depth (its parent has the rest)."""
 
     __slots__ = ("lo", "hi", "top", "depth", "rep", "pp", "kids", "starts", "over", "sig",
-                 "label", "v")
+                 "label", "v", "summed")
 
     def __init__(self, lo: int, hi: int, top: int, depth: int, rep: int,
                  pp: Optional[int] = None) -> None:
@@ -60,6 +61,7 @@ class Node:
         self.sig = SIG_NONE
         self.label = ""  # an aggregate's "[N insignificant]"
         self.v: Optional[List[int]] = None  # an aggregate's figures
+        self.summed: Optional[List[Optional[int]]] = None  # figures added up so far
 
     @property
     def kind(self) -> int:
@@ -98,6 +100,9 @@ class Tree:
         self.root = self.node(0, len(order), 0)
         self._sums: List[Optional[MutableSequence[int]]] = [None] * N_FIGURES
         self._sorted: "Optional[array[int]]" = None
+        self._columns: "List[Optional[array[int]]]" = [None] * N_FIGURES
+        #: PPs summed one by one so far, per figure without running sums.
+        self._summed = [0] * N_FIGURES
 
     def node(self, lo: int, hi: int, top: int) -> Node:
         """The node of the PPs at lo..hi (a run of the sorted order), below a
@@ -115,13 +120,10 @@ class Tree:
         """Figure k summed over the sorted order's first 0, 1, 2... PPs."""
         sums = self._sums[k]
         if sums is None:
-            table = self.table
-            name = FIGURES[k]
-            if name not in table.figure_names:
+            column = self.sorted_column(k)
+            if column is None:
                 sums = array("Q", bytes(8 * (len(self.order) + 1)))
             else:
-                width = table.width
-                column = self._sorted_figures()[table.figure_names.index(name)::width]
                 try:
                     sums = array("Q", itertools.accumulate(column, initial=0))
                 except OverflowError:  # more than 2**64 in all
@@ -129,8 +131,21 @@ class Tree:
             self._sums[k] = sums
         return sums
 
+    def sorted_column(self, k: int) -> "Optional[array[int]]":
+        """Figure k of each PP in the sorted order; None if the file has no such figure."""
+        table = self.table
+        name = FIGURES[k]
+        if name not in table.figure_names:
+            return None
+        column = self._columns[k]
+        if column is None:
+            column = self._sorted_figures()[table.figure_names.index(name)::table.width]
+            self._columns[k] = column
+        return column
+
     def _sorted_figures(self) -> "array[int]":
-        """The table's figures with the PPs in the sorted order (rows moved as bytes)."""
+        """The table's figures with the PPs in the sorted order (rows moved as bytes:
+        one pass in the sorted order, not one per figure)."""
         if self._sorted is None:
             figures = self.table.figures
             row = figures.itemsize * self.table.width
@@ -144,7 +159,20 @@ class Tree:
     def figure(self, node: Node, k: int) -> int:
         if node.v is not None:
             return node.v[k]
-        sums = self.running_sum(k)
+        sums = self._sums[k]
+        if sums is None:
+            # The figures of a few nodes are quicker to add up than running sums.
+            if node.summed is None:
+                node.summed = [None] * N_FIGURES
+            value = node.summed[k]
+            if value is not None:
+                return value
+            self._summed[k] += node.hi - node.lo
+            if self._summed[k] <= 4 * len(self.order):
+                column = self.sorted_column(k)
+                value = node.summed[k] = 0 if column is None else sum(column[node.lo:node.hi])
+                return value
+            sums = self.running_sum(k)
         return sums[node.hi] - sums[node.lo]
 
     def figures(self, node: Node) -> List[int]:
@@ -170,23 +198,48 @@ class Tree:
         node's): the runs of PPs that share one more frame, and first a run of
         one for a PP that ends at the node."""
         if node.starts is None:
-            keys, size = self.keys, self.size
-            depth, hi = node.depth, node.hi
-            pos = node.lo
-            starts = []
-            if len(keys[pos]) == depth * size:  # sorted: it comes first
-                starts.append(pos)
-                pos += 1
-            end_of_frame = (depth + 1) * size
-            while pos < hi:
-                starts.append(pos)
-                prefix = keys[pos][:end_of_frame]
-                pos += 1
-                if pos < hi and keys[pos].startswith(prefix):  # more than one PP: search
-                    after = _after(prefix)
-                    pos = hi if after is None else bisect.bisect_left(keys, after, pos + 1, hi)
+            starts = self._starts(node)
+            assert starts is not None  # no limit
             node.starts = starts
         return node.starts
+
+    def _starts(self, node: Node, limit: Optional[int] = None) -> Optional[List[int]]:
+        """starts(node); None if there are more than `limit`."""
+        keys, size = self.keys, self.size
+        depth, hi = node.depth, node.hi
+        pos = node.lo
+        starts = []
+        if len(keys[pos]) == depth * size:  # sorted: it comes first
+            starts.append(pos)
+            pos += 1
+        end_of_frame = (depth + 1) * size
+        while pos < hi:
+            if limit is not None and len(starts) == limit:
+                return None
+            starts.append(pos)
+            prefix = keys[pos][:end_of_frame]
+            pos += 1
+            if pos < hi and keys[pos].startswith(prefix):  # more than one PP: search
+                after = _after(prefix)
+                pos = hi if after is None else bisect.bisect_left(keys, after, pos + 1, hi)
+        return starts
+
+    def child_count(self, node: Node) -> int:
+        """How many children an internal node has.  A few are found by binary
+        searches; many are counted: the distinct frames that come next, and
+        the PP that ends at the node."""
+        if node.starts is not None:
+            return len(node.starts)
+        starts = self._starts(node, limit=64)
+        if starts is not None:
+            node.starts = starts
+            return len(starts)
+        size = self.size
+        ended = int(len(self.keys[node.lo]) == node.depth * size)  # sorted: first
+        frame = slice(node.depth * size, (node.depth + 1) * size)
+        nexts = map(operator.getitem, itertools.islice(self.keys, node.lo + ended, node.hi),
+                    itertools.repeat(frame))
+        return ended + len(set(nexts))
 
     def runs(self, node: Node) -> Iterator[Tuple[int, int]]:
         """Its children's runs, (lo, hi), in the sorted order."""
@@ -246,11 +299,7 @@ def build(table: DhatTable) -> Tree:
     del data
     order = sorted(range(len(table)), key=keys.__getitem__)
     keys = list(map(keys.__getitem__, order))
-    # Sorted, a repeat is next to its twin.
-    repeat = next(itertools.compress(itertools.count(1), map(
-        operator.eq, keys, itertools.islice(keys, 1, None))), None)
-    if repeat is not None:
-        raise DhatFileError(f"{table.header.path}: pps[{order[repeat]:,}] repeats a location")
+    # No two are equal: the reader refuses repeated locations.
     return Tree(table, keys, order)
 
 
@@ -272,11 +321,7 @@ def mark_significance(tree: Tree, metric: Metric, fraction: Optional[float]) -> 
         visited.append(node)
         if node.kind != INTERNAL:
             continue
-        runs = list(tree.runs(node))
-        values = map(operator.sub, map(sums.__getitem__, map(operator.itemgetter(1), runs)),
-                     map(sums.__getitem__, map(operator.itemgetter(0), runs)))
-        over = itertools.compress(runs, map(operator.ge, values, itertools.repeat(bound)))
-        node.over = [tree.kid(node, lo, hi) for lo, hi in over]
+        node.over = [tree.kid(node, lo, hi) for lo, hi in _runs_over(tree, node, sums, bound)]
         stack.extend(node.over)
     for node in reversed(visited):  # children first
         if metric.significant(tree.figures(node), root_v, header, fraction):
@@ -285,6 +330,36 @@ def mark_significance(tree: Tree, metric: Metric, fraction: Optional[float]) -> 
             node.sig = SIG_DESCENDANT
         else:
             node.sig = SIG_NONE
+
+
+def _runs_over(tree: Tree, node: Node, sums: Sequence[int], bound: float) -> List[Tuple[int, int]]:
+    """The runs of the node's children whose figure (by the running sums) is at
+    least `bound`, in the sorted order.  Such a run holds a PP at which the
+    running sum passes sums[lo] + m * ceil(bound), for some m >= 1: only the
+    runs of those PPs (a hundred or so for a 1% threshold) are looked at, not
+    every child."""
+    step = math.ceil(bound)
+    if step <= 0:  # every child
+        return list(tree.runs(node))
+    keys, size = tree.keys, tree.size
+    lo, hi = node.lo, node.hi
+    end_of_frame = (node.depth + 1) * size
+    base, top = sums[lo], sums[hi]
+    runs = []
+    mark = base + step
+    while mark <= top:
+        pos = bisect.bisect_left(sums, mark, lo + 1, hi + 1) - 1  # the PP that passes it
+        if len(keys[pos]) < end_of_frame:  # the PP that ends at the node
+            start, end = pos, pos + 1
+        else:
+            prefix = keys[pos][:end_of_frame]
+            start = bisect.bisect_left(keys, prefix, lo, pos)
+            after = _after(prefix)
+            end = hi if after is None else bisect.bisect_left(keys, after, pos + 1, hi)
+        if sums[end] - sums[start] >= bound:
+            runs.append((start, end))
+        mark = base + ((sums[end] - base) // step + 1) * step  # past this run
+    return runs
 
 
 class Shown:
@@ -315,7 +390,7 @@ def _display_kids(tree: Tree, node: Node, metric: Metric) -> Optional[List[Node]
         return None
     shown = [kid for kid in node.over or () if kid.sig != SIG_NONE]
     placed = [(tree.first_pp(kid), kid) for kid in shown]
-    folded = len(tree.starts(node)) - len(shown)
+    folded = tree.child_count(node) - len(shown)
     if folded:
         # The kids share out the node's PPs: the folded ones have what the others
         # do not, and the first of them is the first PP outside the others' runs.

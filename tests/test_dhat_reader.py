@@ -677,3 +677,145 @@ def test_booleans_and_floats_in_cut_pieces(monkeypatch, key, value, message):
     """The fast path cuts pieces of a few characters: each is checked as strictly."""
     monkeypatch.setattr(reader, "_CHUNK_CHARS", 1)
     fails(mutated(lambda d: d["pps"][1].__setitem__(key, value)), message)
+
+
+# --- dhatc's own layout: numbers parsed in two flat arrays ------------------------------
+
+
+def dhatc_layout(doc: Dict[str, Any]) -> str:
+    """`doc` as dhatc writes a file (dhatc._dhat_file.write_json): a field per
+    line, a program point per line, compact."""
+    def compact(value: Any) -> str:
+        return json.dumps(value, separators=(",", ":"))
+
+    header = [f"\n{compact(k)}:{compact(v)}" for k, v in doc.items() if k not in ("pps", "ftbl")]
+    return ("{" + ",".join(header) + ',\n"pps":['
+            + ",".join(f"\n{compact(pp)}" for pp in doc["pps"])
+            + '\n],\n"ftbl":[' + ",".join(f"\n{compact(frame)}" for frame in doc["ftbl"])
+            + "\n]\n}\n")
+
+
+def outcome(text: str, name: str = "x.json") -> Any:
+    """What reading `text` gives: its program points and accesses, or the message."""
+    try:
+        table = reader.loads_table(text, name)
+    except DhatFileError as e:
+        return str(e)
+    for figure in reader.FIGURES:  # the sums the reader kept are the columns' sums
+        column = table.column(figure)
+        assert table.total(figure) == (None if column is None else sum(column))
+    return [table.program_point(i) for i in range(len(table))], table.accesses
+
+
+@pytest.fixture
+def fast_path_spied(monkeypatch):
+    """Counts the pieces feed_text reads (True) and leaves (False)."""
+    seen = {True: 0, False: 0}
+    original = reader._TableBuilder.feed_text
+
+    def spy(self: Any, piece: str) -> bool:
+        taken = original(self, piece)
+        seen[taken] += 1
+        return taken
+
+    monkeypatch.setattr(reader._TableBuilder, "feed_text", spy)
+    return seen
+
+
+def without_fast_path(text: str, monkeypatch: Any) -> Any:
+    with monkeypatch.context() as m:
+        m.setattr(reader._TableBuilder, "feed_text", lambda self, piece: False)
+        return outcome(text)
+
+
+@pytest.mark.parametrize("kind", ["heap", "ad hoc", "accesses"])
+def test_dhatc_layout_reads_as_json_does(monkeypatch, fast_path_spied, kind):
+    rng = random.Random(31)
+    doc = random_document(rng, n_pps=400, bklt=kind != "ad hoc", bkacc=kind == "accesses",
+                          ties=False)
+    for pp in doc["pps"]:
+        pp.pop("acc", None)
+    doc["pps"] = [pp for pp in doc["pps"] if pp["fs"]]  # fs=[] is left to the JSON parser
+    text = dhatc_layout(doc)
+    plain = outcome(json.dumps(doc, indent=1))
+    for size in (1, 50, 300, 5000):
+        monkeypatch.setattr(reader, "_CHUNK_CHARS", size)
+        assert outcome(text) == plain, size
+    assert fast_path_spied[True] > 100 and plain[0] == expected_pps(doc)
+
+
+def test_a_big_dhatc_file_is_read_without_a_dict_per_pp(fast_path_spied):
+    doc = random_document(random.Random(32), n_pps=30000, n_frames=40, max_depth=9,
+                          ties=False)
+    doc["pps"] = [pp for pp in doc["pps"] if pp["fs"]]
+    table = reader.loads_table(dhatc_layout(doc))
+    assert [table.program_point(i) for i in range(len(table))] == expected_pps(doc)
+    assert fast_path_spied[True] >= 1 and fast_path_spied[False] == 0
+
+
+def _small_dhatc_text() -> str:
+    doc = random_document(random.Random(33), n_pps=40, ties=False)
+    doc["pps"] = [pp for pp in doc["pps"] if pp["fs"]]
+    return dhatc_layout(doc)
+
+
+@pytest.mark.parametrize("old, new", [
+    ('"tb":', '"t1b":'),  # a digit in a key...
+    ('"tbk":', '"tb1k":'),
+    ('"tl":3', '"tl":'),  # ...a value missing
+    ('"tb":1', '"tb":01'),  # leading zeros
+    ('"gb":', '"gb":-'),
+    ('"fs":[', '"fs":[0,'),  # the root
+    ('"fs":[', '"fs":[01,'),
+    ('"fs":[', '"fs":[true,'),
+    ('"fs":[', '"fs":[1.0,'),
+    ('"fs":[', '"fs":[ 7 ,'),  # white space: still JSON, the same location
+    ('"fs":[', '"fs":["1",'),
+    ('"fs":[', '"fs":[[1],'),
+    ('"fs":[', '"fs":[{"a":1},'),
+    ('"fs":[', '"fs":[99999999999,'),
+    ('"fs":[', '"fs":[],"fs":['),
+    ('"fs":[', '"fs":[5],"fs":['),
+    ('"fs":[', '"x":1,"fs":['),
+    (',"fs":[', '}, {"fs":['),
+    (']},\n', ']}, \n'),
+    (']},\n', ',"fs":['),  # the two cuts swapped
+    ('"ebk":', '"ebk":1]},\n{"ebk":'),
+    ('"tb":', '"tb":18446744073709551616,"x":'),
+    ('"mb":', '"mb":1,"mb":'),
+    ('{"tb"', '{"tb":1,"tb"'),
+    ('"eb":', '"eb":true,"x":'),
+])
+@pytest.mark.parametrize("where", [0.0, 0.5, 1.0])
+def test_dhatc_layout_broken_reads_as_json_does(monkeypatch, old, new, where):
+    """Each change, at the first, a middle or the last program point: what the
+    fast path gives (or says) is what the JSON parser gives."""
+    text = _small_dhatc_text()
+    spots = [i for i in range(len(text)) if text.startswith(old, i)]
+    spot = spots[int(where * (len(spots) - 1))]
+    changed = text[:spot] + new + text[spot + len(old):]
+    for size in (1, 200, 1 << 20):
+        monkeypatch.setattr(reader, "_CHUNK_CHARS", size)
+        assert outcome(changed) == without_fast_path(changed, monkeypatch), (size, changed)
+
+
+def test_dhatc_layout_repeats_across_pieces(monkeypatch):
+    doc = random_document(random.Random(34), n_pps=60, ties=False)
+    doc["pps"] = [pp for pp in doc["pps"] if pp["fs"]]
+    doc["pps"].append(dict(doc["pps"][2]))
+    monkeypatch.setattr(reader, "_CHUNK_CHARS", 100)
+    n = len(doc["pps"]) - 1
+    assert outcome(dhatc_layout(doc)) == (f"x.json: pps[{n:,}] has the same frames as pps[2] "
+                                          "(a repeated location, which DHAT's viewer refuses too)")
+
+
+def test_dhatc_layout_fuzz(monkeypatch, fast_path_spied):
+    """2,000 mutated dhatc files: the fast path reads or refuses each as the JSON
+    parser does."""
+    rng = random.Random(20261202)
+    text = _small_dhatc_text()
+    for n in range(2000):
+        changed = _mutate_text(rng, text)
+        monkeypatch.setattr(reader, "_CHUNK_CHARS", rng.choice([1, 100, 400]))
+        assert outcome(changed) == without_fast_path(changed, monkeypatch), n
+    assert fast_path_spied[True] > 2000 and fast_path_spied[False] > 200

@@ -356,3 +356,39 @@ def test_help_says_what_it_does() -> None:
     assert "compare two DHAT files program point by program point" in dhatc("--help").stdout
     own = dhatc("diff", "--help").stdout
     assert "--fail-if-more FIGURE=LIMIT" in own and "--sort FIGURE" in own
+
+
+def _shuffled_frame_table(doc: Dict[str, Any], rng: random.Random) -> Dict[str, Any]:
+    """`doc` with its frame table in another order (as another run of dhatc may
+    write it), the same frames."""
+    order = list(range(1, len(doc["ftbl"])))
+    rng.shuffle(order)
+    position = {old: new for new, old in enumerate(order, 1)}
+    result = dict(doc, ftbl=["[root]"] + [doc["ftbl"][i] for i in order])
+    result["pps"] = [dict(p, fs=[position[i] for i in p["fs"]]) for p in doc["pps"]]
+    return result
+
+
+@pytest.mark.parametrize("layout", ["ftbl last", "ftbl first", "a nested ftbl last"])
+def test_new_numbered_in_the_forked_process_or_not(tmp_path: Path, layout: str) -> None:
+    """The forked process numbers NEW's frames after OLD's frame table when a
+    quick look finds it (the last "ftbl" of OLD's text); a wrong guess is
+    noticed, and the answer is the same as in one process."""
+    rng = random.Random(6)
+    old_doc = random_document(rng, n_pps=300, ties=False)
+    new_doc = _shuffled_frame_table(old_doc, rng)
+    new_doc["pps"] = [dict(p, tb=p["tb"] * rng.choice([1, 2])) for p in new_doc["pps"]
+                      if rng.random() < 0.9]
+    if layout == "ftbl first":
+        old_doc = {"ftbl": old_doc["ftbl"], **{k: v for k, v in old_doc.items() if k != "ftbl"}}
+    elif layout == "a nested ftbl last":
+        old_doc = dict(old_doc, zz={"ftbl": ["[root]", "not a frame"]})
+    old, new = write(tmp_path / "o.json", old_doc), write(tmp_path / "n.json", new_doc)
+    args = ["diff", str(old), str(new), "--json", "--top", "0"]
+    two = subprocess.run(dhatc_command(*args), capture_output=True, text=True, check=True)
+    one = subprocess.run(
+        dhatc_command(*args, prelude="import os; os.sched_getaffinity = lambda pid: {0}"),
+        capture_output=True, text=True, check=True)
+    assert one.stdout == two.stdout
+    doc = json.loads(two.stdout)
+    assert doc["counts"]["vanished"] == 300 - len(new_doc["pps"]) and doc["counts"]["new"] == 0

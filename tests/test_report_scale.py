@@ -116,6 +116,23 @@ def test_the_tree_made_as_asked_folds_as_the_whole_tree(seed: int) -> None:
         assert lazy_layout(lazy, metric) == whole_layout(whole, metric), (seed, n)
 
 
+@pytest.mark.parametrize("seed", range(3))
+def test_many_children_are_counted_as_the_whole_tree_has_them(seed: int) -> None:
+    """Nodes of more than 64 children: those over the threshold found from the
+    running sums, the others counted, folded as in the whole tree."""
+    rng = random.Random(100 + seed)
+    doc = random_document(rng, n_pps=600, n_frames=150, max_depth=3, ties=rng.random() < 0.5)
+    table = loads_table(json.dumps(doc))
+    for metric in (m for m in VIEWER_METRICS if m.usable(table.header)):
+        for fraction in (None, 0.0, 0.004, 0.05):
+            lazy = build(table)
+            mark_significance(lazy, metric, fraction)
+            whole = build(table)
+            whole_significance(whole, metric, fraction)
+            assert lazy_layout(lazy, metric) == whole_layout(whole, metric), (metric, fraction)
+            assert len(lazy.starts(lazy.root)) > 64
+
+
 def test_children_asked_for_after_marking_are_the_marked_ones() -> None:
     table = loads_table(json.dumps(random_document(random.Random(3), n_pps=200, n_frames=4,
                                                    max_depth=6)))
