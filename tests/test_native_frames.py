@@ -652,8 +652,12 @@ def test_inlined_frames_read_as_valgrinds(built: Path, tmp_path: Path) -> None:
     found = {pp["tb"]: frames for pp, frames in pps_with_frames(load(out))}
     for size, which in ((6400, "first"), (6401, "second")):
         frames = found[size]
-        assert bare(frames[1:4]) == inlined_frames(which)
-        assert len({ADDRESS.match(f).group() for f in frames[1:4]}) == 1, frames
+        # Valgrind 3.19 starts the stack at its malloc replacement; newer ones
+        # (Debian sid's) leave that frame out: the library's frames follow it.
+        [leaf] = [i for i, f in enumerate(bare(frames)) if f.startswith("inline_leaf ")]
+        assert all("malloc" in f for f in frames[:leaf]), frames
+        assert bare(frames[leaf:leaf + 3]) == inlined_frames(which)
+        assert len({ADDRESS.match(f).group() for f in frames[leaf:leaf + 3]}) == 1, frames
 
 
 #: The frame that stands for the C frames an unwinding that stopped early did not reach.
