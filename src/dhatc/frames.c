@@ -222,9 +222,22 @@ const void *dhatc_frames_first_call_boundary(void)
     return NULL;
 }
 
+/* `frame`, or NULL if no Python code is left from it on: 3.15 ends every
+ * thread's chain with a base frame owned by the interpreter, which no
+ * evaluation-loop call of the C stack runs. */
+static frame_t *rest_of_chain(frame_t *frame)
+{
+    for (frame_t *f = frame; f != NULL; f = caller_of(f)) {
+        if (!is_call_boundary(f)) {
+            return frame;
+        }
+    }
+    return NULL;
+}
+
 void dhatc_frames_cursor_start(dhatc_frames_cursor_t *cursor, PyThreadState *tstate)
 {
-    cursor->next = tstate != NULL ? top_frame(tstate) : NULL;
+    cursor->next = tstate != NULL ? rest_of_chain(top_frame(tstate)) : NULL;
     cursor->at_root = false;
 }
 
@@ -250,7 +263,7 @@ uint32_t dhatc_frames_next_call(dhatc_frames_cursor_t *cursor, dhatc_frame_t *ou
             break;
         }
     }
-    cursor->next = frame;
+    cursor->next = rest_of_chain(frame);
     return depth;
 }
 

@@ -53,7 +53,7 @@ uint32_t dhatc_frames_capture(PyThreadState *tstate, dhatc_frame_t *out, uint32_
  * _PyEval_EvalFrameDefault runs a run of Python frames (one up to 3.10; from
  * 3.11 the ones it entered without a C call in between), innermost first. */
 typedef struct {
-    const void *next;  /* the next frame of the chain; NULL: the chain ended */
+    const void *next;  /* the next frame of the chain; NULL: no Python code is left */
     bool at_root;      /* the frame that started the profiler was given */
 } dhatc_frames_cursor_t;
 
