@@ -50,7 +50,9 @@ fail() {  # STEP WHY...
 python_packages() {  # what debootstrap puts in: the interpreters, pip's CA store
     local version
     for version in "${SID_PYTHONS[@]}"; do
-        printf '%s\n' "python$version-dev" "python$version-venv"
+        # -testsuite: CPython's own tests (Debian ships them apart), which
+        # the plugin's tests run as a real unittest suite, as on the host.
+        printf '%s\n' "python$version-dev" "python$version-venv" "libpython$version-testsuite"
     done
     echo ca-certificates
 }
