@@ -143,6 +143,14 @@ setup(
             extra_link_args=["-Wl,-z,now"],
             libraries=["dl"],
         ),
+        # Program points of dhatc's own layout read straight into arrays
+        # (dhatpy/_dhat_reader.py); not the engine: no engine file in it.
+        Extension(
+            "dhatc._ppscan",
+            sources=["src/dhatc/ppscan.c"],
+            extra_compile_args=[a for a in compile_args if a != "-DDHATC_CHECKS"],
+            extra_link_args=link_args,
+        ),
     ]
     + ([UNWINDER] if native_frames_buildable() else []),
 )

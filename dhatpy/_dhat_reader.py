@@ -42,12 +42,18 @@ numbers with thousands of digits, a file too big for memory, a directory, a
 device, a FIFO (read to its end; one that no writer opens within
 FIFO_WAIT_SECONDS is given up on).
 
-How it scales: the top-level object is parsed field by field, and the
-``pps`` array a megabyte at a time by the C JSON scanner; each chunk is
-checked with a few C-level passes (``map``, ``set``, ``min``/``max``) and its
-figures and frame indices go into flat arrays, so memory stays near the
-file's size and a 200 MB file takes a few seconds; ``parallel=True`` parses
-half of the pieces in a forked process.
+How it scales: the top-level object is parsed field by field.  The ``pps``
+array, in dhatc's own layout (one program point per line, always written
+the same way), is read straight into flat arrays of figures and frame
+indices by a C scanner (``dhatc._ppscan``, src/dhatc/ppscan.c): a 200 MB
+file in about a second.  What it does not read (other writers' files, or
+the rest of a file from a program point not in the layout on) is parsed a
+megabyte at a time by the C JSON scanner; each chunk is checked with a few
+C-level passes (``map``, ``set``, ``min``/``max``) and its figures and frame
+indices go into the same arrays, so memory stays near the file's size and
+a 200 MB file takes a few seconds; ``parallel=True`` parses half of those
+pieces in a forked process.  Both give the same table, and any message
+comes from the JSON path.
 """
 
 from __future__ import annotations
@@ -71,6 +77,13 @@ from typing import (Any, Callable, Dict, Iterator, List, NoReturn, Optional, Seq
                     Union)
 
 from ._errors import CommandError
+
+try:  # the C scanner of dhatc's own layout; without it, the same in Python, slower
+    from . import _ppscan as _ppscan  # re-exported: the report modules use it too
+except ImportError:  # pragma: no cover - built with the package
+    _ppscan = None  # type: ignore[assignment]
+if array("I").itemsize != 4 or array("Q").itemsize != 8:  # pragma: no cover
+    _ppscan = None  # type: ignore[assignment]  # it writes 32- and 64-bit numbers
 
 #: The only format version there is (Valgrind 3.15 and later, the dhat crate, dhatc).
 FILE_VERSION = 2
@@ -634,7 +647,9 @@ class _Parser:
 
     def stream_pps(self, pos: int) -> int:
         """Feeds the pps array (its '[' before `pos`) to the builder; returns the
-        position after its ']'.  Fast path: cut the array after a '}' that a ','
+        position after its ']'.  Fastest path: the C scanner reads the program
+        points in dhatc's layout (scan_layout), all of them in a file of
+        dhatc's.  For the rest, fast path: cut the array after a '}' that a ','
         or the ']' follows and parse the piece as an array of its own (or, in
         dhatc's layout, as two arrays of numbers: _TableBuilder.feed_text).  A cut
         in the wrong place (inside a string or a nested object) cannot parse as
@@ -644,7 +659,15 @@ class _Parser:
         pos = self.ws(pos)
         if text.startswith("]", pos):
             return pos + 1
-        if self.parallel:
+        scanned = self.scan_layout(pos)
+        if scanned is not None:
+            after = self.ws(scanned)
+            if text.startswith("]", after):
+                return after + 1
+            if not text.startswith(",", after):
+                self.syntax_error("Expecting ',' delimiter", after)
+            pos = self.ws(after + 1)  # the rest is not in the layout: read as JSON
+        elif self.parallel:
             builder = self.builder
             rest = self.stream_in_two(pos)
             if rest is not None:
@@ -673,6 +696,28 @@ class _Parser:
                         pos = self.ws(after + 1)
                         continue
             return self.stream_elements(pos)
+
+    def scan_layout(self, pos: int) -> Optional[int]:
+        """Reads the program points in dhatc's own layout from `pos` on, with the
+        C scanner (dhatc._ppscan), into the builder; the position after the last
+        one read, or None if none was (not the layout, no scanner, or a repeated
+        location among them: the JSON path says which)."""
+        builder = self.builder
+        assert builder is not None and not builder.count
+        if _ppscan is None:
+            return None
+        result = _ppscan.scan(self.text, pos, builder.keys, 0, False)
+        if result is None:
+            return None
+        end, count, figures, indices, offsets, hashes, max_index, sums = result
+        if not self.text.startswith("]", self.ws(end)):
+            # More PPs follow, not in the layout: the JSON path checks them for
+            # repeats against these by the hashes of their locations' text.
+            result = _ppscan.scan(self.text, pos, builder.keys, 0, True)
+            assert result is not None and result[1] == count
+            hashes = result[5]
+        builder.keep_arrays(count, figures, indices, offsets, hashes or set(), max_index, sums)
+        return int(end)
 
     def cuts(self, pos: int) -> Tuple[List[Tuple[int, int]], int]:
         """The pieces the fast path would parse, as (start, end) pairs, and where
@@ -937,6 +982,23 @@ class _TableBuilder:
         base = self.offsets[-1]
         self.offsets.extend(map(operator.add, ends, itertools.repeat(base)) if base else ends)
         self.count += len(ends)
+
+    def keep_arrays(self, count: int, figures: bytearray, indices: bytearray,
+                    offsets: bytearray, hashes: "set[int]", max_index: int,
+                    sums: List[int]) -> None:
+        """Takes `count` checked program points as dhatc._ppscan.scan gives them:
+        the machine bytes of their figures, frame indices and offsets (the
+        offsets counted from the start of this builder's indices)."""
+        self.figures.frombytes(figures)
+        self.fs.frombytes(indices)
+        self.offsets.frombytes(offsets)
+        self.sums = list(map(operator.add, self.sums, sums))
+        if self.hashes:
+            self.hashes |= hashes
+        else:
+            self.hashes = hashes
+        self.max_index = max(self.max_index, max_index)
+        self.count += count
 
     def feed_text(self, piece: str) -> bool:
         """Checks and keeps the program points of `piece`, the text of some elements

@@ -10,9 +10,11 @@ bound of their combined peak, not the peak.
 Scale: every address-free frame of either file gets a number, shared by both;
 each program point's key is the bytes of the array of its frames' numbers,
 made with C-level passes only (none at all for a file whose frame table the
-numbers follow already), and the keys are matched with set operations.  The
-two files are read in two processes (NEW in a forked one) where there are
-CPUs to spare.
+numbers follow already), and the keys are matched by a hash table in C
+(dhatc._ppscan.match) or, where a key has several PPs, with dicts.  The C
+scanner reads a file of dhatc's in about a second, so both files are read
+in this process; without it, they are read in two (NEW in a forked one)
+where there are CPUs to spare.
 """
 
 from __future__ import annotations
@@ -25,8 +27,8 @@ from array import array
 from dataclasses import dataclass, field
 from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple, cast
 
-from ._dhat_reader import (FIGURES, DhatTable, _decode, _read_bytes, frame_without_address,
-                           guess_frame_table, loads_table)
+from ._dhat_reader import (FIGURES, DhatTable, _decode, _ppscan, _read_bytes,
+                           frame_without_address, guess_frame_table, loads_table)
 from ._errors import CommandError
 from ._report_common import read_table, top_indices
 
@@ -41,6 +43,8 @@ class Side:
     keys: List[bytes] = field(default_factory=list)
     groups: Dict[bytes, List[int]] = field(default_factory=dict)  # keys of more than one PP
     _index: Optional[Dict[bytes, int]] = None
+    #: The frame indices as the numbers the keys are made of (see _Numbering).
+    numbered: "Optional[array[int]]" = None
 
     @property
     def index(self) -> Dict[bytes, int]:
@@ -99,6 +103,8 @@ def _numbered(table: DhatTable, numbers: List[int], typecode: str) -> "array[int
 
 def _keys(numbered: "array[int]", offsets: Sequence[int]) -> List[bytes]:
     """Each PP's key: the bytes of the numbers of its frames."""
+    if _ppscan is not None and isinstance(offsets, array) and offsets.typecode == "Q":
+        return _ppscan.keys(numbered, offsets, numbered.itemsize)  # the same, in C
     data, size = numbered.tobytes(), numbered.itemsize
     starts = map(operator.mul, offsets, itertools.repeat(size))
     ends = map(operator.mul, itertools.islice(offsets, 1, None), itertools.repeat(size))
@@ -129,9 +135,12 @@ class _Numbering:
 
     def key_old(self) -> None:
         old = self.old
-        old.keys = _keys(_numbered(old.table, self.old_numbers, self.typecode), old.table.offsets)
+        old.numbered = _numbered(old.table, self.old_numbers, self.typecode)
+        old.keys = _keys(old.numbered, old.table.offsets)
         old._index = None
-        old.find_groups()  # and OLD's index, which NEW's keys are looked up in
+        old.groups = {}
+        if not old.distinct_frames():
+            old.find_groups()
 
     def key_new(self, new: Side, numbered: "Optional[array[int]]" = None) -> None:
         """NEW's keys (from its frame indices as numbers, if given: the forked
@@ -144,20 +153,23 @@ class _Numbering:
         if numbered.typecode != self.typecode:  # over 2**32 frames
             self.typecode = numbered.typecode
             self.key_old()
+        new.numbered = numbered
         new.keys = _keys(numbered, new.table.offsets)
         if not new.distinct_frames():
             new.find_groups()
 
 
 def _read_both(old_path: str, new_path: str) -> Tuple[Side, Side]:
-    """Reads both and makes their keys: NEW in a forked process when there are
-    CPUs to spare, which also numbers its frames if a quick look finds OLD's
-    frame table.  Its result is received once this process has read OLD and
+    """Reads both and makes their keys: without the C scanner (dhatc._ppscan),
+    NEW in a forked process when there are CPUs to spare, which also numbers
+    its frames if a quick look finds OLD's frame table.  Its result is received once this process has read OLD and
     made its keys: a thread receiving it meanwhile would wait for the
     interpreter lock at every piece of the pipe (seconds, for a big file)."""
     cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    # With the C scanner a file in dhatc's layout takes a second to read, about
+    # what sending its table back from a forked process would take.
     if (cpus or 1) < 2 or "fork" not in multiprocessing.get_all_start_methods() \
-            or "-" in (old_path, new_path):
+            or "-" in (old_path, new_path) or _ppscan is not None:
         old = prepare(old_path)
         new = prepare(new_path)
         numbering = _Numbering(old)
@@ -241,6 +253,36 @@ class Comparison:
     def __init__(self, old: Side, new: Side) -> None:
         self.old = old
         self.new = new
+        self._deltas: Dict[str, Tuple[List[int], List[int], List[int]]] = {}
+        if not self.match_in_c():
+            self.match()
+
+    def match_in_c(self) -> bool:
+        """match(), by dhatc._ppscan.match: when no key of either side has several
+        PPs and the keys are 32-bit numbers (all but files of 2**32 frames)."""
+        old, new = self.old, self.new
+        if (_ppscan is None or old.groups or new.groups or old.numbered is None
+                or new.numbered is None or old.numbered.typecode != "I"
+                or new.numbered.typecode != "I" or old.table.offsets.typecode != "Q"
+                or new.table.offsets.typecode != "Q"):
+            return False
+        lists = []
+        for part in _ppscan.match(old.numbered, old.table.offsets, new.numbered,
+                                  new.table.offsets):
+            numbers = array("q")
+            numbers.frombytes(part)
+            lists.append(numbers.tolist())
+        matched_in_old, matched_new, added, vanished = lists
+        self.matched = list(map(new.keys.__getitem__, matched_new))
+        self.added = list(map(new.keys.__getitem__, added))
+        self.vanished = list(map(old.keys.__getitem__, vanished))
+        self.keys = self.matched + self.added + self.vanished
+        self._pps = (matched_in_old, vanished, matched_new, added)
+        return True
+
+    def match(self) -> None:
+        """Matches the two sides' keys: self.matched, added, vanished, keys, _pps."""
+        old, new = self.old, self.new
         # In the files' own order, so that ties come out the same from run to run.
         new_keys = list(new.index) if new.groups else new.keys
         found = list(map(old.index.get, new_keys))  # OLD's PP of each NEW key, or None
@@ -260,7 +302,6 @@ class Comparison:
                      list(itertools.compress(old.index.values(), lacking)),
                      list(itertools.compress(new_pps, matches)),
                      list(itertools.compress(new_pps, unmatched)))
-        self._deltas: Dict[str, Tuple[List[int], List[int], List[int]]] = {}
 
     def frames(self, change: Change) -> List[str]:
         if change.new_pp is not None:

@@ -12,8 +12,9 @@ that comes next (found by binary search), and its figures are differences of
 running sums (or, for a figure few nodes are asked for, sums).  So a node's
 children are made only when they are asked for,
 and only the nodes over the significance threshold are ever asked: a million
-PPs take a second or two, not minutes.  The children get the viewer's order
-(by their first PP) when made.
+PPs take a second or two, not minutes (the sort and the figures moved into
+its order in C, dhatc._ppscan, where it is built).  The children get the
+viewer's order (by their first PP) when made.
 
 :func:`mark_significance` is the viewer's ``sigTree``, skipping subtrees whose
 figure is under the threshold (nothing below them can pass); :func:`layout`
@@ -32,7 +33,7 @@ import operator
 from array import array
 from typing import Iterator, List, MutableSequence, Optional, Sequence, Tuple
 
-from ._dhat_reader import ACCESS_LATCH, FIGURES, DhatTable
+from ._dhat_reader import ACCESS_LATCH, FIGURES, DhatTable, _ppscan
 from ._report_format import N_FIGURES, TB
 from ._report_metrics import Metric
 
@@ -149,6 +150,9 @@ class Tree:
         if self._sorted is None:
             figures = self.table.figures
             row = figures.itemsize * self.table.width
+            if _ppscan is not None:  # the same, in C
+                self._sorted = array(figures.typecode, _ppscan.gather(figures, self.order, row))
+                return self._sorted
             flat = figures.tobytes()
             starts = list(map(operator.mul, self.order, itertools.repeat(row)))
             ends = map(operator.add, starts, itertools.repeat(row))
@@ -292,6 +296,9 @@ def build(table: DhatTable) -> Tree:
     they are asked for)."""
     fs, offsets = table.frame_index_array, table.offsets
     size = fs.itemsize
+    if _ppscan is not None and offsets.typecode == "Q":  # the same, in C
+        order, keys = _ppscan.sorted_keys(fs, offsets, size)
+        return Tree(table, keys, order)
     data = fs.tobytes()
     starts = map(operator.mul, offsets, itertools.repeat(size))
     ends = map(operator.mul, itertools.islice(offsets, 1, None), itertools.repeat(size))

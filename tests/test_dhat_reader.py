@@ -709,7 +709,9 @@ def outcome(text: str, name: str = "x.json") -> Any:
 
 @pytest.fixture
 def fast_path_spied(monkeypatch):
-    """Counts the pieces feed_text reads (True) and leaves (False)."""
+    """Counts the pieces feed_text reads (True) and leaves (False), the C
+    scanner (dhatc._ppscan, which reads them first) turned off."""
+    monkeypatch.setattr(reader, "_ppscan", None)
     seen = {True: 0, False: 0}
     original = reader._TableBuilder.feed_text
 
@@ -723,8 +725,10 @@ def fast_path_spied(monkeypatch):
 
 
 def without_fast_path(text: str, monkeypatch: Any) -> Any:
+    """outcome(text) with the JSON parser alone: no C scanner, no feed_text."""
     with monkeypatch.context() as m:
         m.setattr(reader._TableBuilder, "feed_text", lambda self, piece: False)
+        m.setattr(reader, "_ppscan", None)
         return outcome(text)
 
 
@@ -787,9 +791,13 @@ def _small_dhatc_text() -> str:
     ('"eb":', '"eb":true,"x":'),
 ])
 @pytest.mark.parametrize("where", [0.0, 0.5, 1.0])
-def test_dhatc_layout_broken_reads_as_json_does(monkeypatch, old, new, where):
+@pytest.mark.parametrize("scanner", ["C", "Python"])
+def test_dhatc_layout_broken_reads_as_json_does(monkeypatch, old, new, where, scanner):
     """Each change, at the first, a middle or the last program point: what the
-    fast path gives (or says) is what the JSON parser gives."""
+    fast paths give (or say) is what the JSON parser gives; the C scanner
+    reads up to the change, feed_text the rest (or, without it, all)."""
+    if scanner == "Python":
+        monkeypatch.setattr(reader, "_ppscan", None)
     text = _small_dhatc_text()
     spots = [i for i in range(len(text)) if text.startswith(old, i)]
     spot = spots[int(where * (len(spots) - 1))]
