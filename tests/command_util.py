@@ -26,6 +26,13 @@ def dhatc_command(*args: str, prelude: str = "") -> List[str]:
     return [sys.executable, "-c", code, *args]
 
 
+#: A prelude for dhatc_command: the command without the C scanner
+#: (dhatc._ppscan), as where it is not built: the Python paths alone.
+NO_SCANNER = ("import dhatc._dhat_reader, dhatc._report_diff, dhatc._report_tree\n"
+              "for module in (dhatc._dhat_reader, dhatc._report_diff, dhatc._report_tree):\n"
+              "    module._ppscan = None")
+
+
 def dhatc(*args: str, cwd: Optional[Path] = None, env: Optional[Dict[str, str]] = None,
           stdin: Optional[str] = None) -> "subprocess.CompletedProcess[str]":
     full_env = dict(os.environ, DHATC_QUIET="1")

@@ -8,17 +8,18 @@ from __future__ import annotations
 import itertools
 import json
 import random
+import subprocess
 from array import array
 from pathlib import Path
 from typing import Any, Dict, List, Tuple
 
 import pytest
 
-from command_util import assert_one_line_error, dhatc
+from command_util import NO_SCANNER, assert_one_line_error, dhatc, dhatc_command
 from dhatc import _dhat_reader as reader
 from dhatc import _ppscan
 from dhatc import _report_diff, _report_tree
-from report_util import random_document
+from report_util import RUST_HEAP, random_document
 from test_dhat_reader import _mutate_text, dhatc_layout, outcome, without_fast_path
 
 KEYS = ("tb", "tbk", "tl", "mb", "mbk", "gb", "gbk", "eb", "ebk")
@@ -58,6 +59,15 @@ def test_the_layout_reads_as_json_does(scanned, kind):
     text = dhatc_layout(doc)
     assert outcome(text) == without_fast_path(json.dumps(doc, indent=1), pytest.MonkeyPatch())
     assert scanned[0] == len(doc["pps"])
+
+
+def test_other_writers_files_are_left_to_the_json_path(scanned):
+    """The crate's file (one value a line) and Valgrind's layout: not scanned."""
+    crate = RUST_HEAP.read_text("utf-8")
+    valgrind = json.dumps(json.loads(crate), indent=1).replace('\n  "fs"', ',"fs"')
+    for text in (crate, valgrind, json.dumps(json.loads(crate))):
+        assert outcome(text) == without_fast_path(text, pytest.MonkeyPatch())
+    assert scanned == [0, 0, 0]
 
 
 @pytest.mark.parametrize("frame", ["caf\u00e9 (x.py:1)", "\u03a9 (x.py:1)", "\U0001F600 (x.py:1)"])
@@ -141,6 +151,22 @@ def test_a_broken_file_is_one_line_error(tmp_path: Path, change, message):
     for command in (("report", str(path)), ("diff", str(path), str(path))):
         proc = dhatc(*command)
         assert_one_line_error(proc, command[0], f"broken.json: {message}")
+
+
+@pytest.mark.parametrize("command", [["report"], ["report", "--tree"],
+                                     ["report", "--tree", "--json", "--sort", "tiny"],
+                                     ["report", "--sort", "gmax_bytes"], ["diff"],
+                                     ["diff", "--json", "--top", "0"]])
+def test_commands_print_the_same_without_the_scanner(tmp_path: Path, command: List[str]):
+    paths = []
+    for name, seed in (("old.json", 53), ("new.json", 54)):
+        path = tmp_path / name
+        path.write_text(dhatc_layout(_doc(seed, n_pps=300)))
+        paths.append(str(path))
+    args = [command[0], *(paths if command[0] == "diff" else paths[:1]), *command[1:]]
+    outputs = [subprocess.run(dhatc_command(*args, prelude=prelude), capture_output=True,
+                              text=True, check=True).stdout for prelude in ("", NO_SCANNER)]
+    assert outputs[0] == outputs[1] and outputs[0]
 
 
 # --- scan itself -----------------------------------------------------------------------

@@ -12,7 +12,7 @@ from typing import Any, Dict, List, Tuple
 
 import pytest
 
-from command_util import assert_one_line_error, dhatc, dhatc_command
+from command_util import NO_SCANNER, assert_one_line_error, dhatc, dhatc_command
 from dhatc import _report_diff
 from dhatc._dhat_reader import frame_without_address
 from report_util import (RUST_HEAP, dhatc_file, document, heap_pp, needs_valgrind,
@@ -271,14 +271,22 @@ def test_two_dhatc_runs(run_python: Any, tmp_path: Path) -> None:
     assert changes == sorted(changes, reverse=True)
 
 
+ONE_CPU = "import os; os.sched_getaffinity = lambda pid: {0}"
+
+
+def _outputs(args: List[str]) -> List[str]:
+    """The output with the C scanner (both files read in one process), and
+    without it in two processes (NEW in a forked one) and in one."""
+    return [subprocess.run(dhatc_command(*args, prelude=prelude), capture_output=True,
+                           text=True, check=True).stdout
+            for prelude in ("", NO_SCANNER, NO_SCANNER + "\n" + ONE_CPU)]
+
+
 def test_same_result_in_one_process_and_two(pair: Tuple[str, str]) -> None:
-    """NEW is read in a forked process when there are CPUs to spare."""
-    args = ["diff", *pair, "--json", "--top", "0"]
-    two = subprocess.run(dhatc_command(*args), capture_output=True, text=True, check=True)
-    one = subprocess.run(
-        dhatc_command(*args, prelude="import os; os.sched_getaffinity = lambda pid: {0}"),
-        capture_output=True, text=True, check=True)
-    assert one.stdout == two.stdout
+    """Without the C scanner, NEW is read in a forked process when there are
+    CPUs to spare; the same result every way."""
+    with_c, two, one = _outputs(["diff", *pair, "--json", "--top", "0"])
+    assert one == two == with_c
 
 
 def test_frames_sharing_a_hash(pair: Tuple[str, str], monkeypatch: pytest.MonkeyPatch) -> None:
@@ -384,11 +392,7 @@ def test_new_numbered_in_the_forked_process_or_not(tmp_path: Path, layout: str) 
     elif layout == "a nested ftbl last":
         old_doc = dict(old_doc, zz={"ftbl": ["[root]", "not a frame"]})
     old, new = write(tmp_path / "o.json", old_doc), write(tmp_path / "n.json", new_doc)
-    args = ["diff", str(old), str(new), "--json", "--top", "0"]
-    two = subprocess.run(dhatc_command(*args), capture_output=True, text=True, check=True)
-    one = subprocess.run(
-        dhatc_command(*args, prelude="import os; os.sched_getaffinity = lambda pid: {0}"),
-        capture_output=True, text=True, check=True)
-    assert one.stdout == two.stdout
-    doc = json.loads(two.stdout)
+    with_c, two, one = _outputs(["diff", str(old), str(new), "--json", "--top", "0"])
+    assert one == two == with_c
+    doc = json.loads(two)
     assert doc["counts"]["vanished"] == 300 - len(new_doc["pps"]) and doc["counts"]["new"] == 0

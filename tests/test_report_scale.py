@@ -196,8 +196,14 @@ def big_text(pps: int, bad: Optional[Tuple[int, str, str]] = None) -> str:
     ((30_123, "gbk", "false"), "pps[30,123]: field 'gbk' is false, expected an integer"),
     ((45_000, "fs", "[3,true]"), "pps[45,000]: fs[1] is true, not an index into 'ftbl'"),
 ])
+@pytest.mark.parametrize("scanner", [True, False])
 def test_a_boolean_deep_in_a_big_file_is_refused(bad: Tuple[int, str, str], message: str,
+                                                 scanner: bool,
                                                  monkeypatch: pytest.MonkeyPatch) -> None:
+    """With the C scanner (it reads up to the bad PP), and without (the pieces
+    parsed in Python, half in a forked process)."""
+    if not scanner:
+        monkeypatch.setattr(_dhat_reader, "_ppscan", None)
     monkeypatch.setattr(_dhat_reader, "PARALLEL_MIN_PIECES", 2)  # fork for a few pieces
     assert len(loads_table(big_text(50_000))) == 50_000
     text = big_text(50_000, bad)
@@ -208,7 +214,11 @@ def test_a_boolean_deep_in_a_big_file_is_refused(bad: Tuple[int, str, str], mess
         assert str(error.value).startswith(f"big.json: {message}")
 
 
-def test_figures_of_a_big_file_are_its_own() -> None:
+@pytest.mark.parametrize("scanner", [True, False])
+def test_figures_of_a_big_file_are_its_own(scanner: bool,
+                                           monkeypatch: pytest.MonkeyPatch) -> None:
+    if not scanner:
+        monkeypatch.setattr(_dhat_reader, "_ppscan", None)
     table = loads_table(big_text(50_000), parallel=True)
     assert list(itertools.islice(table.column("total_bytes") or (), 3)) == [100, 101, 102]
     assert table.total("total_bytes") == sum(range(100, 50_100))
