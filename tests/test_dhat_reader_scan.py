@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import itertools
 import json
+import os
 import random
 import subprocess
 from array import array
@@ -164,6 +165,37 @@ def test_commands_print_the_same_without_the_scanner(tmp_path: Path, command: Li
         path.write_text(dhatc_layout(_doc(seed, n_pps=300)))
         paths.append(str(path))
     args = [command[0], *(paths if command[0] == "diff" else paths[:1]), *command[1:]]
+    outputs = [subprocess.run(dhatc_command(*args, prelude=prelude), capture_output=True,
+                              text=True, check=True).stdout for prelude in ("", NO_SCANNER)]
+    assert outputs[0] == outputs[1] and outputs[0]
+
+
+def test_in_dhatc_layout(tmp_path: Path, monkeypatch: Any):
+    """The guess diff reads NEW in this process by."""
+    ours = tmp_path / "ours.json"
+    ours.write_text(dhatc_layout(_doc(55, n_pps=5)))
+    spaced = tmp_path / "spaced.json"
+    spaced.write_text(ours.read_text().replace(',"', ', "'))
+    fifo = tmp_path / "fifo"
+    os.mkfifo(fifo)
+    assert reader.in_dhatc_layout(str(ours))
+    assert not any(map(reader.in_dhatc_layout, (str(spaced), str(RUST_HEAP), str(fifo),
+                                                str(tmp_path), str(tmp_path / "none"))))
+    monkeypatch.setattr(reader, "_ppscan", None)
+    assert not reader.in_dhatc_layout(str(ours))
+
+
+@pytest.mark.parametrize("spaced", ["old", "new", "both"])
+def test_diff_of_files_in_other_layouts(tmp_path: Path, spaced: str):
+    """A NEW not in dhatc's layout is read in a forked process, OLD either way
+    (the C scanner or the Python paths): the same output as without the scanner."""
+    paths = []
+    for name, seed in (("old", 56), ("new", 57)):
+        text = dhatc_layout(_doc(seed, n_pps=300))
+        path = tmp_path / f"{name}.json"
+        path.write_text(text.replace(',"', ', "') if spaced in (name, "both") else text)
+        paths.append(str(path))
+    args = ["diff", *paths, "--json", "--top", "0"]
     outputs = [subprocess.run(dhatc_command(*args, prelude=prelude), capture_output=True,
                               text=True, check=True).stdout for prelude in ("", NO_SCANNER)]
     assert outputs[0] == outputs[1] and outputs[0]
