@@ -132,7 +132,8 @@ def profile_from_engine(data: StopData, *, cmd: str, pid: int) -> Profile:
         add = resolved.append
         # Native frames become their strings (the engine gives them, as ints,
         # in native profiles only).
-        frames = cast(Sequence[ResolvedFrame], raw[1]) if namer is None else namer.resolve(raw[1])
+        # (The type as a string: subscripting it per PP took a quarter of a save.)
+        frames = cast("Sequence[ResolvedFrame]", raw[1]) if namer is None else namer.resolve(raw[1])
         for frame in frames:
             if isinstance(frame, str):  # stands for frames the engine does not keep
                 add(frame)
