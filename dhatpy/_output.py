@@ -1,21 +1,18 @@
 """Where the commands that make a file (flamegraph, export, merge) put it.
 
-A file is written whole or not at all: into a temporary file beside it, then
-renamed over it, so an error or Ctrl-C half way never leaves half a file nor
-destroys the previous one.  What exists and is not a regular file (a device,
-a FIFO, ``/dev/stdout``) is written to in place, never renamed over.  Every
-failure is a CommandError of one line naming the path.  ``-`` means standard
-output.
+A file is written whole or not at all, as a profile is (see
+:mod:`dhatc._file_write`: atomically, through a symbolic link its target, a
+FIFO or a device in place).  Every failure is a CommandError of one line
+naming the path.  ``-`` means standard output.
 """
 
 from __future__ import annotations
 
 import os
 import sys
-import tempfile
-from typing import BinaryIO, Callable
 
 from ._errors import CommandError
+from ._file_write import Writer, write_file
 
 STDOUT = "-"
 
@@ -33,57 +30,19 @@ def check_output_path(path: str) -> None:
         raise CommandError(f"cannot write {path}: the directory {directory} does not exist")
 
 
-def _umask() -> int:
-    """The process umask, read without changing it (os.umask would, briefly)."""
-    try:
-        with open("/proc/self/status", encoding="ascii") as status:
-            for line in status:
-                if line.startswith("Umask:"):
-                    return int(line.split()[1], 8)
-    except (OSError, ValueError):
-        pass
-    return 0o022
-
-
-def write_output(path: str, write: Callable[[BinaryIO], None]) -> None:
+def write_output(path: str, write: Writer) -> None:
     """Calls `write` with a binary stream that ends up as `path` (or stdout)."""
     if path == STDOUT:
         _write_stdout(write)
         return
     check_output_path(path)
-    if os.path.exists(path) and not os.path.isfile(path):
-        _write_in_place(path, write)
-        return
-    directory = os.path.dirname(os.path.abspath(path))
     try:
-        fd, tmp = tempfile.mkstemp(prefix=".dhatc-", suffix=".tmp", dir=directory)
+        write_file(path, write)
     except OSError as e:
-        raise CommandError(f"cannot write {path}: {e.strerror}") from None
-    try:
-        with os.fdopen(fd, "wb") as out:
-            write(out)
-        os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes it 0600
-        os.replace(tmp, path)
-    except BaseException as e:
-        try:
-            os.unlink(tmp)
-        except OSError:
-            pass
-        if isinstance(e, OSError):
-            raise CommandError(f"cannot write {path}: {e.strerror}") from None
-        raise
+        raise CommandError(f"cannot write {path}: {e.strerror or e}") from None
 
 
-def _write_in_place(path: str, write: Callable[[BinaryIO], None]) -> None:
-    """A device, a FIFO, /dev/stdout: written to as it is, never renamed over."""
-    try:
-        with open(path, "wb") as out:
-            write(out)
-    except OSError as e:
-        raise CommandError(f"cannot write {path}: {e.strerror}") from None
-
-
-def _write_stdout(write: Callable[[BinaryIO], None]) -> None:
+def _write_stdout(write: Writer) -> None:
     # A reader that goes away (`| head -1`) raises BrokenPipeError here, which
     # the CLI turns into a quiet exit, as for every command.
     sys.stdout.flush()

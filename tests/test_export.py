@@ -11,6 +11,7 @@ import json
 import os
 import pty
 import shutil
+import stat
 import subprocess
 from pathlib import Path
 from typing import Any, Dict, List, Tuple
@@ -311,6 +312,51 @@ def test_broken_pipe_ends_quietly(tmp_path: Path) -> None:
     # Status 1, as python's own on a broken pipe, and nothing on stderr.
     assert proc.stdout == "main (m.py:1);f0 (m.py:0) 1\nstatus=1\n"
     assert proc.stderr == ""
+
+
+# --- where the file goes ------------------------------------------------------------
+
+FILE_COMMANDS = {
+    "export": ["export", "heap.json", "-f", "collapsed", "-o"],
+    "flamegraph": ["flamegraph", "heap.json", "-o"],
+    "merge": ["merge", "heap.json", "heap.json", "-o"],
+}
+
+
+@pytest.mark.parametrize("command", sorted(FILE_COMMANDS))
+def test_output_through_a_symlink_replaces_its_target_and_keeps_the_link(
+        heap_file: Path, tmp_path: Path, command: str) -> None:
+    direct = tmp_path / "direct.out"
+    assert dhatc(*FILE_COMMANDS[command], str(direct), cwd=tmp_path).returncode == 0
+    target = tmp_path / "target.out"
+    target.write_text("old")
+    link = tmp_path / "link.out"
+    link.symlink_to(target)
+    proc = dhatc(*FILE_COMMANDS[command], str(link), cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    assert link.is_symlink() and os.readlink(link) == str(target)
+    assert target.read_bytes() == direct.read_bytes()
+    assert sorted(p.name for p in tmp_path.iterdir()) == [
+        "direct.out", "heap.json", "link.out", "target.out"]  # no temporary file left
+
+
+@pytest.mark.parametrize("command", sorted(FILE_COMMANDS))
+def test_output_into_a_fifo_is_written_in_place(heap_file: Path, tmp_path: Path,
+                                                command: str) -> None:
+    direct = tmp_path / "direct.out"
+    assert dhatc(*FILE_COMMANDS[command], str(direct), cwd=tmp_path).returncode == 0
+    fifo = tmp_path / "pipe"
+    os.mkfifo(fifo)
+    argv = dhatc_command(*FILE_COMMANDS[command], str(fifo))
+    child = subprocess.Popen(argv, cwd=tmp_path, env=dict(os.environ, DHATC_QUIET="1"),
+                             stderr=subprocess.PIPE)
+    with open(fifo, "rb") as reader:
+        got = reader.read()
+    assert child.stderr is not None
+    errors = child.stderr.read()
+    assert child.wait(timeout=300) == 0, errors
+    assert got == direct.read_bytes()
+    assert stat.S_ISFIFO(os.lstat(fifo).st_mode)
 
 
 # --- errors -------------------------------------------------------------------------

@@ -6,6 +6,7 @@ so once."""
 
 from __future__ import annotations
 
+import ctypes
 import os
 import re
 import shutil
@@ -140,6 +141,38 @@ def test_exact_figures_for_each_allocator(run_python):
         ("malloc", at("errno")): (10, 1, 10, 1, 0, 0),
     }
     assert got == expected
+
+
+def _libc_has(name: str) -> bool:
+    return hasattr(ctypes.CDLL(None), name)
+
+
+@pytest.mark.skipif(not _libc_has("free_sized"),
+                    reason="the C library has no free_sized (C23; glibc 2.43+)")
+def test_frees_through_free_sized_are_seen(run_python):
+    """C23's free_sized and free_aligned_sized end in the free the library
+    interposes (glibc routes them there): their blocks are freed in the
+    profile, not left live."""
+    code = with_prelude("""
+    free_sized = _fn("free_sized", None, _vp, _sz)
+    free_aligned_sized = _fn("free_aligned_sized", None, _vp, _sz, _sz)
+
+    def work():
+        a = malloc(1000)                                         # @malloc
+        free_sized(a, 1000)
+        b = aligned_alloc(64, 640)                               # @aligned_alloc
+        free_aligned_sized(b, 64, 640)
+
+    with dhatc.Profiler(testing=True) as profiler:
+        work()
+    dump(profiler.profile)
+    """)
+    proc = run_python(code, env=WITH_PRELOAD)
+    got = native_only(by_kind_and_line(last_json_line(proc.stdout), "work"))
+    assert got == {
+        ("malloc", line_of(code, "# @malloc")): (1000, 1, 1000, 1, 0, 0),
+        ("aligned_alloc", line_of(code, "# @aligned_alloc")): (640, 1, 640, 1, 0, 0),
+    }
 
 
 def test_blocks_allocated_before_the_profile_are_ignored_or_renewed(run_python):

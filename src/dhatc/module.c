@@ -5,6 +5,7 @@
 #include <Python.h>
 
 #include <pthread.h>
+#include <stdbool.h>
 
 #include "codetable.h"
 #include "frames.h"
@@ -103,10 +104,98 @@ static PyObject *engine_start(PyObject *module, PyObject *args)
     Py_RETURN_NONE;
 }
 
+/* `tuple`, no longer watched by the cycle collector: a stop's tuples hold
+ * only code objects, numbers, strings and other such tuples, so none can be
+ * part of a cycle, and the collector would walk hundreds of thousands of
+ * them, collection after collection, until the profile is saved. */
+static PyObject *acyclic(PyObject *tuple)
+{
+    if (tuple != NULL && PyObject_GC_IsTracked(tuple)) {
+        PyObject_GC_UnTrack(tuple);
+    }
+    return tuple;
+}
+
+/* The Python frames of a stop's program points, each (code, line) made into
+ * one tuple shared by every program point that has it: program points
+ * share most of their frames, and a tuple per frame of each was most of the
+ * objects a stop made (and of the collector's work).  Open addressing on
+ * (code, line); without memory for it, each frame gets a tuple of its own. */
+typedef struct {
+    const void *code;
+    int32_t where;
+    PyObject *pair; /* NULL: an empty slot */
+} frame_slot_t;
+
+typedef struct {
+    frame_slot_t *slots;
+    size_t capacity, used; /* capacity a power of two, or 0 */
+} frame_objects_t;
+
+static void frame_objects_release(frame_objects_t *table)
+{
+    for (size_t i = 0; i < table->capacity; i++) {
+        Py_XDECREF(table->slots[i].pair);
+    }
+    PyMem_RawFree(table->slots);
+    *table = (frame_objects_t){0};
+}
+
+static size_t frame_slot_index(const frame_objects_t *table, const void *code, int32_t where)
+{
+    uint64_t key = ((uint64_t)(uintptr_t)code ^ ((uint64_t)(uint32_t)where << 40)) *
+                   UINT64_C(0x9E3779B97F4A7C15);
+    size_t mask = table->capacity - 1;
+    size_t i = (size_t)(key >> 20) & mask;
+    while (table->slots[i].pair != NULL &&
+           (table->slots[i].code != code || table->slots[i].where != where)) {
+        i = (i + 1) & mask;
+    }
+    return i;
+}
+
+/* Room for one more entry, the table kept at most half full; false if
+ * there is no memory for it (the table stays as it was). */
+static bool frame_objects_room(frame_objects_t *table)
+{
+    if (2 * (table->used + 1) <= table->capacity) {
+        return true;
+    }
+    size_t capacity = table->capacity == 0 ? 1024 : 2 * table->capacity;
+    frame_slot_t *slots = PyMem_RawCalloc(capacity, sizeof *slots);
+    if (slots == NULL) {
+        return false;
+    }
+    frame_objects_t grown = {slots, capacity, table->used};
+    for (size_t i = 0; i < table->capacity; i++) {
+        if (table->slots[i].pair != NULL) {
+            const frame_slot_t *old = &table->slots[i];
+            grown.slots[frame_slot_index(&grown, old->code, old->where)] = *old;
+        }
+    }
+    PyMem_RawFree(table->slots);
+    *table = grown;
+    return true;
+}
+
+static PyObject *python_frame_object(const dhatc_frame_t *frame)
+{
+    PyObject *code = frame->code != NULL && dhatc_session_code_alive(frame->code)
+                         ? (PyObject *)frame->code
+                         : Py_None;
+    PyObject *line = PyLong_FromLong(frame->where);
+    if (line == NULL) {
+        return NULL;
+    }
+    PyObject *pair = acyclic(PyTuple_Pack(2, code, line));
+    Py_DECREF(line);
+    return pair;
+}
+
 /* One frame of a program point as _dhat_file.py reads it: a Python frame is
  * (code object, line), the code None if it died before the profile could
  * keep it; a frame standing for another interpreter's is its text. */
-static PyObject *frame_as_object(const dhatc_frame_t *frame)
+static PyObject *frame_as_object(frame_objects_t *table, const dhatc_frame_t *frame)
 {
     if (frame->kind == DHATC_FRAME_NATIVE) {
         return PyLong_FromUnsignedLongLong(ULL((uintptr_t)frame->code));
@@ -115,10 +204,43 @@ static PyObject *frame_as_object(const dhatc_frame_t *frame)
         return PyUnicode_FromFormat(
             "[subinterpreter %d: its Python frames are not recorded]", (int)frame->where);
     }
-    PyObject *code = frame->code != NULL && dhatc_session_code_alive(frame->code)
-                         ? (PyObject *)frame->code
-                         : Py_None;
-    return Py_BuildValue("(Oi)", code, frame->where);
+    if (!frame_objects_room(table)) {
+        return python_frame_object(frame);
+    }
+    frame_slot_t *slot = &table->slots[frame_slot_index(table, frame->code, frame->where)];
+    if (slot->pair == NULL) {
+        PyObject *pair = python_frame_object(frame);
+        if (pair == NULL) {
+            return NULL;
+        }
+        *slot = (frame_slot_t){frame->code, frame->where, pair};
+        table->used++;
+    }
+    Py_INCREF(slot->pair);
+    return slot->pair;
+}
+
+/* A new tuple of `count` items, stealing the references of `items` (each of
+ * them, even on failure).  Py_BuildValue parsed its format again for each
+ * of the thousands of program points a stop gives. */
+static PyObject *tuple_stealing(PyObject *const *items, Py_ssize_t count)
+{
+    PyObject *tuple = NULL;
+    bool complete = true;
+    for (Py_ssize_t i = 0; i < count; i++) {
+        complete = complete && items[i] != NULL;
+    }
+    if (complete) {
+        tuple = PyTuple_New(count);
+    }
+    for (Py_ssize_t i = 0; i < count; i++) {
+        if (tuple != NULL) {
+            PyTuple_SET_ITEM(tuple, i, items[i]);
+        } else {
+            Py_XDECREF(items[i]);
+        }
+    }
+    return tuple;
 }
 
 /* One program point as dhatpy/_engine_data.py's RawProgramPoint, the fields
@@ -126,25 +248,35 @@ static PyObject *frame_as_object(const dhatc_frame_t *frame)
  * eb, ebk), kind the allocator entry's name or None for an ad hoc event,
  * frames innermost first, each as frame_as_object() makes it.  Change both
  * together (tests/test_engine_data.py checks them against each other). */
-static PyObject *pp_as_tuple(const dhatc_pp_figures_t *pp)
+static PyObject *pp_as_tuple(frame_objects_t *frame_objects, const dhatc_pp_figures_t *pp)
 {
-    PyObject *frames = PyTuple_New(pp->depth);
+    PyObject *frames = acyclic(PyTuple_New(pp->depth));
     if (frames == NULL) {
         return NULL;
     }
     for (uint32_t i = 0; i < pp->depth; i++) {
-        PyObject *frame = frame_as_object(&pp->frames[i]);
+        PyObject *frame = frame_as_object(frame_objects, &pp->frames[i]);
         if (frame == NULL) {
             Py_DECREF(frames);
             return NULL;
         }
         PyTuple_SET_ITEM(frames, i, frame);
     }
-    const char *kind = pp->kind == DHATC_KIND_AD_HOC ? NULL : kind_names[pp->kind];
-    return Py_BuildValue("(zNKKKKKKKKK)", kind, frames, ULL(pp->total_bytes),
-                         ULL(pp->total_blocks), ULL(pp->total_lifetime), ULL(pp->max_bytes),
-                         ULL(pp->max_blocks), ULL(pp->gmax_bytes), ULL(pp->gmax_blocks),
-                         ULL(pp->end_bytes), ULL(pp->end_blocks));
+    PyObject *kind = Py_None;
+    if (pp->kind == DHATC_KIND_AD_HOC) {
+        Py_INCREF(kind);
+    } else {
+        kind = PyUnicode_FromString(kind_names[pp->kind]);
+    }
+    const uint64_t figures[] = {pp->total_bytes, pp->total_blocks, pp->total_lifetime,
+                                pp->max_bytes,   pp->max_blocks,   pp->gmax_bytes,
+                                pp->gmax_blocks, pp->end_bytes,    pp->end_blocks};
+    enum { FIGURES = sizeof figures / sizeof figures[0] };
+    PyObject *items[2 + FIGURES] = {kind, frames};
+    for (size_t i = 0; i < FIGURES; i++) {
+        items[2 + i] = PyLong_FromUnsignedLongLong(ULL(figures[i]));
+    }
+    return acyclic(tuple_stealing(items, 2 + FIGURES));
 }
 
 /* The objects native frames were found in: [(start, end, path, bias), ...];
@@ -209,17 +341,19 @@ static PyObject *engine_stop(PyObject *module, PyObject *unused)
 
     dhatc_stats_t stats = dhatc_profile_stats();
     uint32_t count = dhatc_profile_pp_count();
+    frame_objects_t frame_objects = {0};
     PyObject *pps = PyList_New(count);
     for (uint32_t id = 0; pps != NULL && id < count; id++) {
         dhatc_pp_figures_t pp;
         dhatc_profile_pp_figures(id, &pp);
-        PyObject *item = pp_as_tuple(&pp);
+        PyObject *item = pp_as_tuple(&frame_objects, &pp);
         if (item == NULL) {
             Py_CLEAR(pps);
             break;
         }
         PyList_SET_ITEM(pps, id, item);
     }
+    frame_objects_release(&frame_objects);
     PyObject *objects = pps != NULL ? native_objects() : NULL;
     if (objects == NULL) {
         Py_CLEAR(pps);

@@ -266,8 +266,12 @@ uint32_t dhatc_nativestack_capture(PyThreadState *tstate, dhatc_frame_t *out, ui
         depth = splice(ips, count, tstate, out, limit, &used);
     }
     /* The deepest end lately: a loop alternating between two depths must
-     * not ask again every other time. */
-    int wanted = used <= count ? used + ROOM_SLACK : MAX_NATIVE_FRAMES;
+     * not ask again every other time.  A stack the unwinder ended before
+     * the room did (it stopped early) needs no more room than it gave: all
+     * of it would only slow down every capture after it. */
+    int wanted = used <= count ? used + ROOM_SLACK
+                 : count < room ? count + ROOM_SLACK
+                                : MAX_NATIVE_FRAMES;
     if (wanted > room_hint || ++captures % ROOM_RESET == 0) {
         room_hint = wanted;
     }
