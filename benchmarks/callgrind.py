@@ -29,6 +29,7 @@ from __future__ import annotations
 import argparse
 import json
 import re
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -103,8 +104,11 @@ def _summary(path: Path) -> int:
     return int(match.group(1))
 
 
-def measure(target: str, tool: Tool, scale: float, timeout: float) -> Counts:
-    """Run the target under callgrind and the tool; count the region's instructions."""
+def measure(target: str, tool: Tool, scale: float, timeout: float,
+            keep: Path | None = None) -> Counts:
+    """Run the target under callgrind and the tool; count the region's instructions.
+    With ``keep``, callgrind's files are copied to ``keep/TARGET-TOOL/`` for
+    ``callgrind_annotate`` (``keep`` is then that directory)."""
     with tempfile.TemporaryDirectory(prefix="dhatc-callgrind-") as tmpdir:
         script = Path(tmpdir) / "bench_child.py"
         script.write_text(child_script(target, tool, scale))
@@ -124,6 +128,10 @@ def measure(target: str, tool: Tool, scale: float, timeout: float) -> Counts:
             raise CallgrindError(f"exit status {proc.returncode}:\n{tail(proc.stderr)}")
         # Dump 1: up to the first marker; 2: start and work; 3: stop and file.
         work, stop = _summary(Path(f"{out}.2")), _summary(Path(f"{out}.3"))
+        if keep is not None:
+            keep.mkdir(parents=True, exist_ok=True)
+            for dump in Path(tmpdir).glob("callgrind.out*"):
+                shutil.copy(dump, keep / dump.name)
     blocks = pps = None
     for line in proc.stdout.splitlines():
         try:
@@ -145,6 +153,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--scale", type=float, default=1.0,
                         help="multiply a realcode benchmark's loop counts (default 1)")
     parser.add_argument("--timeout", type=float, default=1800.0)
+    parser.add_argument("--keep", type=Path, metavar="DIR",
+                        help="keep callgrind's files in DIR/TARGET-TOOL/ (the region is "
+                             "callgrind.out.2, the stop callgrind.out.3)")
     args = parser.parse_args(argv)
     tools = [t.strip() for t in args.tools.split(",") if t.strip()]
     unknown = [t for t in tools if t not in IN_PROCESS_TOOLS]
@@ -180,7 +191,9 @@ def main(argv: list[str] | None = None) -> int:
         for tool in tools:
             print(f"callgrind: {target} {tool} ...", file=sys.stderr)
             try:
-                counts[tool] = measure(target, IN_PROCESS_TOOLS[tool], args.scale, args.timeout)
+                kept = args.keep / f"{target}-{tool}" if args.keep else None
+                counts[tool] = measure(target, IN_PROCESS_TOOLS[tool], args.scale, args.timeout,
+                                       kept)
             except CallgrindError as exc:
                 print(f"{target} {tool}: {exc}", file=sys.stderr)
                 failed = True
