@@ -381,17 +381,45 @@ static inline cache_set_t *set_of(thread_cache_t *cache, const raw_frame_t *top,
     return &cache->sets[key >> (64 - CACHE_SET_BITS)];
 }
 
-/* Whether the chain from `frame` down is the stack `entry` remembers. */
-static inline bool entry_matches(const cache_entry_t *entry, frame_t *frame, uint64_t tag)
+static inline bool same_raw_frame(const raw_frame_t *a, const raw_frame_t *b)
 {
-    if (entry->tag != tag) {
+#if PY_VERSION_HEX < 0x030B0000
+    if (a->extra != b->extra) {
         return false;
     }
-    for (uint32_t i = 0; i < entry->count; i++) {
-        if (!is_cached_frame(frame, &entry->frames[i])) {
+#endif
+    return a->frame == b->frame && a->position == b->position;
+}
+
+/* The top two frames of a chain, read once: they choose the set, and they
+ * are the first two an entry is compared with (most stacks of a loop differ
+ * there), so only the frames below them are read again. */
+typedef struct {
+    raw_frame_t top;
+    frame_t *caller; /* NULL: the chain ends below the top */
+    raw_frame_t caller_raw;
+} chain_head_t;
+
+/* Whether the chain of `head` is the stack `entry` remembers (an entry
+ * remembers one frame at least). */
+static inline bool entry_matches(const cache_entry_t *entry, const chain_head_t *head,
+                                 uint64_t tag)
+{
+    if (entry->tag != tag || !same_raw_frame(&entry->frames[0], &head->top)) {
+        return false;
+    }
+    frame_t *frame = head->caller;
+    if (entry->count > 1) {
+        if (frame == NULL || !same_raw_frame(&entry->frames[1], &head->caller_raw)) {
             return false;
         }
         frame = caller_of(frame);
+        for (uint32_t i = 2; i < entry->count; i++) {
+            if (!is_cached_frame(frame, &entry->frames[i])) {
+                return false;
+            }
+            frame = caller_of(frame);
+        }
     }
     return !entry->ended || frame == NULL; /* not if the chain goes on below now */
 }
@@ -430,15 +458,18 @@ dhatc_cache_answer_t dhatc_frames_cached_pp(PyThreadState *tstate, dhatc_kind_t 
     if (frame == NULL) {
         return DHATC_CACHE_OFF;
     }
-    raw_frame_t raw = raw_frame(frame);
-    frame_t *caller = caller_of(frame);
-    cache_set_t *set =
-        set_of(cache, &raw, caller != NULL ? raw_frame(caller).position : 0, (uint32_t)kind);
+    chain_head_t head = {.top = raw_frame(frame), .caller = caller_of(frame)};
+    if (head.caller != NULL) {
+        head.caller_raw = raw_frame(head.caller);
+    } else {
+        head.caller_raw = (raw_frame_t){0};
+    }
+    cache_set_t *set = set_of(cache, &head.top, head.caller_raw.position, (uint32_t)kind);
     uint64_t tag = tag_of(generation, (uint32_t)kind);
     uint32_t way = set->recent;
-    if (!entry_matches(&set->ways[way], frame, tag)) {
+    if (!entry_matches(&set->ways[way], &head, tag)) {
         way ^= 1;
-        if (!entry_matches(&set->ways[way], frame, tag)) {
+        if (!entry_matches(&set->ways[way], &head, tag)) {
             return missed(cache);
         }
         set->recent = way;

@@ -68,7 +68,11 @@ static inline __attribute__((always_inline)) void *hook_alloc(void *ctx, size_t 
     return block;
 }
 
-static void *hook_malloc(void *ctx, size_t size)
+/* flatten: the recording of a block whose stack is in the thread's cache,
+ * inlined whole (from record.c, frames.c and profile.c, by the link-time
+ * optimizer); its rare cases stay calls (noinline there).  24 instructions
+ * fewer per block than calls to each. */
+static __attribute__((flatten)) void *hook_malloc(void *ctx, size_t size)
 {
     return hook_alloc(ctx, 1, size, WHICH_MALLOC);
 }
@@ -96,7 +100,8 @@ static void *hook_realloc(void *ctx, void *old, size_t size)
     return block;
 }
 
-static void hook_free(void *ctx, void *block)
+/* flatten: as hook_malloc. */
+static __attribute__((flatten)) void hook_free(void *ctx, void *block)
 {
     domain_hook_t *hook = ctx;
     const PyMemAllocatorEx *next = &hook->wrapped;

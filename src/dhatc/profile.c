@@ -47,6 +47,10 @@ static struct {
     uint64_t saturated; /* ad hoc events whose weight the totals could not hold */
     uint64_t generation; /* counts profiles, so a realloc ticket from an
                           * earlier one is never applied to this one */
+    /* `generation` while a heap profile runs, else 0: the one word the
+     * hooks' fast path reads, and the one compare under the lock that tells a
+     * cached program point (frames.h) is of the running profile. */
+    _Atomic uint64_t heap_generation;
     dhatc_frame_t canonical[DHATC_MAX_DEPTH];
 } g = {.lock = DHATC_LOCK_INIT};
 
@@ -86,6 +90,8 @@ bool dhatc_profile_start(dhatc_mode_t mode, dhatc_canonicalize_fn canonicalize)
     if (ready) {
         /* Published under the lock: a hook that takes it and sees the mode
          * also sees the tables; a release, for the hooks' unlocked read. */
+        atomic_store_explicit(&g.heap_generation, mode == DHATC_MODE_HEAP ? g.generation : 0,
+                              memory_order_release);
         atomic_store_explicit(&g.mode, mode, memory_order_release);
     }
     dhatc_unlock(&g.lock);
@@ -99,6 +105,7 @@ void dhatc_profile_stop(void)
 {
     dhatc_lock(&g.lock);
     atomic_store_explicit(&g.mode, DHATC_MODE_NONE, memory_order_relaxed);
+    atomic_store_explicit(&g.heap_generation, 0, memory_order_relaxed);
     dhatc_unlock(&g.lock);
 }
 
@@ -279,8 +286,7 @@ bool dhatc_profile_record_alloc_at(uintptr_t address, uint64_t size, uint32_t pp
                                    uint64_t generation)
 {
     dhatc_lock(&g.lock);
-    bool current = atomic_load_explicit(&g.mode, memory_order_relaxed) == DHATC_MODE_HEAP &&
-                   g.generation == generation;
+    bool current = atomic_load_explicit(&g.heap_generation, memory_order_relaxed) == generation;
     if (current) {
         add_block_unlocked(address, size, pp);
     }
@@ -288,9 +294,9 @@ bool dhatc_profile_record_alloc_at(uintptr_t address, uint64_t size, uint32_t pp
     return current;
 }
 
-uint64_t dhatc_profile_generation(void)
+uint64_t dhatc_profile_heap_generation(void)
 {
-    return __atomic_load_n(&g.generation, __ATOMIC_RELAXED);
+    return atomic_load_explicit(&g.heap_generation, memory_order_acquire);
 }
 
 void dhatc_profile_record_free(uintptr_t address)
@@ -467,6 +473,7 @@ void dhatc_profile_after_fork_child(void)
 {
     dhatc_lock_reset(&g.lock);
     atomic_store_explicit(&g.mode, DHATC_MODE_NONE, memory_order_relaxed);
+    atomic_store_explicit(&g.heap_generation, 0, memory_order_relaxed);
     memset(&g.captured_stacks, 0, sizeof g.captured_stacks);
     memset(&g.pp_stacks, 0, sizeof g.pp_stacks);
     memset(&g.live, 0, sizeof g.live);

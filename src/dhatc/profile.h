@@ -73,15 +73,18 @@ uint32_t dhatc_profile_record_alloc(uintptr_t address, uint64_t size, dhatc_kind
                                     const dhatc_frame_t *frames, uint32_t depth, uint64_t hash,
                                     uint64_t *generation);
 
-/* Records a new block at program point `pp` of profile `generation`, known
- * from the stack cache.  False, recording nothing, if that profile is not
- * the one running (the caller then records it with its stack). */
+/* Records a new block at program point `pp` of heap profile `generation`
+ * (non-zero), known from the stack cache.  False, recording nothing, if that
+ * profile is not the one running (the caller then records it with its
+ * stack). */
 bool dhatc_profile_record_alloc_at(uintptr_t address, uint64_t size, uint32_t pp,
                                    uint64_t generation);
 
-/* The running profile's generation (counts profiles): an unlocked read for
- * the stack cache, confirmed under the lock by record_alloc_at(). */
-uint64_t dhatc_profile_generation(void);
+/* The running heap profile's generation (profiles are counted from 1), 0
+ * when no heap profile runs: an unlocked read (an acquire, as
+ * dhatc_profile_running()) for the hooks' fast path and the stack cache,
+ * confirmed under the lock by record_alloc_at(). */
+uint64_t dhatc_profile_heap_generation(void);
 
 #define DHATC_NO_PP UINT32_MAX
 void dhatc_profile_record_free(uintptr_t address);

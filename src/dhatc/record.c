@@ -4,6 +4,18 @@
 #include "frames.h"
 #include "nativestack.h"
 
+/* The thread state running Python now, without checks: up to 3.11 the GIL
+ * holder's (whichever thread that is), from 3.12 this thread's own (a
+ * thread-local), NULL when none runs. */
+static inline PyThreadState *running_thread_state(void)
+{
+#if PY_VERSION_HEX >= 0x030D0000
+    return PyThreadState_GetUnchecked();
+#else
+    return _PyThreadState_UncheckedGet();
+#endif
+}
+
 __thread int dhatc_in_hook __attribute__((tls_model("initial-exec")));
 
 /* Written by the session while no profile runs (see record.h). */
@@ -17,18 +29,6 @@ void dhatc_record_configure(const dhatc_record_config_t *new_config)
 bool dhatc_record_thread_counts(void)
 {
     return !config.one_thread_only || pthread_equal(pthread_self(), config.only_thread);
-}
-
-/* The thread state running Python now, without checks: up to 3.11 the GIL
- * holder's (whichever thread that is), from 3.12 this thread's own (a
- * thread-local), NULL when none runs. */
-static inline PyThreadState *running_thread_state(void)
-{
-#if PY_VERSION_HEX >= 0x030D0000
-    return PyThreadState_GetUnchecked();
-#else
-    return _PyThreadState_UncheckedGet();
-#endif
 }
 
 /* Whether the calling thread holds the GIL of the profile's interpreter: its
@@ -133,12 +133,15 @@ static __attribute__((noinline)) void record_with_stack(PyThreadState *tstate, b
 
 void dhatc_record_block(void *block, size_t size, dhatc_kind_t kind, bool gil_held)
 {
+    const uint64_t generation = dhatc_profile_heap_generation();
+    if (generation == 0) {
+        return; /* the profile stopped since the hook looked */
+    }
     PyThreadState *tstate = stack_owner(gil_held);
     bool own_interp = tstate == NULL || tstate->interp == config.interp;
     bool to_cache = false;
     if (own_interp && tstate != NULL && !config.native) {
         uint32_t pp;
-        uint64_t generation = dhatc_profile_generation();
         dhatc_cache_answer_t cached = dhatc_frames_cached_pp(tstate, kind, generation, &pp);
         if (cached == DHATC_CACHE_HIT &&
             dhatc_profile_record_alloc_at((uintptr_t)block, size, pp, generation)) {

@@ -40,7 +40,7 @@ void dhatc_record_configure(const dhatc_record_config_t *config);
  * inside a hook on this thread, and a heap profile running. */
 static inline bool dhatc_record_heap_active(void)
 {
-    return !dhatc_in_hook && dhatc_profile_running() == DHATC_MODE_HEAP;
+    return !dhatc_in_hook && dhatc_profile_heap_generation() != 0;
 }
 
 /* Whether new blocks of the calling thread count.  Frees count from every
