@@ -2,10 +2,10 @@
 
 #include "rawmem.h"
 
-#define LEAF_BYTES (((size_t)1 << LEAF_BITS) * sizeof(uint64_t))
-#define MIDDLE_BYTES (((size_t)1 << MIDDLE_BITS) * sizeof(uint64_t *))
-#define TOP_BYTES (((size_t)1 << TOP_BITS) * sizeof(uint64_t **))
-/* Leaves are carved 63 to a 2 MiB slab, to spare a system call per 64 KiB of
+#define LEAF_BYTES (((size_t)1 << LEAF_BITS) * sizeof(uint32_t))
+#define MIDDLE_BYTES (((size_t)1 << MIDDLE_BITS) * sizeof(uint32_t *))
+#define TOP_BYTES (((size_t)1 << TOP_BITS) * sizeof(uint32_t **))
+/* Leaves are carved 127 to a 2 MiB slab, to spare a system call per 64 KiB of
  * heap; the slab's last leaf-sized space holds its record. */
 #define SLAB_BYTES ((size_t)2 << 20)
 #define SLAB_LEAVES_BYTES (SLAB_BYTES - LEAF_BYTES)
@@ -18,7 +18,6 @@ struct dhatc_shadow_slab {
 #define LEAF_BITS DHATC_LIVEMAP_LEAF_BITS
 #define MIDDLE_BITS DHATC_LIVEMAP_MIDDLE_BITS
 #define TOP_BITS DHATC_LIVEMAP_TOP_BITS
-#define PP_ONE DHATC_LIVEMAP_PP_ONE
 #define top_index dhatc_livemap_top_index
 #define middle_index dhatc_livemap_middle_index
 #define leaf_index dhatc_livemap_leaf_index
@@ -59,7 +58,7 @@ void dhatc_livemap_release(dhatc_livemap_t *map)
  * (pymalloc's pools, malloc's bins): a leaf made for one will be filled. */
 #define SMALL_BLOCK 4096
 
-static uint64_t *new_leaf(dhatc_livemap_t *map, uint64_t first_block_size)
+static uint32_t *new_leaf(dhatc_livemap_t *map, uint64_t first_block_size)
 {
     if (map->slab_next == NULL || (size_t)(map->slab_end - map->slab_next) < LEAF_BYTES) {
         char *slab = dhatc_rawmem_alloc_sparse(SLAB_BYTES);
@@ -72,10 +71,10 @@ static uint64_t *new_leaf(dhatc_livemap_t *map, uint64_t first_block_size)
         map->slab_next = slab;
         map->slab_end = slab + SLAB_LEAVES_BYTES;
     }
-    uint64_t *leaf = (uint64_t *)(void *)map->slab_next;
+    uint32_t *leaf = (uint32_t *)(void *)map->slab_next;
     map->slab_next += LEAF_BYTES;
     /* Where small blocks are, the leaf will be used densely: one system call
-     * now costs less than the eight page faults of touching it slot by slot.
+     * now costs less than the four page faults of touching it slot by slot.
      * A leaf made for a big block (likely alone in its 64 KiB) costs a page. */
     if (first_block_size < SMALL_BLOCK) {
         dhatc_rawmem_prefault(leaf, LEAF_BYTES);
@@ -83,13 +82,13 @@ static uint64_t *new_leaf(dhatc_livemap_t *map, uint64_t first_block_size)
     return leaf;
 }
 
-uint64_t *dhatc_livemap_slot_to_make(dhatc_livemap_t *map, uintptr_t address, uint64_t size)
+uint32_t *dhatc_livemap_slot_to_make(dhatc_livemap_t *map, uintptr_t address, uint64_t size)
 {
-    uint64_t ***middle = &map->top[top_index(address)];
+    uint32_t ***middle = &map->top[top_index(address)];
     if (*middle == NULL && (*middle = dhatc_rawmem_alloc_sparse(MIDDLE_BYTES)) == NULL) {
         return NULL;
     }
-    uint64_t **leaf = &(*middle)[middle_index(address)];
+    uint32_t **leaf = &(*middle)[middle_index(address)];
     if (*leaf == NULL && (*leaf = new_leaf(map, size)) == NULL) {
         return NULL;
     }
@@ -108,6 +107,43 @@ bool dhatc_livemap_put_odd(dhatc_livemap_t *map, const dhatc_block_t *block,
 
 bool dhatc_livemap_take_odd(dhatc_livemap_t *map, uintptr_t address, dhatc_block_t *removed)
 {
+    if (!dhatc_blockhash_take(&map->odd, address, removed)) {
+        return false;
+    }
+    map->count--;
+    return true;
+}
+
+/* A block that does not fit in its slot, or a slot that says its block is in
+ * the hash table.  The hash table is written first: if it has no memory,
+ * nothing has changed. */
+bool dhatc_livemap_put_escaped(dhatc_livemap_t *map, uint32_t *slot, const dhatc_block_t *block,
+                               dhatc_block_t *replaced, bool *had_old)
+{
+    uint32_t old = *slot;
+    if (!dhatc_livemap_fits(block)) {
+        if (!dhatc_blockhash_put(&map->odd, block, replaced, had_old)) {
+            return false;
+        }
+        /* An escaped old block was replaced in the hash table above. */
+        if (old != DHATC_LIVEMAP_ESCAPED && old != 0) {
+            *replaced = dhatc_livemap_block_in(block->address, old);
+            *had_old = true;
+        }
+        *slot = DHATC_LIVEMAP_ESCAPED;
+    } else {
+        /* The old block is in the hash table: the slot is ESCAPED. */
+        *had_old = dhatc_blockhash_take(&map->odd, block->address, replaced);
+        *slot = dhatc_livemap_slot_of(block);
+    }
+    map->count += !*had_old;
+    return true;
+}
+
+bool dhatc_livemap_take_escaped(dhatc_livemap_t *map, uint32_t *slot, uintptr_t address,
+                                dhatc_block_t *removed)
+{
+    *slot = 0;
     if (!dhatc_blockhash_take(&map->odd, address, removed)) {
         return false;
     }

@@ -321,6 +321,7 @@ static void ad_hoc_check(void)
  * keep every present address findable and every absent one absent. */
 enum { UNIVERSE = 1 << 18 };
 static uint64_t present_size[UNIVERSE];
+static uint32_t present_pp[UNIVERSE];
 
 /* Addresses of every kind the live map routes: 16-byte aligned ones go to
  * its shadow (dense, page-aligned, and far apart so that many leaves and
@@ -348,21 +349,30 @@ static void livemap_check(void)
         dhatc_block_t found, old;
         bool had;
         if (r < (op < 1500000 ? 6 : 3)) {
-            dhatc_block_t b = dhatc_block(address_of(k), (uint64_t)k + 1, k & 0xFFFF);
+            /* Sizes and program points on both sides of what a shadow slot
+             * holds (below 4 KiB, below 2**19), changing from one block at
+             * an address to the next. */
+            uint64_t size = ((uint64_t)k % 5000 + 1) << (rand() % 4 == 0 ? 10 : 0);
+            uint32_t pp = rand() % 8 == 0 ? (1u << 19) + (k & 0xFFFF) : k & 0xFFFF;
+            dhatc_block_t b = dhatc_block(address_of(k), size, pp);
             CHECK(dhatc_livemap_put(&map, &b, &old, &had));
             CHECK(had == (present_size[k] != 0));
             if (had) {
                 CHECK(dhatc_block_size(&old) == present_size[k]);
+                CHECK(dhatc_block_pp(&old) == present_pp[k]);
+                CHECK(old.address == address_of(k));
             } else {
                 count++;
             }
-            present_size[k] = (uint64_t)k + 1;
+            present_size[k] = size;
+            present_pp[k] = pp;
         } else {
             bool took = dhatc_livemap_take(&map, address_of(k), &found);
             CHECK(took == (present_size[k] != 0));
             if (took) {
                 CHECK(dhatc_block_size(&found) == present_size[k]);
-                CHECK(dhatc_block_pp(&found) == (k & 0xFFFF));
+                CHECK(dhatc_block_pp(&found) == present_pp[k]);
+                CHECK(found.address == address_of(k));
                 present_size[k] = 0;
                 count--;
             }
@@ -389,8 +399,8 @@ static size_t resident_bytes(void)
     return (size_t)resident * 4096u;
 }
 
-/* What the live map's shadow costs: half the span of a dense heap of small
- * blocks, about a page for a big block alone in its 64 KiB. */
+/* What the live map's shadow costs: a quarter of the span of a dense heap of
+ * small blocks, about a page for a big block alone in its 64 KiB. */
 static void livemap_memory_check(void)
 {
     enum { BIG_BLOCKS = 2048, SMALL_BLOCKS = 1 << 20 };
@@ -411,10 +421,11 @@ static void livemap_memory_check(void)
     size_t small = resident_bytes() - before - big;
     CHECK(map.count == BIG_BLOCKS + SMALL_BLOCKS);
     dhatc_livemap_release(&map);
-    /* 2,048 pages for the big blocks (not 2,048 prefaulted 32 KiB leaves,
-     * 64 MiB); 16 MiB for 32 MiB of small blocks (half the span). */
+    /* 2,048 pages and hash table entries for the big blocks (not 2,048
+     * prefaulted 16 KiB leaves, 32 MiB); 8 MiB for 32 MiB of small blocks (a
+     * quarter of the span). */
     CHECK(big < (size_t)12 << 20);
-    CHECK(small >= (size_t)15 << 20 && small < (size_t)20 << 20);
+    CHECK(small >= (size_t)7 << 20 && small < (size_t)10 << 20);
     printf("livemap memory: %zu KiB for %d big blocks, %zu KiB for %d small ones\n",
            big >> 10, BIG_BLOCKS, small >> 10, SMALL_BLOCKS);
 }
