@@ -16,7 +16,10 @@ typedef struct {
 
 #define DHATC_LOCK_INIT {ATOMIC_FLAG_INIT}
 
-static inline void dhatc_lock(dhatc_lock_t *lock)
+/* Out of line: the loop and its call would take registers that the hooks'
+ * inlined fast path, which takes the lock once per block, then saves and
+ * restores on every call. */
+static __attribute__((noinline, cold, unused)) void dhatc_lock_wait(dhatc_lock_t *lock)
 {
     unsigned spins = 0;
     while (atomic_flag_test_and_set_explicit(&lock->held, memory_order_acquire)) {
@@ -24,6 +27,13 @@ static inline void dhatc_lock(dhatc_lock_t *lock)
             sched_yield();
             spins = 0;
         }
+    }
+}
+
+static inline void dhatc_lock(dhatc_lock_t *lock)
+{
+    if (__builtin_expect(atomic_flag_test_and_set_explicit(&lock->held, memory_order_acquire), 0)) {
+        dhatc_lock_wait(lock);
     }
 }
 
