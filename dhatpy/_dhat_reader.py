@@ -712,7 +712,7 @@ class _Parser:
                         source = "[" + piece + "]"
                         try:
                             chunk = self.decoder.decode(source)
-                        except ValueError:
+                        except (ValueError, RecursionError):
                             chunk = None  # read it one element at a time, for the right message
                         if chunk is not None:
                             self.builder.feed(chunk, source)
@@ -815,11 +815,19 @@ class _Parser:
         sender.close()
 
     def stream_elements(self, pos: int) -> int:
+        """Feeds the elements of the pps array from `pos` on one at a time (in
+        batches), up to its ']'.  Those before a syntax error are fed before it
+        is told: the first problem in the file's order is the one told, wherever
+        the reading by chunks began."""
         text = self.text
         assert self.builder is not None
         batch: List[Any] = []
         while True:
-            value, pos = self.value(pos)
+            try:
+                value, pos = self.value(pos)
+            except (DhatFileError, RecursionError):
+                self.builder.feed(batch)
+                raise
             batch.append(value)
             if len(batch) == 4096:
                 self.builder.feed(batch)
@@ -831,6 +839,7 @@ class _Parser:
                 self.builder.feed(batch)
                 return pos + 1
             else:
+                self.builder.feed(batch)
                 self.syntax_error("Expecting ',' delimiter", pos)
 
 
@@ -986,8 +995,12 @@ class _TableBuilder:
         if set(map(len, chunk)) != {self.n_keys}:  # more keys than needed: acc?
             for i, pp in enumerate(chunk):
                 if "acc" in pp:
-                    self.accesses[self.count + i] = self.check_accesses(self.count + i,
-                                                                        pp["acc"])
+                    try:
+                        counts = self.check_accesses(self.count + i, pp["acc"])
+                    except DhatFileError:
+                        self.check_repeats(chunk[:i])  # a repeat before it comes first
+                        raise
+                    self.accesses[self.count + i] = counts
         ends = list(itertools.accumulate(map(len, fss)))
         hashes = _location_hashes(fss)
         if len(hashes) != len(fss) or not self.hashes.isdisjoint(hashes):
@@ -1114,9 +1127,27 @@ class _TableBuilder:
         return True
 
     def find_bad(self, chunk: List[Any]) -> NoReturn:
+        """Says what is wrong with the first program point of `chunk` that is wrong
+        (its figures, its fs, its acc), or that one before it repeats a location:
+        the first problem in the file's order, wherever the chunks are cut (and
+        wherever the C scanner stopped)."""
         for i, pp in enumerate(chunk):
-            self.check_pp(self.count + i, pp)
+            try:
+                self.check_pp(self.count + i, pp)
+                if "acc" in pp:
+                    self.check_accesses(self.count + i, pp["acc"])
+            except DhatFileError:
+                self.check_repeats(chunk[:i])
+                raise
         raise AssertionError("a chunk failed a check that none of its PPs fails")
+
+    def check_repeats(self, pps: List[Any]) -> None:
+        """Fails if one of `pps` (checked ones, the next after those kept) has the
+        frames of one before it."""
+        fss = list(map(operator.itemgetter("fs"), pps))
+        hashes = _location_hashes(fss)
+        if len(hashes) != len(fss) or not self.hashes.isdisjoint(hashes):
+            self.find_repeat(fss)
 
     def check_pp(self, i: int, pp: Any, n_frames: Optional[int] = None) -> None:
         where = f"pps[{i:,}]"
