@@ -43,11 +43,14 @@ device, a FIFO (read to its end; one that no writer opens within
 FIFO_WAIT_SECONDS is given up on).
 
 How it scales: the top-level object is parsed field by field.  The ``pps``
-array, in dhatc's own layout (one program point per line, always written
-the same way), is read straight into flat arrays of figures and frame
-indices by a C scanner (``dhatc._ppscan``, src/dhatc/ppscan.c): a 200 MB
-file in about a second.  What it does not read (other writers' files, or
-the rest of a file from a program point not in the layout on) is parsed a
+array is read straight into flat arrays of figures and frame indices by a
+C scanner (``dhatc._ppscan``, src/dhatc/ppscan.c), whatever the writer's
+layout (any JSON white space, the keys in any order, Valgrind's ``rb``,
+``wb`` and ``acc``): a 200 MB file in about a second.  It stops before a
+program point it cannot read exactly as the JSON path would (a key unknown
+or repeated, a number that is not a plain unsigned integer, anything
+wrong).  What it does not read (the rest of the file from there on, or all
+of it without the scanner) is parsed a
 megabyte at a time by the C JSON scanner; each chunk is checked with a few
 C-level passes (``map``, ``set``, ``min``/``max``) and its figures and frame
 indices go into the same arrays, so memory stays near the file's size and
@@ -78,7 +81,7 @@ from typing import (Any, Callable, Dict, Iterator, List, NoReturn, Optional, Seq
 
 from ._errors import CommandError
 
-try:  # the C scanner of dhatc's own layout; without it, the same in Python, slower
+try:  # the C scanner of the pps array; without it, the same in Python, slower
     from . import _ppscan as _ppscan  # re-exported: the report modules use it too
 except ImportError:  # pragma: no cover - built with the package
     _ppscan = None  # type: ignore[assignment]
@@ -674,8 +677,8 @@ class _Parser:
     def stream_pps(self, pos: int) -> int:
         """Feeds the pps array (its '[' before `pos`) to the builder; returns the
         position after its ']'.  Fastest path: the C scanner reads the program
-        points in dhatc's layout (scan_layout), all of them in a file of
-        dhatc's.  For the rest, fast path: cut the array after a '}' that a ','
+        points (scan_layout), all of them in a file of dhatc's, Valgrind's or
+        the crate's.  For the rest, fast path: cut the array after a '}' that a ','
         or the ']' follows and parse the piece as an array of its own (or, in
         dhatc's layout, as two arrays of numbers: _TableBuilder.feed_text).  A cut
         in the wrong place (inside a string or a nested object) cannot parse as
@@ -692,7 +695,7 @@ class _Parser:
                 return after + 1
             if not text.startswith(",", after):
                 self.syntax_error("Expecting ',' delimiter", after)
-            pos = self.ws(after + 1)  # the rest is not in the layout: read as JSON
+            pos = self.ws(after + 1)  # the rest is not for the scanner: read as JSON
         elif self.parallel:
             builder = self.builder
             rest = self.stream_in_two(pos)
@@ -724,25 +727,31 @@ class _Parser:
             return self.stream_elements(pos)
 
     def scan_layout(self, pos: int) -> Optional[int]:
-        """Reads the program points in dhatc's own layout from `pos` on, with the
-        C scanner (dhatc._ppscan), into the builder; the position after the last
-        one read, or None if none was (not the layout, no scanner, or a repeated
-        location among them: the JSON path says which)."""
+        """Reads the program points from `pos` on with the C scanner
+        (dhatc._ppscan), into the builder, up to one it cannot read exactly as
+        the JSON path would; the position after the last one read, or None if
+        none was (the first is such, no scanner, or a repeated location among
+        them: the JSON path says which)."""
         builder = self.builder
         assert builder is not None and not builder.count
         if _ppscan is None:
             return None
-        result = _ppscan.scan(self.text, pos, builder.keys, 0, False)
+        # The figures a file of other flags has are skipped, as the JSON path
+        # skips them; "acc" is decoded as check_accesses decodes it.
+        ignored = tuple(key for key in _KEY_OF.values() if key not in builder.keys)
+        limits = (MAX_ACCESS_COUNTS, ACCESS_LATCH)
+        result = _ppscan.scan(self.text, pos, builder.keys, 0, False, ignored, limits)
         if result is None:
             return None
-        end, count, figures, indices, offsets, hashes, max_index, sums = result
+        end, count, figures, indices, offsets, hashes, max_index, sums, accesses = result
         if not self.text.startswith("]", self.ws(end)):
-            # More PPs follow, not in the layout: the JSON path checks them for
-            # repeats against these by the hashes of their locations' text.
-            result = _ppscan.scan(self.text, pos, builder.keys, 0, True)
+            # More PPs follow that the scanner does not read: the JSON path checks
+            # them for repeats against these by the hashes of their locations' text.
+            result = _ppscan.scan(self.text, pos, builder.keys, 0, True, ignored, limits)
             assert result is not None and result[1] == count
             hashes = result[5]
-        builder.keep_arrays(count, figures, indices, offsets, hashes or set(), max_index, sums)
+        builder.keep_arrays(count, figures, indices, offsets, hashes or set(), max_index, sums,
+                            accesses)
         return int(end)
 
     def cuts(self, pos: int) -> Tuple[List[Tuple[int, int]], int]:
@@ -1024,10 +1033,13 @@ class _TableBuilder:
 
     def keep_arrays(self, count: int, figures: bytearray, indices: bytearray,
                     offsets: bytearray, hashes: "set[int]", max_index: int,
-                    sums: List[int]) -> None:
+                    sums: List[int], accesses: Dict[int, List[int]]) -> None:
         """Takes `count` checked program points as dhatc._ppscan.scan gives them:
         the machine bytes of their figures, frame indices and offsets (the
-        offsets counted from the start of this builder's indices)."""
+        offsets counted from the start of this builder's indices), and the
+        decoded access counts of those that have them (by PP, from 0)."""
+        if accesses:
+            self.accesses.update((self.count + i, counts) for i, counts in accesses.items())
         self.figures.frombytes(figures)
         self.fs.frombytes(indices)
         self.offsets.frombytes(offsets)
