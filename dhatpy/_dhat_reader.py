@@ -406,16 +406,16 @@ def guess_frame_table(text: str) -> Optional[List[str]]:
     return value
 
 
-#: The first program point of a file in dhatc's own layout, on a line of its own.
-_LAYOUT_LINE = re.compile(r'\{"tb":[0-9]+,"tbk":[0-9]+(?:,"[a-z]+":[0-9]+)*,"fs":\[[0-9,]*\]\},?\n')
+#: Where the program points of a file start: after '"pps":[' and any white space.
+_PPS_START = re.compile(r'"pps"[ \t\n\r]*:[ \t\n\r]*\[[ \t\n\r]*')
 
 
-def in_dhatc_layout(path: str) -> bool:
-    """Whether the file at `path` looks written in dhatc's own layout, by its
-    first program point, and the C scanner is there to read it (a 200 MB file
-    in about a second).  A guess, from the file's first 64 KiB, for choosing
-    how to read it; False for anything but a regular file (a pipe's data must
-    not be taken)."""
+def scanner_reads(path: str) -> bool:
+    """Whether the C scanner is there and reads the first program point of the
+    file at `path`, any writer's (then the file is read in about a second per
+    200 MB).  A guess, from the file's first 64 KiB, for choosing how to read
+    it; False for anything but a regular file (a pipe's data must not be
+    taken)."""
     if _ppscan is None:
         return False
     try:
@@ -425,11 +425,12 @@ def in_dhatc_layout(path: str) -> bool:
             head = f.read(1 << 16).decode("utf-8", "replace")
     except (OSError, ValueError):
         return False
-    pos = head.find('"pps":[')
-    if pos < 0:
+    match = _PPS_START.search(head)
+    if match is None:
         return False
-    first = _WS.match(head, pos + 7).end()  # type: ignore[union-attr]  # always matches
-    return _LAYOUT_LINE.match(head, first) is not None
+    ignored = tuple(key for key in _KEY_OF.values() if key not in ("tb", "tbk"))
+    return _ppscan.scan(head, match.end(), ("tb", "tbk"), 0, False, ignored,
+                        (MAX_ACCESS_COUNTS, ACCESS_LATCH)) is not None
 
 
 @contextlib.contextmanager

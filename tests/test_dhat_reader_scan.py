@@ -403,31 +403,45 @@ def test_commands_print_the_same_without_the_scanner(tmp_path: Path, command: Li
     assert outputs[0] == outputs[1] and outputs[0]
 
 
-def test_in_dhatc_layout(tmp_path: Path, monkeypatch: Any):
-    """The guess diff reads NEW in this process by."""
+def _odd_first_pp(text: str) -> str:
+    """`text` with a key the scanner does not know in its first program point."""
+    at = text.index('{"tb":', text.index('"pps"'))
+    return text[:at + 1] + '"note":"x",' + text[at + 1:]
+
+
+def test_scanner_reads(tmp_path: Path, monkeypatch: Any):
+    """The guess diff reads NEW in this process by: any writer's layout, as
+    long as the scanner reads its first program point."""
     ours = tmp_path / "ours.json"
     ours.write_text(dhatc_layout(_doc(55, n_pps=5)))
     spaced = tmp_path / "spaced.json"
     spaced.write_text(ours.read_text().replace(',"', ', "'))
+    valgrind = tmp_path / "valgrind.json"
+    valgrind.write_text(valgrind_layout(_accesses_doc(55, n_pps=5)))
+    odd = tmp_path / "odd.json"
+    odd.write_text(_odd_first_pp(ours.read_text()))
     fifo = tmp_path / "fifo"
     os.mkfifo(fifo)
-    assert reader.in_dhatc_layout(str(ours))
-    assert not any(map(reader.in_dhatc_layout, (str(spaced), str(RUST_HEAP), str(fifo),
-                                                str(tmp_path), str(tmp_path / "none"))))
+    assert all(map(reader.scanner_reads, (str(ours), str(spaced), str(valgrind), str(RUST_HEAP))))
+    assert not any(map(reader.scanner_reads, (str(odd), str(fifo), str(tmp_path),
+                                              str(tmp_path / "none"))))
     monkeypatch.setattr(reader, "_ppscan", None)
-    assert not reader.in_dhatc_layout(str(ours))
+    assert not reader.scanner_reads(str(ours))
 
 
-@pytest.mark.parametrize("spaced", ["old", "new", "both"])
-def test_diff_of_files_in_other_layouts(tmp_path: Path, spaced: str):
-    """A NEW not in dhatc's layout is read in a forked process, OLD either way
-    (the C scanner or the Python paths): the same output as without the scanner."""
+@pytest.mark.parametrize("old_kind", ["valgrind", "odd"])
+@pytest.mark.parametrize("new_kind", ["valgrind", "odd"])
+def test_diff_of_files_in_other_layouts(tmp_path: Path, old_kind: str, new_kind: str):
+    """A NEW that the scanner reads (Valgrind's layout) is read in this process,
+    one whose first PP it does not read in a forked one, OLD either way (the C
+    scanner or the Python paths): the same output as without the scanner."""
     paths = []
-    for name, seed in (("old", 56), ("new", 57)):
-        text = dhatc_layout(_doc(seed, n_pps=300))
+    for name, seed, kind in (("old", 56, old_kind), ("new", 57, new_kind)):
+        text = valgrind_layout(_doc(seed, n_pps=300))
         path = tmp_path / f"{name}.json"
-        path.write_text(text.replace(',"', ', "') if spaced in (name, "both") else text)
+        path.write_text(_odd_first_pp(text) if kind == "odd" else text)
         paths.append(str(path))
+    assert reader.scanner_reads(paths[1]) == (new_kind == "valgrind")
     args = ["diff", *paths, "--json", "--top", "0"]
     outputs = [subprocess.run(dhatc_command(*args, prelude=prelude), capture_output=True,
                               text=True, check=True).stdout for prelude in ("", NO_SCANNER)]
