@@ -960,7 +960,7 @@ static PyMethodDef methods[] = {
 
 static struct PyModuleDef module = {
     PyModuleDef_HEAD_INIT, "dhatc._ppscan",
-    "Program points in dhatc's own layout, parsed into flat arrays (scan); their\n"
+    "Program points of any writer's DHAT file, parsed into flat arrays (scan); their\n"
     "keys for matching and for the tree (keys, match, sorted_keys, gather).", -1, methods,
     NULL, NULL, NULL, NULL,
 };
