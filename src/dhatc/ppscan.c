@@ -117,7 +117,8 @@ static PyObject *counts_list(const Scan *s)
     return list;
 }
 
-#define IS_WS(c) ((c) == ' ' || (c) == '\n' || (c) == '\r' || (c) == '\t')
+/* JSON's white space; one comparison for the characters that are not. */
+#define IS_WS(c) ((c) <= ' ' && ((c) == ' ' || (c) == '\n' || (c) == '\r' || (c) == '\t'))
 #define SKIP_WS                                                                          \
     while (i < len && IS_WS(t[i]))                                                       \
     i++
