@@ -165,9 +165,10 @@ def _read_both(old_path: str, new_path: str) -> Tuple[Side, Side]:
     """Reads both and makes their keys: NEW in a forked process when there are
     CPUs to spare and it is not a file the C scanner (dhatc._ppscan) reads in a
     second (whoever wrote it: see scanner_reads); that process also numbers
-    its frames if a quick look finds OLD's frame table.  Its result is received once this process has read OLD and
-    made its keys: a thread receiving it meanwhile would wait for the
-    interpreter lock at every piece of the pipe (seconds, for a big file)."""
+    its frames if a quick look finds OLD's frame table.  Its result is
+    received once this process has read OLD and made its keys: a thread
+    receiving it meanwhile would wait for the interpreter lock at every piece
+    of the pipe (seconds, for a big file)."""
     cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
     # With the C scanner a file takes a second to read, about what sending its
     # table back from a forked process would take (a 200 MB file in Valgrind's
