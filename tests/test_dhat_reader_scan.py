@@ -263,6 +263,34 @@ def test_what_the_scanner_cannot_read_exactly_is_left_to_the_json_path(scanned, 
     assert scanned[0] == 7
 
 
+@pytest.mark.parametrize("first, second, message", [
+    (lambda pp: pp.__setitem__("acc", [-2]), lambda pp: pp.__setitem__("tb", -1),
+     "pps[5]: field 'acc' ends with a repeat count and no count to repeat"),
+    (lambda pp: pp.__setitem__("acc", {}), lambda pp: pp.__setitem__("acc", [-2]),
+     "pps[5]: field 'acc' is an object, expected an array of integers"),
+    (lambda pp: pp.__setitem__("fs", [1, 2, 3]), lambda pp: pp.__setitem__("tb", -1),
+     "pps[5] has the same frames as pps[4] (a repeated location, which DHAT's viewer "
+     "refuses too)"),
+    (lambda pp: pp.__setitem__("tb", 1.5), lambda pp: pp.__setitem__("fs", [1, 2, 3]),
+     "pps[5]: field 'tb' is 1.5, expected an integer from 0 to 2**64-1"),
+    (lambda pp: pp.__setitem__("tb", 1.5), lambda pp: pp.__setitem__("fs", "}{"),
+     "pps[5]: field 'tb' is 1.5, expected an integer from 0 to 2**64-1"),
+])
+def test_the_first_problem_is_told_wherever_the_reading_is_cut(monkeypatch, first, second,
+                                                               message):
+    """Two problems, in PPs 5 and 38 (a repeat: of PP 4's frames): the message is
+    about the first, with any chunk size and with the scanner or without it,
+    which stops before PP 5."""
+    doc = _accesses_doc(64, n_pps=40)
+    doc["pps"][4]["fs"] = [1, 2, 3]
+    first(doc["pps"][5])
+    second(doc["pps"][38])
+    for text in (valgrind_layout(doc), json.dumps(doc).replace('"}{"', "}{")):
+        for size in (1, 100, 400, 1 << 20):
+            monkeypatch.setattr(reader, "_CHUNK_CHARS", size)
+            assert outcome(text) == without_fast_path(text, monkeypatch) == f"x.json: {message}"
+
+
 @pytest.mark.parametrize("acc, counts", [
     ([], []), ([-1, 5], [5]), ([3, -2, 0, 65535], [3, 0, 0, 65535]),
     ([-65536, 1], [1] * 65536), ([-65535, 1, 2], [1] * 65535 + [2]),
