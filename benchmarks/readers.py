@@ -3,9 +3,11 @@
     python benchmarks/readers.py                 # generate, measure, print a table
     python benchmarks/readers.py --pps 100000    # a smaller one
     python benchmarks/readers.py --dir /tmp/x --keep   # keep the files
+    python benchmarks/readers.py --layout valgrind     # written as Valgrind would
 
 Generates two DHAT files the way dhatc writes them (one program point per
-line), OLD and NEW, from a synthetic program: a layered call graph of 40,000
+line; --layout: as Valgrind or the dhat crate would lay them out, or with a
+space after each comma), OLD and NEW, from a synthetic program: a layered call graph of 40,000
 functions in 2,000 modules, each program point a random walk from one of a
 few entry points down to an allocation site (10 to 23 Python frames, hot
 paths more likely, as in real profiles), under one of dhatc's allocator
@@ -107,8 +109,59 @@ def _figures(rng: random.Random, scale: float = 1.0) -> Dict[str, int]:
             "eb": ebk * size, "ebk": ebk}
 
 
-def generate(path: str, n: int, seed: int, *, later: bool = False) -> None:
-    """Writes a DHAT file of `n` program points; `later`: the same program's next run."""
+#: How a file's JSON is laid out: as dhatc writes it (a program point a line,
+#: compact), the same with a space after each comma, as Valgrind writes it (a
+#: few keys a line, commas first, indented), as the dhat crate writes it (a
+#: value a line).  The same figures and frames in each.
+LAYOUTS = ("dhatc", "spaced", "valgrind", "crate")
+
+
+def _header(fields: List[Tuple[str, object]], layout: str) -> str:
+    """The top-level fields before pps, and the start of pps."""
+    if layout == "valgrind":  # dh_main.c: some fields share a line, te comes before tg
+        lines, line = [], []
+        order = {"tg": 1, "te": 0}
+        for key, value in sorted(fields, key=lambda field: order.get(field[0], -1)):
+            line.append(f"{json.dumps(key)}:{json.dumps(value)}")
+            if key not in ("mode", "bklt", "tu"):
+                lines.append(",".join(line))
+                line = []
+        return "{" + "\n,".join(lines) + '\n,"pps":\n ['
+    if layout == "crate":
+        return "{\n" + "".join(f"{json.dumps(k)}: {json.dumps(v)},\n" for k, v in fields) \
+            + '"pps": ['
+    separator = ", " if layout == "spaced" else ","
+    return ("{" + separator.join(f"{json.dumps(k)}:{json.dumps(v)}" for k, v in fields)
+            + f'{separator}\n"pps":[')
+
+
+def _pp_text(pp: Dict[str, object], layout: str) -> str:
+    """One program point, without what joins it to the one before."""
+    if layout == "valgrind":
+        pairs = [f"{json.dumps(k)}:{json.dumps(v, separators=(',', ':'))}" for k, v in pp.items()]
+        groups = [pairs[:2]] + [[p] for p in pairs[2:3]] + [pairs[i:i + 2]
+                                                            for i in range(3, len(pairs) - 1, 2)]
+        groups.append(pairs[-1:])
+        return "{" + "\n  ,".join(",".join(g) for g in groups if g) + "\n  }"
+    if layout == "crate":
+        return json.dumps(pp, indent=0)
+    if layout == "spaced":
+        return json.dumps(pp, separators=(", ", ":"))
+    return json.dumps(pp, separators=(",", ":"))
+
+
+def _frames_text(frames: List[str], layout: str) -> str:
+    """The frame table and the end of the file, after pps's last program point."""
+    if layout == "valgrind":
+        return '\n ]\n,"ftbl":\n [' + "\n ,".join(map(json.dumps, frames)) + "\n ]\n}\n"
+    if layout == "crate":
+        return "\n],\n\"ftbl\": [\n" + ",\n".join(map(json.dumps, frames)) + "\n]\n}\n"
+    return '\n],\n"ftbl":[\n' + ",\n".join(map(json.dumps, frames)) + "\n]\n}\n"
+
+
+def generate(path: str, n: int, seed: int, *, later: bool = False, layout: str = "dhatc") -> None:
+    """Writes a DHAT file of `n` program points; `later`: the same program's next
+    run; `layout`: one of LAYOUTS."""
     rng = random.Random(seed)
     frames, frames_of, callees = _program(rng)
     stacks = _stacks(rng, int(n * 1.01) + 1, frames_of, callees)
@@ -117,21 +170,24 @@ def generate(path: str, n: int, seed: int, *, later: bool = False) -> None:
     numbered = list(enumerate(stacks))
     chosen = numbered[:n] if not later else numbered[n // 100:n] + numbered[n:n + n // 100]
     n_frames = len(frames)
+    fields: List[Tuple[str, object]] = [
+        ("dhatFileVersion", 2), ("mode", "heap"), ("verb", "Allocated"), ("bklt", True),
+        ("bkacc", False), ("tu", "allocs"), ("Mtu", "Mallocs"), ("tuth", 10),
+        ("cmd", f"python app.py --run {2 if later else 1}"), ("pid", 4242 + later),
+        ("tg", n * 40), ("te", n * 50)]
+    joint = "\n ," if layout == "valgrind" else ",\n"
     with open(path, "w", encoding="utf-8") as out:
-        out.write('{"dhatFileVersion":2,"mode":"heap","verb":"Allocated","bklt":true,'
-                  '"bkacc":false,"tu":"allocs","Mtu":"Mallocs","tuth":10,'
-                  f'"cmd":"python app.py --run {2 if later else 1}","pid":{4242 + later},'
-                  f'"tg":{n * 40},"te":{n * 50},\n"pps":[')
+        out.write(_header(fields, layout))
         for i, (number, stack) in enumerate(chosen):
             fig = _figures(figure_rng, 1.3 if later and i % 10 == 0 else 1.0)
             # innermost first: the allocator entry, then the allocation site...
             fs = [n_frames + 1 + number % len(ALLOCATORS)] + [s + 1 for s in reversed(stack)]
-            out.write(("\n" if i == 0 else ",\n") + json.dumps(
-                {**fig, "fs": fs}, separators=(",", ":")))
-        out.write('\n],\n"ftbl":[\n"[root]"')
-        for frame in frames + list(ALLOCATORS):
-            out.write(",\n" + json.dumps(frame))
-        out.write("\n]\n}\n")
+            if i == 0:
+                out.write("" if layout == "valgrind" else "\n")
+            else:
+                out.write(joint)
+            out.write(_pp_text({**fig, "fs": fs}, layout))
+        out.write(_frames_text(["[root]"] + frames + list(ALLOCATORS), layout))
 
 
 # --- measuring -------------------------------------------------------------------------
@@ -231,6 +287,10 @@ def main() -> None:
     parser.add_argument("--pps", type=int, default=1_000_000, help="program points per file")
     parser.add_argument("--dir", help="where to write the files (default: a temporary one)")
     parser.add_argument("--keep", action="store_true", help="keep the files")
+    parser.add_argument("--layout", choices=LAYOUTS, default="dhatc",
+                        help="how the files are written: as dhatc writes them (the default), "
+                             "with a space after each comma, as Valgrind or as the dhat crate "
+                             "would (the same figures and frames)")
     parser.add_argument("--rounds", type=int, default=3, help="runs of each command (median)")
     parser.add_argument("--only", metavar="TEXT", action="append", default=[],
                         help="only the commands whose arguments contain TEXT (repeatable: "
@@ -249,8 +309,8 @@ def main() -> None:
     try:
         if not (os.path.exists(old) and os.path.exists(new)):
             started = time.perf_counter()
-            generate(old, options.pps, seed=1)
-            generate(new, options.pps, seed=1, later=True)
+            generate(old, options.pps, seed=1, layout=options.layout)
+            generate(new, options.pps, seed=1, later=True, layout=options.layout)
             print(f"generated in {time.perf_counter() - started:.0f} s", file=sys.stderr)
         for path in (old, new):
             print(f"{os.path.basename(path)}: {os.path.getsize(path) / 1e6:.0f} MB, "

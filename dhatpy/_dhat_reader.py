@@ -43,11 +43,14 @@ device, a FIFO (read to its end; one that no writer opens within
 FIFO_WAIT_SECONDS is given up on).
 
 How it scales: the top-level object is parsed field by field.  The ``pps``
-array, in dhatc's own layout (one program point per line, always written
-the same way), is read straight into flat arrays of figures and frame
-indices by a C scanner (``dhatc._ppscan``, src/dhatc/ppscan.c): a 200 MB
-file in about a second.  What it does not read (other writers' files, or
-the rest of a file from a program point not in the layout on) is parsed a
+array is read straight into flat arrays of figures and frame indices by a
+C scanner (``dhatc._ppscan``, src/dhatc/ppscan.c), whatever the writer's
+layout (any JSON white space, the keys in any order, Valgrind's ``rb``,
+``wb`` and ``acc``): a 200 MB file in about a second.  It stops before a
+program point it cannot read exactly as the JSON path would (a key unknown
+or repeated, a number that is not a plain unsigned integer, anything
+wrong).  What it does not read (the rest of the file from there on, or all
+of it without the scanner) is parsed a
 megabyte at a time by the C JSON scanner; each chunk is checked with a few
 C-level passes (``map``, ``set``, ``min``/``max``) and its figures and frame
 indices go into the same arrays, so memory stays near the file's size and
@@ -78,7 +81,7 @@ from typing import (Any, Callable, Dict, Iterator, List, NoReturn, Optional, Seq
 
 from ._errors import CommandError
 
-try:  # the C scanner of dhatc's own layout; without it, the same in Python, slower
+try:  # the C scanner of the pps array; without it, the same in Python, slower
     from . import _ppscan as _ppscan  # re-exported: the report modules use it too
 except ImportError:  # pragma: no cover - built with the package
     _ppscan = None  # type: ignore[assignment]
@@ -403,16 +406,16 @@ def guess_frame_table(text: str) -> Optional[List[str]]:
     return value
 
 
-#: The first program point of a file in dhatc's own layout, on a line of its own.
-_LAYOUT_LINE = re.compile(r'\{"tb":[0-9]+,"tbk":[0-9]+(?:,"[a-z]+":[0-9]+)*,"fs":\[[0-9,]*\]\},?\n')
+#: Where the program points of a file start: after '"pps":[' and any white space.
+_PPS_START = re.compile(r'"pps"[ \t\n\r]*:[ \t\n\r]*\[[ \t\n\r]*')
 
 
-def in_dhatc_layout(path: str) -> bool:
-    """Whether the file at `path` looks written in dhatc's own layout, by its
-    first program point, and the C scanner is there to read it (a 200 MB file
-    in about a second).  A guess, from the file's first 64 KiB, for choosing
-    how to read it; False for anything but a regular file (a pipe's data must
-    not be taken)."""
+def scanner_reads(path: str) -> bool:
+    """Whether the C scanner is there and reads the first program point of the
+    file at `path`, any writer's (then the file is read in about a second per
+    200 MB).  A guess, from the file's first 64 KiB, for choosing how to read
+    it; False for anything but a regular file (a pipe's data must not be
+    taken)."""
     if _ppscan is None:
         return False
     try:
@@ -422,11 +425,12 @@ def in_dhatc_layout(path: str) -> bool:
             head = f.read(1 << 16).decode("utf-8", "replace")
     except (OSError, ValueError):
         return False
-    pos = head.find('"pps":[')
-    if pos < 0:
+    match = _PPS_START.search(head)
+    if match is None:
         return False
-    first = _WS.match(head, pos + 7).end()  # type: ignore[union-attr]  # always matches
-    return _LAYOUT_LINE.match(head, first) is not None
+    ignored = tuple(key for key in _KEY_OF.values() if key not in ("tb", "tbk"))
+    return _ppscan.scan(head, match.end(), ("tb", "tbk"), 0, False, ignored,
+                        (MAX_ACCESS_COUNTS, ACCESS_LATCH)) is not None
 
 
 @contextlib.contextmanager
@@ -674,8 +678,8 @@ class _Parser:
     def stream_pps(self, pos: int) -> int:
         """Feeds the pps array (its '[' before `pos`) to the builder; returns the
         position after its ']'.  Fastest path: the C scanner reads the program
-        points in dhatc's layout (scan_layout), all of them in a file of
-        dhatc's.  For the rest, fast path: cut the array after a '}' that a ','
+        points (scan_layout), all of them in a file of dhatc's, Valgrind's or
+        the crate's.  For the rest, fast path: cut the array after a '}' that a ','
         or the ']' follows and parse the piece as an array of its own (or, in
         dhatc's layout, as two arrays of numbers: _TableBuilder.feed_text).  A cut
         in the wrong place (inside a string or a nested object) cannot parse as
@@ -692,7 +696,7 @@ class _Parser:
                 return after + 1
             if not text.startswith(",", after):
                 self.syntax_error("Expecting ',' delimiter", after)
-            pos = self.ws(after + 1)  # the rest is not in the layout: read as JSON
+            pos = self.ws(after + 1)  # the rest is not for the scanner: read as JSON
         elif self.parallel:
             builder = self.builder
             rest = self.stream_in_two(pos)
@@ -712,7 +716,7 @@ class _Parser:
                         source = "[" + piece + "]"
                         try:
                             chunk = self.decoder.decode(source)
-                        except ValueError:
+                        except (ValueError, RecursionError):
                             chunk = None  # read it one element at a time, for the right message
                         if chunk is not None:
                             self.builder.feed(chunk, source)
@@ -724,25 +728,31 @@ class _Parser:
             return self.stream_elements(pos)
 
     def scan_layout(self, pos: int) -> Optional[int]:
-        """Reads the program points in dhatc's own layout from `pos` on, with the
-        C scanner (dhatc._ppscan), into the builder; the position after the last
-        one read, or None if none was (not the layout, no scanner, or a repeated
-        location among them: the JSON path says which)."""
+        """Reads the program points from `pos` on with the C scanner
+        (dhatc._ppscan), into the builder, up to one it cannot read exactly as
+        the JSON path would; the position after the last one read, or None if
+        none was (the first is such, no scanner, or a repeated location among
+        them: the JSON path says which)."""
         builder = self.builder
         assert builder is not None and not builder.count
         if _ppscan is None:
             return None
-        result = _ppscan.scan(self.text, pos, builder.keys, 0, False)
+        # The figures a file of other flags has are skipped, as the JSON path
+        # skips them; "acc" is decoded as check_accesses decodes it.
+        ignored = tuple(key for key in _KEY_OF.values() if key not in builder.keys)
+        limits = (MAX_ACCESS_COUNTS, ACCESS_LATCH)
+        result = _ppscan.scan(self.text, pos, builder.keys, 0, False, ignored, limits)
         if result is None:
             return None
-        end, count, figures, indices, offsets, hashes, max_index, sums = result
+        end, count, figures, indices, offsets, hashes, max_index, sums, accesses = result
         if not self.text.startswith("]", self.ws(end)):
-            # More PPs follow, not in the layout: the JSON path checks them for
-            # repeats against these by the hashes of their locations' text.
-            result = _ppscan.scan(self.text, pos, builder.keys, 0, True)
+            # More PPs follow that the scanner does not read: the JSON path checks
+            # them for repeats against these by the hashes of their locations' text.
+            result = _ppscan.scan(self.text, pos, builder.keys, 0, True, ignored, limits)
             assert result is not None and result[1] == count
             hashes = result[5]
-        builder.keep_arrays(count, figures, indices, offsets, hashes or set(), max_index, sums)
+        builder.keep_arrays(count, figures, indices, offsets, hashes or set(), max_index, sums,
+                            accesses)
         return int(end)
 
     def cuts(self, pos: int) -> Tuple[List[Tuple[int, int]], int]:
@@ -815,11 +825,19 @@ class _Parser:
         sender.close()
 
     def stream_elements(self, pos: int) -> int:
+        """Feeds the elements of the pps array from `pos` on one at a time (in
+        batches), up to its ']'.  Those before a syntax error are fed before it
+        is told: the first problem in the file's order is the one told, wherever
+        the reading by chunks began."""
         text = self.text
         assert self.builder is not None
         batch: List[Any] = []
         while True:
-            value, pos = self.value(pos)
+            try:
+                value, pos = self.value(pos)
+            except (DhatFileError, RecursionError):
+                self.builder.feed(batch)
+                raise
             batch.append(value)
             if len(batch) == 4096:
                 self.builder.feed(batch)
@@ -831,6 +849,7 @@ class _Parser:
                 self.builder.feed(batch)
                 return pos + 1
             else:
+                self.builder.feed(batch)
                 self.syntax_error("Expecting ',' delimiter", pos)
 
 
@@ -986,8 +1005,12 @@ class _TableBuilder:
         if set(map(len, chunk)) != {self.n_keys}:  # more keys than needed: acc?
             for i, pp in enumerate(chunk):
                 if "acc" in pp:
-                    self.accesses[self.count + i] = self.check_accesses(self.count + i,
-                                                                        pp["acc"])
+                    try:
+                        counts = self.check_accesses(self.count + i, pp["acc"])
+                    except DhatFileError:
+                        self.check_repeats(chunk[:i])  # a repeat before it comes first
+                        raise
+                    self.accesses[self.count + i] = counts
         ends = list(itertools.accumulate(map(len, fss)))
         hashes = _location_hashes(fss)
         if len(hashes) != len(fss) or not self.hashes.isdisjoint(hashes):
@@ -1011,10 +1034,13 @@ class _TableBuilder:
 
     def keep_arrays(self, count: int, figures: bytearray, indices: bytearray,
                     offsets: bytearray, hashes: "set[int]", max_index: int,
-                    sums: List[int]) -> None:
+                    sums: List[int], accesses: Dict[int, List[int]]) -> None:
         """Takes `count` checked program points as dhatc._ppscan.scan gives them:
         the machine bytes of their figures, frame indices and offsets (the
-        offsets counted from the start of this builder's indices)."""
+        offsets counted from the start of this builder's indices), and the
+        decoded access counts of those that have them (by PP, from 0)."""
+        if accesses:
+            self.accesses.update((self.count + i, counts) for i, counts in accesses.items())
         self.figures.frombytes(figures)
         self.fs.frombytes(indices)
         self.offsets.frombytes(offsets)
@@ -1114,9 +1140,27 @@ class _TableBuilder:
         return True
 
     def find_bad(self, chunk: List[Any]) -> NoReturn:
+        """Says what is wrong with the first program point of `chunk` that is wrong
+        (its figures, its fs, its acc), or that one before it repeats a location:
+        the first problem in the file's order, wherever the chunks are cut (and
+        wherever the C scanner stopped)."""
         for i, pp in enumerate(chunk):
-            self.check_pp(self.count + i, pp)
+            try:
+                self.check_pp(self.count + i, pp)
+                if "acc" in pp:
+                    self.check_accesses(self.count + i, pp["acc"])
+            except DhatFileError:
+                self.check_repeats(chunk[:i])
+                raise
         raise AssertionError("a chunk failed a check that none of its PPs fails")
+
+    def check_repeats(self, pps: List[Any]) -> None:
+        """Fails if one of `pps` (checked ones, the next after those kept) has the
+        frames of one before it."""
+        fss = list(map(operator.itemgetter("fs"), pps))
+        hashes = _location_hashes(fss)
+        if len(hashes) != len(fss) or not self.hashes.isdisjoint(hashes):
+            self.find_repeat(fss)
 
     def check_pp(self, i: int, pp: Any, n_frames: Optional[int] = None) -> None:
         where = f"pps[{i:,}]"

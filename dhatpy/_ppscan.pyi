@@ -1,11 +1,13 @@
 """Type stubs for dhatc._ppscan (src/dhatc/ppscan.c): the C half of reading big profiles."""
 
-from typing import List, Optional, Set, Tuple
+from typing import Dict, List, Optional, Set, Tuple
 
 from typing_extensions import Buffer
 
-def scan(text: str, pos: int, keys: Tuple[str, ...], base: int, hashes: bool) -> Optional[
-    Tuple[int, int, bytearray, bytearray, bytearray, Optional[Set[int]], int, List[int]]]: ...
+def scan(text: str, pos: int, keys: Tuple[str, ...], base: int, hashes: bool,
+         ignored: Tuple[str, ...] = ..., acc: Optional[Tuple[int, int]] = ...) -> Optional[
+    Tuple[int, int, bytearray, bytearray, bytearray, Optional[Set[int]], int, List[int],
+          Dict[int, List[int]]]]: ...
 def keys(data: Buffer, offsets: Buffer, itemsize: int) -> List[bytes]: ...
 def sorted_keys(data: Buffer, offsets: Buffer, itemsize: int) -> Tuple[List[int], List[bytes]]: ...
 def gather(data: Buffer, order: List[int], row: int) -> bytes: ...

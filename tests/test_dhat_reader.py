@@ -511,6 +511,7 @@ def test_too_big_for_memory(monkeypatch, tmp_path):
 
     monkeypatch.setattr(reader.json.JSONDecoder, "decode", no_memory)
     monkeypatch.setattr(reader, "_CHUNK_CHARS", 1)
+    monkeypatch.setattr(reader, "_ppscan", None)  # the JSON path, which the C scanner skips
     fails_to_load(tmp_path / "a.json", "too big to read into memory")
 
 
@@ -604,7 +605,9 @@ def test_fuzz(monkeypatch):
 
 @pytest.fixture
 def small_pieces(monkeypatch):
-    """Pieces of 200 characters, and two processes from 4 of them."""
+    """Pieces of 200 characters, and two processes from 4 of them (the JSON
+    path's: the C scanner, which reads these files alone, turned off)."""
+    monkeypatch.setattr(reader, "_ppscan", None)
     monkeypatch.setattr(reader, "_CHUNK_CHARS", 200)
     monkeypatch.setattr(reader, "PARALLEL_MIN_PIECES", 4)
     monkeypatch.setattr(reader, "_cpus", lambda: 2)

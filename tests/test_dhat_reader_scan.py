@@ -1,7 +1,8 @@
-"""dhatc._ppscan, the C half of reading big profiles: program points in
-dhatc's own layout parsed into flat arrays (and the keys that diff and the
-tree are made of).  Whatever it reads is read as the JSON parser reads it;
-whatever it does not read, the Python code reads and judges."""
+"""dhatc._ppscan, the C half of reading big profiles: program points of
+any writer's layout (dhatc's, Valgrind's, the dhat crate's, any JSON white
+space, any key order) parsed into flat arrays (and the keys that diff and
+the tree are made of).  Whatever it reads is read as the JSON parser reads
+it; whatever it does not read, the Python code reads and judges."""
 
 from __future__ import annotations
 
@@ -20,8 +21,9 @@ from command_util import NO_SCANNER, assert_one_line_error, dhatc, dhatc_command
 from dhatc import _dhat_reader as reader
 from dhatc import _ppscan
 from dhatc import _report_diff, _report_tree
-from report_util import RUST_HEAP, random_document
-from test_dhat_reader import _mutate_text, dhatc_layout, outcome, without_fast_path
+from report_util import RUST_HEAP, needs_valgrind, random_document, valgrind_file
+from test_dhat_reader import (_mutate_document, _mutate_text, dhatc_layout, outcome,
+                              without_fast_path)
 
 KEYS = ("tb", "tbk", "tl", "mb", "mbk", "gb", "gbk", "eb", "ebk")
 
@@ -62,13 +64,247 @@ def test_the_layout_reads_as_json_does(scanned, kind):
     assert scanned[0] == len(doc["pps"])
 
 
-def test_other_writers_files_are_left_to_the_json_path(scanned):
-    """The crate's file (one value a line) and Valgrind's layout: not scanned."""
+def _compact(value: Any) -> str:
+    return json.dumps(value, separators=(",", ":"), ensure_ascii=False)
+
+
+def valgrind_layout(doc: Dict[str, Any]) -> str:
+    """`doc` as Valgrind's dh_main.c writes a file: a few fields a line, the
+    commas first, the program points and frames indented by one space, each
+    PP's keys two at a time ("tb" and "tbk", "mb" and "mbk", ...), "acc" and
+    "fs" on lines of their own."""
+    header = [f"{_compact(k)}:{_compact(v)}" for k, v in doc.items() if k not in ("pps", "ftbl")]
+    if not isinstance(doc.get("pps"), list) or not isinstance(doc.get("ftbl"), list):  # mutated
+        return json.dumps(doc, indent=1)
+    pps = []
+    for pp in doc["pps"]:
+        if not isinstance(pp, dict) or not pp:
+            pps.append(_compact(pp))
+            continue
+        lines, pair = [], []
+        for key, value in pp.items():
+            pair.append(f"{_compact(key)}:{_compact(value)}")
+            if len(pair) == 2 or key in ("tl", "acc", "fs") or key == list(pp)[-1]:
+                lines.append(",".join(pair))
+                pair = []
+        pps.append("{" + "\n  ,".join(lines) + "\n  }")
+    return ("{" + "\n,".join(header) + '\n,"pps":\n [' + "\n ,".join(pps) + '\n ]\n,"ftbl":\n ['
+            + "\n ,".join(map(_compact, doc["ftbl"])) + "\n ]\n}\n")
+
+
+def crate_layout(doc: Dict[str, Any]) -> str:
+    """`doc` as the dhat crate writes a file (serde's pretty printer, no indent):
+    a value a line."""
+    return json.dumps(doc, indent=0, ensure_ascii=False)
+
+
+def random_layout(doc: Dict[str, Any], rng: random.Random) -> str:
+    """`doc` with random JSON white space between all tokens and each program
+    point's keys in a random order."""
+    def ws() -> str:
+        return rng.choice(["", "", "", " ", "\n", "\t", "\r\n", " \n\t ", "\r"])
+
+    def text(value: Any, shuffle: bool = False) -> str:
+        if isinstance(value, dict):
+            items = list(value.items())
+            if shuffle:
+                rng.shuffle(items)
+            return "{" + ",".join(f"{ws()}{_compact(k)}{ws()}:{ws()}{text(v)}{ws()}"
+                                  for k, v in items) + "}" if items else "{" + ws() + "}"
+        if isinstance(value, list):
+            return "[" + (",".join(ws() + text(v) + ws() for v in value) or ws()) + "]"
+        return _compact(value)
+
+    fields = [f"{ws()}{_compact(k)}{ws()}:{ws()}"
+              + ("[" + ",".join(ws() + text(pp, True) + ws() for pp in v) + ws() + "]"
+                 if k == "pps" and isinstance(v, list) else text(v)) + ws()
+              for k, v in doc.items()]
+    return ws() + "{" + ",".join(fields) + "}" + ws()
+
+
+def _accesses_doc(seed: int, n_pps: int = 60, **kwargs: Any) -> Dict[str, Any]:
+    """A file of Valgrind's kind: reads, writes and access counts, some of them
+    run-length encoded as Valgrind writes them ([-100, 10]: 100 times 10)."""
+    rng = random.Random(seed)
+    doc = random_document(rng, n_pps=n_pps, bkacc=True, ties=False, **kwargs)
+    for pp in doc["pps"]:
+        if "acc" in pp and rng.random() < 0.5:
+            pp["acc"] = [-rng.randint(1, 300), rng.choice([0, 1, 7, 65535]),
+                         *pp["acc"], -2, 0, 3]
+    return doc
+
+
+LAYOUTS: Dict[str, Any] = {
+    "dhatc": dhatc_layout,
+    "valgrind": valgrind_layout,
+    "crate": crate_layout,
+    "spaced": lambda doc: json.dumps(doc, ensure_ascii=False),
+    "indented": lambda doc: json.dumps(doc, indent=2, ensure_ascii=False),
+    "random": lambda doc: random_layout(doc, random.Random(len(doc["pps"]))),
+}
+
+
+@pytest.mark.parametrize("layout", sorted(LAYOUTS))
+@pytest.mark.parametrize("kind", ["heap", "ad hoc", "accesses"])
+def test_any_layout_reads_as_json_does(scanned, layout, kind):
+    """Every PP read by the scanner, in each writer's layout, to what the JSON
+    parser gives; Valgrind's reads, writes and access counts too."""
+    doc = (_accesses_doc(60, n_pps=400) if kind == "accesses"
+           else _doc(60, n_pps=400, bklt=kind == "heap"))
+    text = LAYOUTS[layout](doc)
+    assert outcome(text) == without_fast_path(text, pytest.MonkeyPatch())
+    assert scanned[0] == len(doc["pps"])
+
+
+@pytest.mark.parametrize("seed", range(8))
+def test_random_white_space_and_key_orders(scanned, seed):
+    rng = random.Random(seed)
+    doc = _accesses_doc(70 + seed) if seed % 2 else _doc(70 + seed, bklt=seed % 4 == 0)
+    text = random_layout(doc, rng)
+    assert outcome(text) == without_fast_path(text, pytest.MonkeyPatch())
+    assert scanned[0] == len(doc["pps"])
+
+
+def test_other_writers_files_are_scanned(scanned):
+    """The crate's file (one value a line), Valgrind's layout, the crate's file
+    on one line: each read by the scanner alone."""
     crate = RUST_HEAP.read_text("utf-8")
-    valgrind = json.dumps(json.loads(crate), indent=1).replace('\n  "fs"', ',"fs"')
-    for text in (crate, valgrind, json.dumps(json.loads(crate))):
+    doc = json.loads(crate)
+    for text in (crate, valgrind_layout(doc), json.dumps(doc)):
         assert outcome(text) == without_fast_path(text, pytest.MonkeyPatch())
-    assert scanned == [0, 0, 0]
+    assert scanned == [len(doc["pps"])] * 3
+
+
+@needs_valgrind
+def test_valgrind_files_are_scanned(tmp_path: Path, scanned):
+    """Files that Valgrind wrote (reads, writes, access counts), as they are and
+    in other layouts: read by the scanner, as the JSON parser reads them; the
+    commands print the same with the scanner and without it."""
+    path = valgrind_file(tmp_path, "dhat.out")
+    text = path.read_text("utf-8")
+    doc = json.loads(text)
+    assert any("acc" in pp for pp in doc["pps"]) and doc["bkacc"]
+    for variant in (text, crate_layout(doc), random_layout(doc, random.Random(1))):
+        assert outcome(variant) == without_fast_path(variant, pytest.MonkeyPatch())
+    assert scanned == [len(doc["pps"])] * 3
+    other = valgrind_file(tmp_path, "dhat2.out", "25")
+    for args in (["report", str(path)], ["report", str(path), "--tree", "--json"],
+                 ["diff", str(path), str(other)], ["diff", str(other), str(path), "--json"]):
+        outputs = [subprocess.run(dhatc_command(*args, prelude=prelude), capture_output=True,
+                                  text=True, check=True).stdout
+                   for prelude in ("", NO_SCANNER)]
+        assert outputs[0] == outputs[1] and outputs[0]
+
+
+#: Changes to a program point (its text in Valgrind's layout) that the JSON path
+#: reads, or refuses, as the scanner cannot: it stops before that PP.
+_ODD = [
+    ('"tb":', '"tb":1,"tb":'),  # a key twice: the last one counts
+    ('"tbk":', '"tbk":3, "tbk":'),
+    ('"fs":', '"fs":[1],"fs":'),
+    ('"tb":', '"x":1,"tb":'),  # a key the reader ignores
+    ('"tb":', '"TB":1,"tb":'),
+    ('"tb":', '"tbkk":1,"tb":'),
+    ('"tb":', '"tl":"ignored, any value","tb":'),  # ad hoc: tl is not read
+    ('"tb":', '"t\\u0062":'),  # an escape in a key
+    ('"tb":', '"tb":-'),  # figures: not unsigned integers, or not plain ones
+    ('"tb":', '"tb":0'),
+    ('"tb":', '"tb":1.5e3,"x":'),
+    ('"tbk":', '"tbk":1e2,"x":'),
+    ('"tbk":', '"tbk":2.0,"x":'),
+    ('"tbk":', '"tbk":true,"x":'),
+    ('"tbk":', '"tbk":null,"x":'),
+    ('"tbk":', '"tbk":"1","x":'),
+    ('"tbk":', '"tbk":[1],"x":'),
+    ('"tbk":', '"tbk":18446744073709551616,"x":'),
+    ('"tbk":', '"tbk":99999999999999999999999999,"x":'),
+    ('"tbk":', '"tbk":18446744073709551615,"x":'),
+    ('"fs":[', '"fs":[0,'),  # frame indices
+    ('"fs":[', '"fs":[-1,'),
+    ('"fs":[', '"fs":[1.0,'),
+    ('"fs":[', '"fs":[4294967296,'),
+    ('"fs":[', '"fs":[01,'),
+    ('"fs":[', '"fs":[true,'),
+    ('"fs":[', '"fs":{},"y":['),
+    ('"fs":[', '"fs":[[1],'),
+    ('"tb":', '"acc":[-0,1],"tb":'),  # access counts
+    ('"tb":', '"acc":[-1,-1,3],"tb":'),
+    ('"tb":', '"acc":[-2],"tb":'),
+    ('"tb":', '"acc":[65536],"tb":'),
+    ('"tb":', '"acc":[-65537,1],"tb":'),
+    ('"tb":', '"acc":[-65535,1,2,3],"tb":'),
+    ('"tb":', '"acc":[1.0],"tb":'),
+    ('"tb":', '"acc":[01],"tb":'),
+    ('"tb":', '"acc":5,"tb":'),
+    ('"tb":', '"acc":[1],"acc":[2],"tb":'),
+    ('"tb":', '"acc":[1,],"tb":'),  # not JSON
+    ('"tb":', '"tb" "x":1,"tb":'),
+    ('"tb":', '"tb":1,,"x":'),
+    ('"tb":', '"tb":1 2,"x":'),
+    ('"tb":', '\u00a0"tb":'),  # white space JSON does not take
+    ('"tb":', '\f"tb":'),
+    ('"tb":', '"tb":\u0661,"x":'),  # a digit that is not ASCII
+]
+
+
+@pytest.mark.parametrize("kind", ["heap", "ad hoc"])
+@pytest.mark.parametrize("old, new", _ODD)
+def test_what_the_scanner_cannot_read_exactly_is_left_to_the_json_path(scanned, kind, old, new):
+    """PP 7 changed so that the JSON path reads it otherwise, or refuses it: the
+    scanner reads the seven before it, the JSON path the rest, and the outcome
+    (the same PPs, or the same message) is the JSON path's alone."""
+    doc = _doc(61, bklt=kind == "heap")
+    text = valgrind_layout(doc)
+    at = [i for i in range(len(text)) if text.startswith("{", i)][8]  # after the top level
+    assert text.startswith('{"tb":', at)
+    changed = text[:at] + text[at:].replace(old, new, 1)
+    assert changed != text
+    assert outcome(changed) == without_fast_path(changed, pytest.MonkeyPatch())
+    assert scanned[0] == 7
+
+
+@pytest.mark.parametrize("first, second, message", [
+    (lambda pp: pp.__setitem__("acc", [-2]), lambda pp: pp.__setitem__("tb", -1),
+     "pps[5]: field 'acc' ends with a repeat count and no count to repeat"),
+    (lambda pp: pp.__setitem__("acc", {}), lambda pp: pp.__setitem__("acc", [-2]),
+     "pps[5]: field 'acc' is an object, expected an array of integers"),
+    (lambda pp: pp.__setitem__("fs", [1, 2, 3]), lambda pp: pp.__setitem__("tb", -1),
+     "pps[5] has the same frames as pps[4] (a repeated location, which DHAT's viewer "
+     "refuses too)"),
+    (lambda pp: pp.__setitem__("tb", 1.5), lambda pp: pp.__setitem__("fs", [1, 2, 3]),
+     "pps[5]: field 'tb' is 1.5, expected an integer from 0 to 2**64-1"),
+    (lambda pp: pp.__setitem__("tb", 1.5), lambda pp: pp.__setitem__("fs", "}{"),
+     "pps[5]: field 'tb' is 1.5, expected an integer from 0 to 2**64-1"),
+])
+def test_the_first_problem_is_told_wherever_the_reading_is_cut(monkeypatch, first, second,
+                                                               message):
+    """Two problems, in PPs 5 and 38 (a repeat: of PP 4's frames): the message is
+    about the first, with any chunk size and with the scanner or without it,
+    which stops before PP 5."""
+    doc = _accesses_doc(64, n_pps=40)
+    doc["pps"][4]["fs"] = [1, 2, 3]
+    first(doc["pps"][5])
+    second(doc["pps"][38])
+    for text in (valgrind_layout(doc), json.dumps(doc).replace('"}{"', "}{")):
+        for size in (1, 100, 400, 1 << 20):
+            monkeypatch.setattr(reader, "_CHUNK_CHARS", size)
+            assert outcome(text) == without_fast_path(text, monkeypatch) == f"x.json: {message}"
+
+
+@pytest.mark.parametrize("acc, counts", [
+    ([], []), ([-1, 5], [5]), ([3, -2, 0, 65535], [3, 0, 0, 65535]),
+    ([-65536, 1], [1] * 65536), ([-65535, 1, 2], [1] * 65535 + [2]),
+    ([-3, 0, -2, 7, 1], [0, 0, 0, 7, 7, 1]),
+])
+def test_access_counts_decoded_as_the_json_path_decodes_them(scanned, acc, counts):
+    doc = _accesses_doc(62, n_pps=10)
+    for pp in doc["pps"]:
+        pp.pop("acc", None)
+    doc["pps"][4]["acc"] = acc
+    text = valgrind_layout(doc)
+    result = outcome(text)
+    assert result == without_fast_path(text, pytest.MonkeyPatch())
+    assert result[1] == {4: counts} and scanned == [10]
 
 
 @pytest.mark.parametrize("frame", ["caf\u00e9 (x.py:1)", "\u03a9 (x.py:1)", "\U0001F600 (x.py:1)"])
@@ -113,10 +349,10 @@ def test_repeats_are_said_as_the_json_path_says_them(scanned, second, broken):
     doc["pps"][second]["fs"] = list(doc["pps"][0 if second > 1 else 2]["fs"]) or [1]
     doc["pps"][0 if second > 1 else 2]["fs"] = doc["pps"][second]["fs"]
     text = dhatc_layout(doc)
-    if broken is not None:  # one PP not in the layout (still JSON)
+    if broken is not None:  # one PP the scanner does not read (still JSON)
         lines = text.split("\n")
         first = next(i for i, line in enumerate(lines) if line.startswith('{"tb"'))
-        lines[first + broken] = lines[first + broken].replace(":", ": ", 1)
+        lines[first + broken] = lines[first + broken].replace("{", '{"note":0,', 1)
         text = "\n".join(lines)
     result = outcome(text)
     assert result == without_fast_path(text, pytest.MonkeyPatch())
@@ -134,6 +370,31 @@ def test_fuzz(monkeypatch, scanned):
     # Most mutations fall among the PPs: the scanner reads up to them.
     assert sum(1 for count in scanned if count == 40) > 100
     assert sum(1 for count in scanned if 0 < count < 40) > 1000
+
+
+@pytest.mark.parametrize("layout", ["valgrind", "crate", "random"])
+def test_fuzz_other_layouts(monkeypatch, scanned, layout):
+    """1,500 mutated files in another writer's layout (Valgrind's with access
+    counts, the crate's, random white space and key orders), and 500 whose
+    JSON was changed (keys dropped, values of every type, repeated
+    locations, deep nesting) before being laid out so: read or refused as
+    the JSON parser alone does."""
+    rng = random.Random(20261204)
+    doc = _accesses_doc(63, n_pps=40)
+    for pp in doc["pps"][::3]:
+        pp.pop("acc", None)
+    render = LAYOUTS[layout] if layout != "random" else lambda d: random_layout(d, rng)
+    text = render(doc)
+    for n in range(2000):
+        if n < 1500:
+            changed = _mutate_text(rng, text)
+        else:
+            mutated = json.loads(_mutate_document(rng, json.dumps(doc)))
+            changed = render(mutated) if isinstance(mutated, dict) else json.dumps(mutated)
+        monkeypatch.setattr(reader, "_CHUNK_CHARS", rng.choice([1, 100, 400]))
+        assert outcome(changed) == without_fast_path(changed, monkeypatch), n
+    assert sum(1 for count in scanned if count == 40) > 100
+    assert sum(1 for count in scanned if 0 < count < 40) > 700
 
 
 @pytest.mark.parametrize("change, message", [
@@ -170,31 +431,45 @@ def test_commands_print_the_same_without_the_scanner(tmp_path: Path, command: Li
     assert outputs[0] == outputs[1] and outputs[0]
 
 
-def test_in_dhatc_layout(tmp_path: Path, monkeypatch: Any):
-    """The guess diff reads NEW in this process by."""
+def _odd_first_pp(text: str) -> str:
+    """`text` with a key the scanner does not know in its first program point."""
+    at = text.index('{"tb":', text.index('"pps"'))
+    return text[:at + 1] + '"note":"x",' + text[at + 1:]
+
+
+def test_scanner_reads(tmp_path: Path, monkeypatch: Any):
+    """The guess diff reads NEW in this process by: any writer's layout, as
+    long as the scanner reads its first program point."""
     ours = tmp_path / "ours.json"
     ours.write_text(dhatc_layout(_doc(55, n_pps=5)))
     spaced = tmp_path / "spaced.json"
     spaced.write_text(ours.read_text().replace(',"', ', "'))
+    valgrind = tmp_path / "valgrind.json"
+    valgrind.write_text(valgrind_layout(_accesses_doc(55, n_pps=5)))
+    odd = tmp_path / "odd.json"
+    odd.write_text(_odd_first_pp(ours.read_text()))
     fifo = tmp_path / "fifo"
     os.mkfifo(fifo)
-    assert reader.in_dhatc_layout(str(ours))
-    assert not any(map(reader.in_dhatc_layout, (str(spaced), str(RUST_HEAP), str(fifo),
-                                                str(tmp_path), str(tmp_path / "none"))))
+    assert all(map(reader.scanner_reads, (str(ours), str(spaced), str(valgrind), str(RUST_HEAP))))
+    assert not any(map(reader.scanner_reads, (str(odd), str(fifo), str(tmp_path),
+                                              str(tmp_path / "none"))))
     monkeypatch.setattr(reader, "_ppscan", None)
-    assert not reader.in_dhatc_layout(str(ours))
+    assert not reader.scanner_reads(str(ours))
 
 
-@pytest.mark.parametrize("spaced", ["old", "new", "both"])
-def test_diff_of_files_in_other_layouts(tmp_path: Path, spaced: str):
-    """A NEW not in dhatc's layout is read in a forked process, OLD either way
-    (the C scanner or the Python paths): the same output as without the scanner."""
+@pytest.mark.parametrize("old_kind", ["valgrind", "odd"])
+@pytest.mark.parametrize("new_kind", ["valgrind", "odd"])
+def test_diff_of_files_in_other_layouts(tmp_path: Path, old_kind: str, new_kind: str):
+    """A NEW that the scanner reads (Valgrind's layout) is read in this process,
+    one whose first PP it does not read in a forked one, OLD either way (the C
+    scanner or the Python paths): the same output as without the scanner."""
     paths = []
-    for name, seed in (("old", 56), ("new", 57)):
-        text = dhatc_layout(_doc(seed, n_pps=300))
+    for name, seed, kind in (("old", 56, old_kind), ("new", 57, new_kind)):
+        text = valgrind_layout(_doc(seed, n_pps=300))
         path = tmp_path / f"{name}.json"
-        path.write_text(text.replace(',"', ', "') if spaced in (name, "both") else text)
+        path.write_text(_odd_first_pp(text) if kind == "odd" else text)
         paths.append(str(path))
+    assert reader.scanner_reads(paths[1]) == (new_kind == "valgrind")
     args = ["diff", *paths, "--json", "--top", "0"]
     outputs = [subprocess.run(dhatc_command(*args, prelude=prelude), capture_output=True,
                               text=True, check=True).stdout for prelude in ("", NO_SCANNER)]
@@ -204,24 +479,38 @@ def test_diff_of_files_in_other_layouts(tmp_path: Path, spaced: str):
 # --- scan itself -----------------------------------------------------------------------
 
 
-def test_scan_stops_before_the_first_pp_not_in_the_layout():
-    text = ('{"tb":1,"tbk":2,"fs":[3,4]},\n{"tb":5,"tbk":0,"fs":[]},\n'
+def test_scan_stops_before_the_first_pp_it_cannot_read():
+    text = ('{"tb":1,"tbk":2,"fs":[3,4]},\n{ "fs" : [ ] ,\r\n\t"tbk":0, "tb":5 }  ,\n'
             '{"tb":01,"tbk":2,"fs":[3]}')
-    end, count, figures, indices, offsets, hashes, max_index, sums = _ppscan.scan(
+    end, count, figures, indices, offsets, hashes, max_index, sums, accesses = _ppscan.scan(
         text, 0, ("tb", "tbk"), 7, True)
-    assert text[:end].endswith('"fs":[]}') and count == 2
-    assert array("Q", bytes(figures)).tolist() == [1, 2, 5, 0]
+    assert text[:end].endswith('"tb":5 }') and count == 2
+    assert array("Q", bytes(figures)).tolist() == [1, 2, 5, 0]  # in the order of the keys
     assert array("I", bytes(indices)).tolist() == [3, 4]
     assert array("Q", bytes(offsets)).tolist() == [9, 9]  # ends, `base` added
     assert hashes == {hash("3,4"), hash("")} and max_index == 4 and sums == [6, 2]
+    assert accesses == {}
     assert _ppscan.scan(text, 0, ("tb", "tbk"), 0, False)[5] is None
     assert _ppscan.scan(text, 1, ("tb", "tbk"), 0, False) is None
     assert _ppscan.scan(text, len(text), ("tb", "tbk"), 0, False) is None
-    assert _ppscan.scan(text, 0, ("tbk", "tb"), 0, False) is None  # another order
+    assert _ppscan.scan(text, 0, ("tbk", "tb"), 0, False)[1] == 2  # figures in that order
+    assert _ppscan.scan(text, 0, ("tb",), 0, False) is None  # "tbk": a key it does not know
+    assert _ppscan.scan(text, 0, ("tb", "tbk", "tl"), 0, False) is None  # "tl" missing
+
+
+def test_scan_skips_the_keys_it_is_told_to_and_decodes_access_counts():
+    text = ('{"tb":1,"tbk":2,"rb":7,"acc":[-3,1,5],"fs":[3, 4]},\n'
+            '{"wb":0,"tb":5,"tbk":0,"fs":[]},{"tb":5,"tbk":0,"rb":1.5,"fs":[6]}')
+    result = _ppscan.scan(text, 0, ("tb", "tbk"), 0, True, ("rb", "wb"), (8, 65535))
+    assert result[1] == 2 and result[5] == {hash("3,4"), hash("")}
+    assert result[8] == {0: [1, 1, 1, 5]}
+    assert _ppscan.scan(text, 0, ("tb", "tbk"), 0, False, ("rb", "wb")) is None  # acc not read
+    assert _ppscan.scan(text, 0, ("tb", "tbk"), 0, False, ("rb", "wb"), (3, 65535)) is None
+    assert _ppscan.scan(text, 0, ("tb", "tbk"), 0, False, ("rb", "wb"), (4, 4)) is None
 
 
 def test_scan_refuses_a_repeat():
-    text = '{"tb":1,"fs":[3,4]},\n{"tb":5,"fs":[3]},\n{"tb":1,"fs":[3,4]}'
+    text = '{"tb":1,"fs":[3,4]},\n{"tb":5,"fs":[3]},\n{"tb":1,"fs":[3 ,4]}'
     assert _ppscan.scan(text, 0, ("tb",), 0, False) is None
     assert _ppscan.scan(text[:text.rindex(",\n")], 0, ("tb",), 0, False)[1] == 2
 
@@ -233,6 +522,20 @@ def test_scan_arguments():
         _ppscan.scan("x", 0, (), 0, False)
     with pytest.raises(TypeError):
         _ppscan.scan("x", 0, ("t\u00e9",), 0, False)
+    with pytest.raises(TypeError):
+        _ppscan.scan("x", 0, ("tb",), 0, False, (1,))
+    for keys, ignored in [(("tb", "tb"), ()), (("tb",), ("tb",)), (("fs",), ()),
+                          (("tb",), ("acc",)), (("TB",), ()), (("t_b",), ()),
+                          (("abcdefghi",), ()), (("",), ()),
+                          (tuple(f"k{c}" for c in "abcdefghijklmnopqrstuvwxyz"),
+                           ("qa", "qb", "qc", "qd", "qe"))]:
+        with pytest.raises(ValueError):
+            _ppscan.scan("x", 0, keys, 0, False, ignored, (1, 1))
+    for acc in [(-1, 1), (1, -1), (2**25, 1), (1, 2**32)]:
+        with pytest.raises(ValueError):
+            _ppscan.scan("x", 0, ("tb",), 0, False, (), acc)
+    with pytest.raises(TypeError):
+        _ppscan.scan("x", 0, ("tb",), 0, False, (), (1,))
 
 
 # --- keys, the tree's order, diff's matching ---------------------------------------------

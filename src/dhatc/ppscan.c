@@ -1,17 +1,19 @@
-/* dhatc._ppscan: the program points of a DHAT file in dhatc's own layout,
- * parsed straight into flat arrays (dhatpy/_dhat_reader.py, _Parser.stream_pps).
+/* dhatc._ppscan: the program points of a DHAT file parsed straight into flat
+ * arrays (dhatpy/_dhat_reader.py, _Parser.stream_pps).
  *
- * dhatc writes one program point per line, always the same way:
- *
- *     {"tb":640,"tbk":40,...,"ebk":1,"fs":[120001,78455,11]},
- *
+ * Every writer writes a program point as one JSON object of a few keys:
+ * dhatc one a line, `{"tb":640,"tbk":40,...,"fs":[120001,78455,11]}`,
+ * Valgrind a few keys a line with its read and write figures and access
+ * counts (`"rb"`, `"wb"`, `"acc":[-100,10]`), the dhat crate a value a line.
  * scan() reads as many of them as follow each other from a position of the
- * text and stops before the first that is not exactly so (any other spacing,
- * key order, extra key, leading zero, sign, fraction, a figure past 2**64-1,
- * a frame index 0 or past 2**32-1, a character that is not ASCII...): the
- * reader's Python code reads the rest, as JSON, and says what is wrong if
- * anything is.  What it reads here is valid JSON that the Python code would
- * read to the same numbers: this is only a faster way to the same table.
+ * text, with any JSON white space and the keys in any order, and stops
+ * before the first it cannot read exactly as the reader's Python code would
+ * (a key unknown or repeated, an escape in a key, a sign, a fraction, a
+ * leading zero, a figure past 2**64-1, a frame index 0 or past 2**32-1, an
+ * access count the reader would refuse, a character that is not ASCII...):
+ * that code reads the rest, as JSON, and says what is wrong if anything is.
+ * What it reads here is valid JSON that the Python code would read to the
+ * same numbers: this is only a faster way to the same table.
  *
  * keys() cuts the frame indices of each program point out as bytes, the keys
  * `dhatc diff` matches program points by (dhatpy/_report_diff.py), and
@@ -61,98 +63,249 @@ static int buffer_finish(Buffer *b)
     return PyByteArray_Resize(b->bytes, b->used);
 }
 
+/* What a key of a program point is to the scanner. */
+enum { KEY_FIGURE, KEY_IGNORED, KEY_FS, KEY_ACC };
+/* Keys it knows: the figures, those it skips, fs, acc. */
+#define MAX_NAMES 32
+
+typedef struct {
+    uint64_t name; /* its letters, the first in the low byte */
+    int kind;
+    Py_ssize_t slot; /* a figure's place among the PP's figures */
+} KeyName;
+
 /* What one call reads into. */
 typedef struct {
-    Py_ssize_t n_keys;
-    const char *const *literals; /* '{"tb":', ',"tbk":', ..., ',"fs":[' */
-    const Py_ssize_t *lengths;
+    Py_ssize_t n_keys; /* figures per PP */
+    KeyName names[MAX_NAMES];
+    int n_names;
+    uint64_t required; /* a bit per name a PP must have: the figures and fs */
     Buffer figures;  /* uint64_t, n_keys per PP */
     Buffer indices;  /* uint32_t */
     Buffer offsets;  /* uint64_t: where each PP's indices end, base added */
+    Buffer text;     /* the PP's indices as text, "3,1,4", for its hash */
+    Buffer counts;   /* uint32_t: the PP's access counts, decoded */
     PyObject *hashes; /* a set: the hash of each PP's indices as text; NULL: not made */
+    PyObject *accesses; /* a dict: PP -> its access counts; NULL: "acc" not read */
+    Py_ssize_t max_accesses; /* counts a PP may have */
+    uint32_t latch;          /* the largest count */
     uint32_t max_index;
     Py_ssize_t count;
 } Scan;
 
-/* The scanner, once for each width of str characters.  REJECT: the PP begun
- * is not in the layout; stop after the one before it. */
+/* A PP's decoded access counts as a list of ints; NULL on error. */
+static PyObject *counts_list(const Scan *s)
+{
+    Py_ssize_t n = s->counts.used / 4;
+    const uint32_t *counts = (const uint32_t *)PyByteArray_AS_STRING(s->counts.bytes);
+    PyObject *list = PyList_New(n);
+    if (!list)
+        return NULL;
+    PyObject *last = NULL; /* runs of one count share one int */
+    for (Py_ssize_t k = 0; k < n; k++) {
+        if (!last || counts[k] != counts[k - 1]) {
+            last = PyLong_FromUnsignedLong(counts[k]);
+            if (!last) {
+                Py_DECREF(list);
+                return NULL;
+            }
+        } else {
+            Py_INCREF(last);
+        }
+        PyList_SET_ITEM(list, k, last);
+    }
+    return list;
+}
+
+/* JSON's white space; one comparison for the characters that are not. */
+#define IS_WS(c) ((c) <= ' ' && ((c) == ' ' || (c) == '\n' || (c) == '\r' || (c) == '\t'))
+#define SKIP_WS                                                                          \
+    while (i < len && IS_WS(t[i]))                                                       \
+    i++
+#define IS_DIGIT(c) ((c) >= '0' && (c) <= '9')
+
+/* The scanner, once for each width of str characters.  A program point is a
+ * JSON object of the keys it knows, each once, in any order, with any JSON
+ * white space; the figures unsigned integers (no sign, no fraction, no
+ * exponent, no leading zero) up to 2**64-1, fs an array of integers from 1
+ * to 2**32-1, acc an array of integers that decodes as the reader decodes it.
+ * REJECT: the PP begun is not so (or the JSON parser might read it otherwise,
+ * or refuse it); stop after the one before it. */
 #define REJECT                                                                           \
     do {                                                                                 \
         s->indices.used = mark;                                                          \
         return end;                                                                      \
     } while (0)
+/* An unsigned JSON integer into v (uint64_t): digits, no leading zero. */
+#define READ_U64(v)                                                                      \
+    do {                                                                                 \
+        if (i >= len || !IS_DIGIT(t[i]))                                                 \
+            REJECT;                                                                      \
+        v = (uint64_t)(t[i] - '0');                                                      \
+        i++;                                                                             \
+        if (v != 0) { /* JSON: no leading zeros; "01" is refused by what follows */     \
+            while (i < len && IS_DIGIT(t[i])) {                                          \
+                uint64_t d_ = (uint64_t)(t[i] - '0');                                    \
+                if (v > (UINT64_MAX - d_) / 10)                                          \
+                    REJECT; /* past 2**64-1 */                                           \
+                v = v * 10 + d_;                                                         \
+                i++;                                                                     \
+            }                                                                            \
+        }                                                                                \
+    } while (0)
 #define DEFINE_SCAN(NAME, CHAR)                                                          \
-    static Py_ssize_t NAME(Scan *s, PyObject *text, const CHAR *t, Py_ssize_t len,       \
-                           Py_ssize_t pos, uint64_t base, int *error)                   \
+    static Py_ssize_t NAME(Scan *s, const CHAR *t, Py_ssize_t len, Py_ssize_t pos,      \
+                           uint64_t base, int *error)                                    \
     {                                                                                    \
         Py_ssize_t end = -1; /* after the last PP read */                                \
-        Py_ssize_t n_keys = s->n_keys;                                                   \
+        int hint = 0;        /* the name expected next: keys come in one order, mostly */ \
         for (;;) {                                                                       \
             Py_ssize_t i = pos;                                                          \
             Py_ssize_t mark = s->indices.used; /* a PP not read leaves none */           \
             uint32_t highest = s->max_index;                                             \
-            uint64_t *fig = (uint64_t *)buffer_room(&s->figures, n_keys * 8);            \
+            uint64_t seen = 0;                                                           \
+            int has_counts = 0;                                                          \
+            uint64_t *fig = (uint64_t *)buffer_room(&s->figures, s->n_keys * 8);         \
             if (!fig)                                                                    \
                 goto failed;                                                             \
-            Py_ssize_t k;                                                                \
-            for (k = 0; k <= n_keys; k++) {                                              \
-                const char *lit = s->literals[k];                                        \
-                Py_ssize_t n = s->lengths[k], j;                                         \
-                if (len - i < n)                                                         \
+            s->text.used = 0;                                                            \
+            s->counts.used = 0;                                                          \
+            if (i >= len || t[i] != '{')                                                 \
+                REJECT;                                                                  \
+            i++;                                                                         \
+            for (;;) { /* a key and its value */                                         \
+                SKIP_WS;                                                                 \
+                if (i >= len || t[i] != '"')                                             \
                     REJECT;                                                              \
-                for (j = 0; j < n; j++)                                                  \
-                    if (t[i + j] != (CHAR)lit[j])                                        \
-                        REJECT;                                                          \
-                i += n;                                                                  \
-                if (k == n_keys)                                                         \
-                    break; /* the frame indices follow */                                \
-                if (i >= len || t[i] < '0' || t[i] > '9')                                \
-                    REJECT;                                                              \
-                uint64_t v = (uint64_t)(t[i] - '0');                                     \
                 i++;                                                                     \
-                if (v != 0) { /* JSON: no leading zeros */                               \
-                    while (i < len && t[i] >= '0' && t[i] <= '9') {                      \
-                        uint64_t d = (uint64_t)(t[i] - '0');                             \
-                        if (v > (UINT64_MAX - d) / 10)                                   \
-                            REJECT; /* past 2**64-1 */                                   \
-                        v = v * 10 + d;                                                  \
-                        i++;                                                             \
-                    }                                                                    \
+                uint64_t name = 0;                                                       \
+                int n_letters = 0;                                                       \
+                while (i < len && t[i] >= 'a' && t[i] <= 'z') {                          \
+                    if (n_letters == 8)                                                  \
+                        REJECT; /* no key of ours is that long */                        \
+                    name |= (uint64_t)t[i] << (8 * n_letters++);                         \
+                    i++;                                                                 \
                 }                                                                        \
-                fig[k] = v;                                                              \
-            }                                                                            \
-            Py_ssize_t first = i;                                                        \
-            if (i < len && t[i] != ']') {                                                \
-                for (;;) {                                                               \
-                    if (i >= len || t[i] < '1' || t[i] > '9')                            \
-                        REJECT; /* 0 is the root, not a frame */                         \
-                    uint64_t v = 0;                                                      \
-                    while (i < len && t[i] >= '0' && t[i] <= '9') {                      \
-                        v = v * 10 + (uint64_t)(t[i] - '0');                             \
-                        if (v > UINT32_MAX)                                              \
+                if (i >= len || t[i] != '"' || !n_letters)                               \
+                    REJECT; /* an escape, another character, the end */                  \
+                i++;                                                                     \
+                int id = hint < s->n_names && s->names[hint].name == name ? hint : -1;   \
+                for (int n = 0; id < 0 && n < s->n_names; n++)                           \
+                    if (s->names[n].name == name)                                        \
+                        id = n;                                                          \
+                if (id < 0 || (seen >> id & 1))                                          \
+                    REJECT; /* a key unknown or repeated: the JSON path decides */       \
+                seen |= (uint64_t)1 << id;                                               \
+                hint = id + 1;                                                           \
+                SKIP_WS;                                                                 \
+                if (i >= len || t[i] != ':')                                             \
+                    REJECT;                                                              \
+                i++;                                                                     \
+                SKIP_WS;                                                                 \
+                const KeyName *key = &s->names[id];                                      \
+                if (key->kind == KEY_FIGURE || key->kind == KEY_IGNORED) {               \
+                    uint64_t v;                                                          \
+                    READ_U64(v);                                                         \
+                    if (key->kind == KEY_FIGURE)                                         \
+                        fig[key->slot] = v;                                              \
+                } else { /* an array: fs or acc */                                       \
+                    int is_fs = key->kind == KEY_FS;                                     \
+                    uint64_t repeat = 0;                                                 \
+                    if (i >= len || t[i] != '[')                                         \
+                        REJECT;                                                          \
+                    i++;                                                                 \
+                    SKIP_WS;                                                             \
+                    if (i < len && t[i] == ']') {                                        \
+                        i++;                                                             \
+                    } else {                                                             \
+                        for (;;) {                                                       \
+                            int negative = 0;                                            \
+                            Py_ssize_t digits = i;                                       \
+                            if (!is_fs && i < len && t[i] == '-') {                      \
+                                negative = 1;                                            \
+                                i++;                                                     \
+                                digits = i;                                              \
+                            }                                                            \
+                            uint64_t v;                                                  \
+                            READ_U64(v);                                                 \
+                            if (is_fs) {                                                 \
+                                if (v == 0 || v > UINT32_MAX)                            \
+                                    REJECT; /* 0 is the root, not a frame */             \
+                                uint32_t *slot = (uint32_t *)buffer_room(&s->indices, 4); \
+                                if (!slot)                                               \
+                                    goto failed;                                         \
+                                *slot = (uint32_t)v;                                     \
+                                s->indices.used += 4;                                    \
+                                if (v > highest)                                         \
+                                    highest = (uint32_t)v;                               \
+                                if (s->hashes) {                                         \
+                                    char *out = buffer_room(&s->text, i - digits + 1);   \
+                                    if (!out)                                            \
+                                        goto failed;                                     \
+                                    if (s->text.used) {                                  \
+                                        *out++ = ',';                                    \
+                                        s->text.used++;                                  \
+                                    }                                                    \
+                                    for (Py_ssize_t d = digits; d < i; d++)              \
+                                        *out++ = (char)t[d];                             \
+                                    s->text.used += i - digits;                          \
+                                }                                                        \
+                            } else if (negative) { /* a repeat count */                  \
+                                if (v == 0 || repeat                                     \
+                                    || v > (uint64_t)s->max_accesses)                    \
+                                    REJECT; /* -0, two in a row, too many */             \
+                                repeat = v;                                              \
+                            } else { /* a count, `repeat` times or once */               \
+                                uint64_t times = repeat ? repeat : 1;                    \
+                                Py_ssize_t have = s->counts.used / 4;                    \
+                                if (v > s->latch                                         \
+                                    || times > (uint64_t)(s->max_accesses - have))       \
+                                    REJECT;                                              \
+                                uint32_t *c = (uint32_t *)buffer_room(                   \
+                                    &s->counts, (Py_ssize_t)times * 4);                  \
+                                if (!c)                                                  \
+                                    goto failed;                                         \
+                                for (uint64_t r = 0; r < times; r++)                     \
+                                    c[r] = (uint32_t)v;                                  \
+                                s->counts.used += (Py_ssize_t)times * 4;                 \
+                                repeat = 0;                                              \
+                            }                                                            \
+                            SKIP_WS;                                                     \
+                            if (i < len && t[i] == ',') {                                \
+                                i++;                                                     \
+                                SKIP_WS;                                                 \
+                                continue;                                                \
+                            }                                                            \
+                            if (i < len && t[i] == ']') {                                \
+                                i++;                                                     \
+                                break;                                                   \
+                            }                                                            \
                             REJECT;                                                      \
-                        i++;                                                             \
+                        }                                                                \
                     }                                                                    \
-                    uint32_t *slot = (uint32_t *)buffer_room(&s->indices, 4);            \
-                    if (!slot)                                                           \
-                        goto failed;                                                     \
-                    *slot = (uint32_t)v;                                                 \
-                    s->indices.used += 4;                                                \
-                    if (v > highest)                                                     \
-                        highest = (uint32_t)v;                                           \
-                    if (i < len && t[i] == ',') {                                        \
-                        i++;                                                             \
-                        continue;                                                        \
-                    }                                                                    \
+                    if (repeat)                                                          \
+                        REJECT; /* a repeat count and no count to repeat */              \
+                    if (!is_fs)                                                          \
+                        has_counts = 1;                                                  \
+                }                                                                        \
+                SKIP_WS;                                                                 \
+                if (i < len && t[i] == ',') {                                            \
+                    i++;                                                                 \
+                    continue;                                                            \
+                }                                                                        \
+                if (i < len && t[i] == '}') {                                            \
+                    i++;                                                                 \
                     break;                                                               \
                 }                                                                        \
-            }                                                                            \
-            if (len - i < 2 || t[i] != ']' || t[i + 1] != '}') {                         \
                 REJECT;                                                                  \
             }                                                                            \
+            if ((seen & s->required) != s->required)                                     \
+                REJECT; /* a key missing */                                              \
             /* The PP is read: keep it. */                                               \
             if (s->hashes) {                                                             \
-                PyObject *piece = PyUnicode_Substring(text, first, i);                   \
+                PyObject *piece = PyUnicode_FromKindAndData(                             \
+                    PyUnicode_1BYTE_KIND, PyByteArray_AS_STRING(s->text.bytes),          \
+                    s->text.used);                                                       \
                 if (!piece)                                                              \
                     goto failed;                                                         \
                 Py_hash_t h = PyObject_Hash(piece);                                      \
@@ -165,18 +318,32 @@ typedef struct {
                 if (added < 0)                                                           \
                     goto failed;                                                         \
             }                                                                            \
+            if (has_counts) {                                                            \
+                PyObject *list = counts_list(s);                                         \
+                PyObject *which = list ? PyLong_FromSsize_t(s->count) : NULL;            \
+                int stored = which ? PyDict_SetItem(s->accesses, which, list) : -1;      \
+                Py_XDECREF(list);                                                        \
+                Py_XDECREF(which);                                                       \
+                if (stored < 0)                                                          \
+                    goto failed;                                                         \
+            }                                                                            \
             uint64_t *offset = (uint64_t *)buffer_room(&s->offsets, 8);                  \
             if (!offset)                                                                 \
                 goto failed;                                                             \
             *offset = base + (uint64_t)(s->indices.used / 4);                            \
             s->offsets.used += 8;                                                        \
-            s->figures.used += n_keys * 8;                                               \
+            s->figures.used += s->n_keys * 8;                                            \
             s->count++;                                                                  \
             s->max_index = highest;                                                      \
-            end = i + 2;                                                                 \
-            if (len - end < 2 || t[end] != ',' || t[end + 1] != '\n')                    \
+            end = i;                                                                     \
+            SKIP_WS;                                                                     \
+            if (i >= len || t[i] != ',')                                                 \
                 return end;                                                              \
-            pos = end + 2;                                                               \
+            i++;                                                                         \
+            SKIP_WS;                                                                     \
+            if (i >= len || t[i] != '{')                                                 \
+                return end;                                                              \
+            pos = i;                                                                     \
         }                                                                                \
     failed:                                                                              \
         *error = 1;                                                                      \
@@ -290,18 +457,23 @@ static int has_repeat(const uint32_t *indices, const uint64_t *offsets, Py_ssize
 }
 
 PyDoc_STRVAR(scan_doc,
-"scan(text, pos, keys, base, hashes) -> None or (end, count, figures, indices,\n"
-"                                              offsets, hashes, max_index, sums)\n\n"
-"Reads the program points that follow each other in dhatc's layout from\n"
-"text[pos] on ('{\"tb\":...,\"fs\":[...]}' joined by ',\\n', the figures in the\n"
-"order of `keys`), stopping before the first that is not so.  None if not\n"
-"even the first is, or if two of them have the same frame indices.  `end`:\n"
-"the position after the last one read; `count`: how many; `figures`,\n"
-"`indices`, `offsets`: bytearrays of uint64 (len(keys) per PP), uint32 and\n"
-"uint64 (where each PP's indices end, plus `base`) in native byte order;\n"
-"`hashes` (if asked for, else None): the set of hash() of each PP's indices\n"
-"as text ('3,1,4'); `max_index`: the largest index (0: none); `sums`: each\n"
-"figure summed, a list of ints.");
+"scan(text, pos, keys, base, hashes, ignored=(), acc=None) -> None or\n"
+"    (end, count, figures, indices, offsets, hashes, max_index, sums, accesses)\n\n"
+"Reads the program points that follow each other from text[pos] on (JSON\n"
+"objects joined by commas: each holds the keys `keys` with unsigned\n"
+"integers, \"fs\" with an array of frame indices, maybe keys of `ignored`\n"
+"with unsigned integers, which are skipped, and with `acc` = (limit, latch)\n"
+"\"acc\" with access counts, decoded as the reader decodes them; any JSON\n"
+"white space, any order), stopping before the first that is not so.  None\n"
+"if not even the first is, or if two of them have the same frame indices.\n"
+"`end`: the position after the last one read; `count`: how many; `figures`,\n"
+"`indices`, `offsets`: bytearrays of uint64 (len(keys) per PP, in the order\n"
+"of `keys`), uint32 and uint64 (where each PP's indices end, plus `base`) in\n"
+"native byte order; `hashes` (if asked for, else None): the set of hash() of\n"
+"each PP's indices as text ('3,1,4'); `max_index`: the largest index (0:\n"
+"none); `sums`: each figure summed, a list of ints; `accesses`: a dict, PP\n"
+"(counted from the first read) -> the list of its access counts, one per\n"
+"byte, for the PPs with \"acc\".");
 
 PyDoc_STRVAR(keys_doc,
 "keys(data, offsets, itemsize) -> list of bytes\n\n"
@@ -347,15 +519,60 @@ done:
     return result;
 }
 
+/* A key's letters as KeyName.name; 0 if it is not 1 to 8 of a-z. */
+static uint64_t key_name(PyObject *key)
+{
+    Py_ssize_t n;
+    const char *letters = PyUnicode_AsUTF8AndSize(key, &n);
+    if (!letters || n < 1 || n > 8)
+        return 0;
+    uint64_t name = 0;
+    for (Py_ssize_t j = 0; j < n; j++) {
+        if (letters[j] < 'a' || letters[j] > 'z')
+            return 0;
+        name |= (uint64_t)(unsigned char)letters[j] << (8 * j);
+    }
+    return name;
+}
+
+/* Adds the names of `keys` (a tuple of str) as `kind`; -1 and an exception if
+ * one is not ASCII, not 1 to 8 lowercase letters, or there already. */
+static int add_names(Scan *s, PyObject *keys, int kind)
+{
+    for (Py_ssize_t k = 0; k < PyTuple_GET_SIZE(keys); k++) {
+        PyObject *item = PyTuple_GET_ITEM(keys, k);
+        if (!PyUnicode_Check(item) || !PyUnicode_IS_ASCII(item)) {
+            PyErr_SetString(PyExc_TypeError, "scan: keys must be ASCII strings");
+            return -1;
+        }
+        uint64_t name = key_name(item);
+        if (PyErr_Occurred())
+            return -1;
+        for (int n = 0; n < s->n_names; n++)
+            if (s->names[n].name == name)
+                name = 0;
+        if (!name || s->n_names == MAX_NAMES) {
+            PyErr_SetString(PyExc_ValueError, "scan: keys must be 1 to 8 lowercase letters, "
+                                              "each once, at most 32 in all");
+            return -1;
+        }
+        s->names[s->n_names].name = name;
+        s->names[s->n_names].kind = kind;
+        s->names[s->n_names].slot = k;
+        s->n_names++;
+    }
+    return 0;
+}
+
 static PyObject *scan(PyObject *self, PyObject *args)
 {
     (void)self;
-    PyObject *text, *keys;
+    PyObject *text, *keys, *ignored = NULL, *acc = Py_None;
     Py_ssize_t pos;
     unsigned long long base;
     int want_hashes;
-    if (!PyArg_ParseTuple(args, "UnO!Kp:scan", &text, &pos, &PyTuple_Type, &keys, &base,
-                          &want_hashes))
+    if (!PyArg_ParseTuple(args, "UnO!Kp|O!O:scan", &text, &pos, &PyTuple_Type, &keys, &base,
+                          &want_hashes, &PyTuple_Type, &ignored, &acc))
         return NULL;
 #if PY_VERSION_HEX < 0x030C0000
     if (PyUnicode_READY(text) < 0)
@@ -371,53 +588,51 @@ static PyObject *scan(PyObject *self, PyObject *args)
     Scan s;
     memset(&s, 0, sizeof s);
     s.n_keys = n_keys;
-    /* The literals before each figure and before the indices. */
-    char **literals = PyMem_Calloc((size_t)n_keys + 1, sizeof(char *));
-    Py_ssize_t *lengths = PyMem_Calloc((size_t)n_keys + 1, sizeof(Py_ssize_t));
-    if (!literals || !lengths) {
-        PyErr_NoMemory();
-        goto done;
-    }
-    for (Py_ssize_t k = 0; k <= n_keys; k++) {
-        const char *key = "fs";
-        Py_ssize_t key_len = 2;
-        if (k < n_keys) {
-            PyObject *item = PyTuple_GET_ITEM(keys, k);
-            if (!PyUnicode_Check(item) || !PyUnicode_IS_ASCII(item)) {
-                PyErr_SetString(PyExc_TypeError, "scan: keys must be ASCII strings");
-                goto done;
-            }
-            key = PyUnicode_AsUTF8AndSize(item, &key_len);
-            if (!key)
-                goto done;
+    if (acc != Py_None) {
+        Py_ssize_t latch;
+        if (!PyArg_ParseTuple(acc, "nn:scan's acc", &s.max_accesses, &latch))
+            return NULL;
+        if (s.max_accesses < 0 || s.max_accesses > (1 << 24) || latch < 0
+            || (uint64_t)latch > UINT32_MAX) {
+            PyErr_SetString(PyExc_ValueError, "scan: acc's limits out of range");
+            return NULL;
         }
-        literals[k] = PyMem_Malloc((size_t)key_len + 6);
-        if (!literals[k]) {
-            PyErr_NoMemory();
-            goto done;
-        }
-        /* '{"tb":' first, then ',"key":', and ',"fs":[' last */
-        lengths[k] = sprintf(literals[k], "%s\"%s\":%s", k ? "," : "{", key,
-                             k == n_keys ? "[" : "");
+        s.latch = (uint32_t)latch;
     }
-    s.literals = (const char *const *)literals;
-    s.lengths = lengths;
+    PyObject *fs = PyUnicode_FromString("fs"), *acc_key = PyUnicode_FromString("acc");
+    PyObject *fs_keys = fs ? PyTuple_Pack(1, fs) : NULL;
+    PyObject *acc_keys = acc_key ? PyTuple_Pack(1, acc_key) : NULL;
+    int named = fs_keys && acc_keys && add_names(&s, keys, KEY_FIGURE) == 0
+                && add_names(&s, fs_keys, KEY_FS) == 0
+                && (!ignored || add_names(&s, ignored, KEY_IGNORED) == 0)
+                && (acc == Py_None || add_names(&s, acc_keys, KEY_ACC) == 0);
+    Py_XDECREF(fs);
+    Py_XDECREF(acc_key);
+    Py_XDECREF(fs_keys);
+    Py_XDECREF(acc_keys);
+    if (!named)
+        return NULL;
+    for (int n = 0; n < s.n_names; n++)
+        if (s.names[n].kind == KEY_FIGURE || s.names[n].kind == KEY_FS)
+            s.required |= (uint64_t)1 << n;
     /* A guess at the sizes: dhatc's lines are 100 to 200 characters long. */
     Py_ssize_t pps = (len - pos) / 128 + 1;
     if (buffer_init(&s.figures, pps * n_keys * 8) < 0 || buffer_init(&s.indices, pps * 64) < 0
-        || buffer_init(&s.offsets, pps * 8) < 0 || (want_hashes && !(s.hashes = PySet_New(NULL))))
+        || buffer_init(&s.offsets, pps * 8) < 0 || buffer_init(&s.text, 256) < 0
+        || buffer_init(&s.counts, 256) < 0 || (want_hashes && !(s.hashes = PySet_New(NULL)))
+        || !(s.accesses = PyDict_New()))
         goto done;
     int error = 0;
     Py_ssize_t end;
     switch (PyUnicode_KIND(text)) {
     case PyUnicode_1BYTE_KIND:
-        end = scan_ucs1(&s, text, PyUnicode_1BYTE_DATA(text), len, pos, base, &error);
+        end = scan_ucs1(&s, PyUnicode_1BYTE_DATA(text), len, pos, base, &error);
         break;
     case PyUnicode_2BYTE_KIND:
-        end = scan_ucs2(&s, text, PyUnicode_2BYTE_DATA(text), len, pos, base, &error);
+        end = scan_ucs2(&s, PyUnicode_2BYTE_DATA(text), len, pos, base, &error);
         break;
     default:
-        end = scan_ucs4(&s, text, PyUnicode_4BYTE_DATA(text), len, pos, base, &error);
+        end = scan_ucs4(&s, PyUnicode_4BYTE_DATA(text), len, pos, base, &error);
         break;
     }
     if (error)
@@ -446,20 +661,17 @@ static PyObject *scan(PyObject *self, PyObject *args)
                              n_keys);
     if (!sums)
         goto done;
-    result = Py_BuildValue("nnOOOOkN", end, s.count, s.figures.bytes, s.indices.bytes,
+    result = Py_BuildValue("nnOOOOkNO", end, s.count, s.figures.bytes, s.indices.bytes,
                            s.offsets.bytes, s.hashes ? s.hashes : Py_None,
-                           (unsigned long)s.max_index, sums);
+                           (unsigned long)s.max_index, sums, s.accesses);
 done:
-    if (literals) {
-        for (Py_ssize_t k = 0; k <= n_keys; k++)
-            PyMem_Free(literals[k]);
-        PyMem_Free(literals);
-    }
-    PyMem_Free(lengths);
     Py_XDECREF(s.figures.bytes);
     Py_XDECREF(s.indices.bytes);
     Py_XDECREF(s.offsets.bytes);
+    Py_XDECREF(s.text.bytes);
+    Py_XDECREF(s.counts.bytes);
     Py_XDECREF(s.hashes);
+    Py_XDECREF(s.accesses);
     return result;
 }
 
@@ -749,7 +961,7 @@ static PyMethodDef methods[] = {
 
 static struct PyModuleDef module = {
     PyModuleDef_HEAD_INIT, "dhatc._ppscan",
-    "Program points in dhatc's own layout, parsed into flat arrays (scan); their\n"
+    "Program points of any writer's DHAT file, parsed into flat arrays (scan); their\n"
     "keys for matching and for the tree (keys, match, sorted_keys, gather).", -1, methods,
     NULL, NULL, NULL, NULL,
 };
